@@ -1,0 +1,153 @@
+// Command topgun-server runs the topgun-go server: PN-Counters and named
+// locks over TopGun's wire protocol, stored in an embedded bbolt database.
+//
+// Flags (each also read from the environment variable in brackets):
+//
+//	--addr         listen address [TOPGUN_ADDR; PORT sets only the port]  (127.0.0.1:8080)
+//	--data         data directory, or "memory" for no persistence [TOPGUN_DATA_DIR]  (./data)
+//	--jwt-secret   HS256 secret or RSA public key PEM (RS256) [JWT_SECRET]
+//	--no-auth      accept connections without a token [TOPGUN_NO_AUTH=1|true]
+//	--lock-ttl     lease of a lock request without ttl [TOPGUN_LOCK_TTL]  (30s)
+//	--lock-ttl-max longest lease and longest wait [TOPGUN_LOCK_TTL_MAX]  (1h)
+//	--origins      comma-separated allowed WebSocket origins; empty = any [TOPGUN_ORIGINS]
+//	--static       directory served at / for plain HTTP (the demo page) [TOPGUN_STATIC]
+//	--log-level    debug, info, warn or error [TOPGUN_LOG_LEVEL]  (info)
+//
+// Without a JWT secret and without --no-auth it refuses to start.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/topgun-go/topgun/server"
+	"github.com/topgun-go/topgun/server/storage"
+	"github.com/topgun-go/topgun/server/storage/boltstore"
+)
+
+func main() {
+	if err := run(os.Args[1:]); err != nil {
+		fmt.Fprintln(os.Stderr, "topgun-server:", err)
+		os.Exit(1)
+	}
+}
+
+func env(name, def string) string {
+	if v, ok := os.LookupEnv(name); ok && v != "" {
+		return v
+	}
+	return def
+}
+
+func run(args []string) error {
+	fs := flag.NewFlagSet("topgun-server", flag.ContinueOnError)
+	defAddr := env("TOPGUN_ADDR", "127.0.0.1:8080")
+	if p := os.Getenv("PORT"); p != "" {
+		host, _, err := net.SplitHostPort(defAddr)
+		if err != nil {
+			return fmt.Errorf("TOPGUN_ADDR %q: %w", defAddr, err)
+		}
+		defAddr = net.JoinHostPort(host, p)
+	}
+	noAuthEnv := env("TOPGUN_NO_AUTH", "")
+	defTTL, err := time.ParseDuration(env("TOPGUN_LOCK_TTL", "30s"))
+	if err != nil {
+		return fmt.Errorf("TOPGUN_LOCK_TTL: %w", err)
+	}
+	maxTTL, err := time.ParseDuration(env("TOPGUN_LOCK_TTL_MAX", "1h"))
+	if err != nil {
+		return fmt.Errorf("TOPGUN_LOCK_TTL_MAX: %w", err)
+	}
+	var (
+		addr     = fs.String("addr", defAddr, "listen address (env TOPGUN_ADDR, or PORT for the port only)")
+		data     = fs.String("data", env("TOPGUN_DATA_DIR", "./data"), `data directory, or "memory" (env TOPGUN_DATA_DIR)`)
+		secret   = fs.String("jwt-secret", env("JWT_SECRET", ""), "HS256 secret or RSA public key PEM for RS256 (env JWT_SECRET)")
+		noAuth   = fs.Bool("no-auth", noAuthEnv == "1" || strings.EqualFold(noAuthEnv, "true"), "accept connections without a token (env TOPGUN_NO_AUTH=1)")
+		lockTTL  = fs.Duration("lock-ttl", defTTL, "lease of a lock request without ttl (env TOPGUN_LOCK_TTL)")
+		lockMax  = fs.Duration("lock-ttl-max", maxTTL, "longest lease and longest wait (env TOPGUN_LOCK_TTL_MAX)")
+		origins  = fs.String("origins", env("TOPGUN_ORIGINS", ""), "comma-separated allowed WebSocket origin patterns; empty allows any (env TOPGUN_ORIGINS)")
+		static   = fs.String("static", env("TOPGUN_STATIC", ""), "directory served at / for plain HTTP requests (env TOPGUN_STATIC)")
+		logLevel = fs.String("log-level", env("TOPGUN_LOG_LEVEL", "info"), "debug, info, warn or error (env TOPGUN_LOG_LEVEL)")
+	)
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	var level slog.Level
+	if err := level.UnmarshalText([]byte(*logLevel)); err != nil {
+		return fmt.Errorf("--log-level: %w", err)
+	}
+	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
+
+	if *secret == "" && !*noAuth {
+		return errors.New("no JWT secret: set --jwt-secret or JWT_SECRET, or run with --no-auth (TOPGUN_NO_AUTH=1) to accept every connection")
+	}
+
+	var store storage.Store
+	if *data == "memory" {
+		store = storage.NewMemory()
+	} else {
+		bs, err := boltstore.Open(filepath.Join(*data, "topgun.db"), boltstore.Options{Timeout: 5 * time.Second})
+		if err != nil {
+			return fmt.Errorf("open data dir %s: %w", *data, err)
+		}
+		store = bs
+	}
+	defer store.Close()
+
+	cfg := server.Config{
+		Store:          store,
+		JWTSecret:      *secret,
+		NoAuth:         *noAuth,
+		DefaultLockTTL: *lockTTL,
+		MaxLockTTL:     *lockMax,
+		Logger:         log,
+	}
+	if *origins != "" {
+		for _, o := range strings.Split(*origins, ",") {
+			if o = strings.TrimSpace(o); o != "" {
+				cfg.AllowedOrigins = append(cfg.AllowedOrigins, o)
+			}
+		}
+	}
+	if *static != "" {
+		cfg.Static = http.FileServer(http.Dir(*static))
+	}
+	srv, err := server.New(cfg)
+	if err != nil {
+		return err
+	}
+	ln, err := net.Listen("tcp", *addr)
+	if err != nil {
+		return err
+	}
+	mode := "jwt"
+	if *noAuth {
+		mode = "no-auth"
+	}
+	log.Info("listening", "addr", ln.Addr().String(), "data", *data, "auth", mode)
+
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	errc := make(chan error, 1)
+	go func() { errc <- srv.Serve(ln) }()
+	select {
+	case err := <-errc:
+		return err
+	case <-ctx.Done():
+	}
+	log.Info("shutting down")
+	sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	return srv.Shutdown(sctx)
+}

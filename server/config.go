@@ -1,0 +1,86 @@
+package server
+
+import (
+	"errors"
+	"log/slog"
+	"net/http"
+	"time"
+
+	"github.com/topgun-go/topgun/server/storage"
+)
+
+// Config configures a Server. The zero value of every field but Store,
+// JWTSecret and NoAuth is replaced by a default.
+type Config struct {
+	// Store holds counters, node owners and the fencing sequence. Required.
+	Store storage.Store
+
+	// JWTSecret is the HS256 secret, or an RSA public key in PEM form
+	// (RS256). Literal "\n" sequences are turned into newlines. Either it or
+	// NoAuth must be set.
+	JWTSecret string
+	// NoAuth accepts every connection without a token.
+	NoAuth bool
+
+	// DefaultLockTTL is the lease of a LOCK_REQUEST without ttl (30 s).
+	DefaultLockTTL time.Duration
+	// MaxLockTTL is the longest lease and the longest wait (1 h).
+	MaxLockTTL time.Duration
+
+	// AllowedOrigins are WebSocket Origin host patterns (path.Match syntax,
+	// as coder/websocket's OriginPatterns). Empty accepts every origin:
+	// browser apps authenticate with a token in AUTH, not cookies.
+	AllowedOrigins []string
+
+	// RateLimit is the sustained frames per second per connection (20 000)
+	// and RateBurst the burst (40 000).
+	RateLimit float64
+	RateBurst int
+
+	// AuthTimeout bounds the time from connect to AUTH in JWT mode (10 s).
+	AuthTimeout time.Duration
+	// IdleTimeout closes a connection that sent nothing for this long (60 s).
+	IdleTimeout time.Duration
+
+	// Static, if set, serves plain HTTP requests to paths other than
+	// /healthz (the demo page); WebSocket upgrades on / and /ws always reach
+	// the protocol.
+	Static http.Handler
+
+	// Logger receives structured logs (slog.Default()).
+	Logger *slog.Logger
+}
+
+func (c *Config) setDefaults() error {
+	if c.Store == nil {
+		return errors.New("server: Config.Store is required")
+	}
+	if c.JWTSecret == "" && !c.NoAuth {
+		return errors.New("server: no JWT secret: set --jwt-secret (JWT_SECRET) or run with --no-auth (TOPGUN_NO_AUTH=1)")
+	}
+	if c.DefaultLockTTL <= 0 {
+		c.DefaultLockTTL = 30 * time.Second
+	}
+	if c.MaxLockTTL <= 0 {
+		c.MaxLockTTL = time.Hour
+	}
+	if c.DefaultLockTTL > c.MaxLockTTL {
+		return errors.New("server: default lock ttl exceeds the maximum")
+	}
+	if c.RateLimit <= 0 {
+		c.RateLimit = 20000
+	}
+	if c.RateBurst <= 0 {
+		c.RateBurst = 40000
+	}
+	if c.AuthTimeout <= 0 {
+		c.AuthTimeout = 10 * time.Second
+	}
+	if c.IdleTimeout <= 0 {
+		c.IdleTimeout = 60 * time.Second
+	}
+	if c.Logger == nil {
+		c.Logger = slog.Default()
+	}
+	return nil
+}

@@ -1,0 +1,397 @@
+package server
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/coder/websocket"
+	"golang.org/x/time/rate"
+
+	"github.com/topgun-go/topgun/crdt"
+	"github.com/topgun-go/topgun/sync/wire"
+)
+
+const (
+	// maxQueued is how many reader-originated replies may wait for the
+	// writer before the reader stops reading (backpressure, not drops).
+	maxQueued = 256
+	// maxInflight bounds replies waiting for durability per connection.
+	maxInflight = 32
+	// writeTimeout bounds one frame write; a peer that does not read is
+	// disconnected.
+	writeTimeout = 10 * time.Second
+)
+
+// conn is one WebSocket connection. The reader runs in the HTTP handler's
+// goroutine and owns subs; the writer runs in its own goroutine and owns
+// the socket's write side.
+type conn struct {
+	s       *Server
+	id      uint64
+	ws      *websocket.Conn
+	ctx     context.Context
+	cancel  context.CancelFunc
+	log     *slog.Logger
+	limiter *rate.Limiter
+	user    string // JWT subject; "" in no-auth mode
+
+	lastSeen atomic.Int64 // unix nanos of the last frame read
+	inflight chan struct{}
+	subs     map[string]*counterEntry // reader goroutine only
+	waiting  int                      // queued lock requests; under lockManager.mu
+
+	mu      sync.Mutex
+	out     [][]byte              // encoded frames for the writer
+	updates map[string]crdt.State // coalesced COUNTER_UPDATE deltas
+	order   []string              // names in updates, first-in order
+	wake    chan struct{}
+	space   chan struct{}
+	wrote   chan struct{} // closed when the writer exits
+	closing bool          // close after flushing out
+}
+
+func newConn(s *Server, ws *websocket.Conn, id uint64) *conn {
+	ctx, cancel := context.WithCancel(context.Background())
+	c := &conn{
+		s:        s,
+		id:       id,
+		ws:       ws,
+		ctx:      ctx,
+		cancel:   cancel,
+		log:      s.log.With("conn", id),
+		limiter:  rate.NewLimiter(rate.Limit(s.cfg.RateLimit), s.cfg.RateBurst),
+		inflight: make(chan struct{}, maxInflight),
+		subs:     make(map[string]*counterEntry),
+		updates:  make(map[string]crdt.State),
+		wake:     make(chan struct{}, 1),
+		space:    make(chan struct{}, 1),
+		wrote:    make(chan struct{}),
+	}
+	c.lastSeen.Store(time.Now().UnixNano())
+	return c
+}
+
+// send queues m for the writer. It never blocks: callers other than the
+// reader are bounded elsewhere, and the reader waits for space before it
+// reads the next frame.
+func (c *conn) send(m wire.Message) {
+	b, err := wire.Encode(m)
+	if err != nil {
+		c.log.Error("encode", "type", m.Type(), "err", err)
+		return
+	}
+	c.mu.Lock()
+	c.out = append(c.out, b)
+	c.mu.Unlock()
+	c.signal()
+}
+
+func (c *conn) signal() {
+	select {
+	case c.wake <- struct{}{}:
+	default:
+	}
+}
+
+// sendError queues an ERROR frame.
+func (c *conn) sendError(code uint32, format string, args ...any) {
+	c.send(wire.Error{Code: code, Message: fmt.Sprintf(format, args...)})
+}
+
+// pushUpdate merges delta into the pending COUNTER_UPDATE for name. A slow
+// subscriber thus holds at most one pending update per counter, however
+// many changes it has not read yet: nothing is dropped and memory stays
+// bounded by what it subscribed to.
+func (c *conn) pushUpdate(name string, delta crdt.State) {
+	c.mu.Lock()
+	cur, ok := c.updates[name]
+	if !ok {
+		cur = crdt.State{P: make(map[string]int64, len(delta.P)), N: make(map[string]int64, len(delta.N))}
+		c.updates[name] = cur
+		c.order = append(c.order, name)
+	}
+	for k, v := range delta.P {
+		if v > cur.P[k] {
+			cur.P[k] = v
+		}
+	}
+	for k, v := range delta.N {
+		if v > cur.N[k] {
+			cur.N[k] = v
+		}
+	}
+	c.mu.Unlock()
+	c.signal()
+}
+
+// waitSpace blocks the reader while too many replies are queued.
+func (c *conn) waitSpace() error {
+	for {
+		c.mu.Lock()
+		n := len(c.out)
+		c.mu.Unlock()
+		if n < maxQueued {
+			return nil
+		}
+		select {
+		case <-c.space:
+		case <-c.ctx.Done():
+			return c.ctx.Err()
+		}
+	}
+}
+
+// writeLoop writes queued frames until the connection ends.
+func (c *conn) writeLoop() {
+	defer close(c.wrote)
+	var batch [][]byte
+	for {
+		select {
+		case <-c.wake:
+		case <-c.ctx.Done():
+			return
+		}
+		c.mu.Lock()
+		batch = append(batch[:0], c.out...)
+		clear(c.out)
+		c.out = c.out[:0]
+		var ups []wire.CounterUpdate
+		for _, name := range c.order {
+			ups = append(ups, wire.CounterUpdate{Name: name, State: c.updates[name]})
+			delete(c.updates, name)
+		}
+		c.order = c.order[:0]
+		closing := c.closing
+		c.mu.Unlock()
+		select {
+		case c.space <- struct{}{}:
+		default:
+		}
+		for _, u := range ups {
+			b, err := wire.Encode(u)
+			if err != nil {
+				c.log.Error("encode update", "err", err)
+				continue
+			}
+			batch = append(batch, b)
+		}
+		for _, b := range batch {
+			ctx, cancel := context.WithTimeout(c.ctx, writeTimeout)
+			err := c.ws.Write(ctx, websocket.MessageBinary, b)
+			cancel()
+			if err != nil {
+				c.log.Debug("write", "err", err)
+				c.cancel()
+				return
+			}
+		}
+		if closing {
+			c.mu.Lock()
+			done := len(c.out) == 0
+			c.mu.Unlock()
+			if done {
+				return
+			}
+		}
+	}
+}
+
+// closeAfterFlush makes the writer exit once everything queued is written;
+// the reader then closes the socket.
+func (c *conn) closeAfterFlush() {
+	c.mu.Lock()
+	c.closing = true
+	c.mu.Unlock()
+	c.signal()
+}
+
+// async runs f in a goroutine, at most maxInflight at once per connection;
+// the reader blocks when the limit is reached.
+func (c *conn) async(f func()) {
+	select {
+	case c.inflight <- struct{}{}:
+	case <-c.ctx.Done():
+		return
+	}
+	c.s.wg.Add(1)
+	go func() {
+		defer func() {
+			<-c.inflight
+			c.s.wg.Done()
+		}()
+		f()
+	}()
+}
+
+// read returns the next binary frame. Text frames are answered with an
+// ERROR and skipped.
+func (c *conn) read(ctx context.Context) ([]byte, error) {
+	for {
+		typ, b, err := c.ws.Read(ctx)
+		if err != nil {
+			return nil, err
+		}
+		c.lastSeen.Store(time.Now().UnixNano())
+		if typ == websocket.MessageBinary {
+			return b, nil
+		}
+		c.sendError(400, "text frames are not part of the protocol: send one MessagePack map per binary frame")
+	}
+}
+
+var errAuthFailed = errors.New("authentication failed")
+
+// run is the reader: the auth phase, then frames until the socket ends.
+func (c *conn) run() {
+	if !c.s.cfg.NoAuth {
+		if err := c.authenticate(); err != nil {
+			c.log.Debug("auth", "err", err)
+			return
+		}
+	}
+	for {
+		if err := c.waitSpace(); err != nil {
+			return
+		}
+		b, err := c.read(c.ctx)
+		if err != nil {
+			if st := websocket.CloseStatus(err); st == -1 && c.ctx.Err() == nil {
+				c.log.Debug("read", "err", err)
+			}
+			return
+		}
+		c.handleFrame(b, true)
+	}
+}
+
+// authenticate runs phase 1 of PROTOCOL.md §2.2 with a deadline from
+// connect. Frames other than AUTH get ERROR 401 instead of silence.
+func (c *conn) authenticate() error {
+	c.send(wire.AuthRequired{})
+	ctx, cancel := context.WithTimeout(c.ctx, c.s.cfg.AuthTimeout)
+	defer cancel()
+	for {
+		b, err := c.read(ctx)
+		if err != nil {
+			return err
+		}
+		m, err := wire.Decode(b)
+		if err != nil {
+			c.sendError(400, "%v", err)
+			continue
+		}
+		a, ok := m.(wire.Auth)
+		if !ok {
+			c.sendError(401, "authenticate first: send AUTH with a token (got %s)", m.Type())
+			continue
+		}
+		sub, err := c.s.verifier.verify(a.Token)
+		if err != nil {
+			c.send(wire.AuthFail{Error: "Authentication failed: " + authReason(err), Code: 401})
+			c.closeAfterFlush()
+			<-c.wrote
+			return fmt.Errorf("%w: %v", errAuthFailed, err)
+		}
+		c.user = sub
+		c.log = c.log.With("user", sub)
+		c.send(wire.AuthAck{UserID: sub})
+		return nil
+	}
+}
+
+// handleFrame dispatches one frame. top is false for BATCH items.
+func (c *conn) handleFrame(b []byte, top bool) {
+	if !c.limiter.Allow() {
+		// A lock request still gets its own answer, so the client does not
+		// wait for a reply that never comes (D12).
+		if m, err := wire.Decode(b); err == nil {
+			if r, ok := m.(wire.LockRequest); ok {
+				c.send(deny(r, wire.ReasonRateLimited))
+				return
+			}
+		}
+		c.sendError(429, "rate limit exceeded: %.0f frames/s", c.s.cfg.RateLimit)
+		return
+	}
+	m, err := wire.Decode(b)
+	if err != nil {
+		c.decodeFailed(err)
+		return
+	}
+	switch m := m.(type) {
+	case wire.Ping:
+		c.send(wire.Pong{Timestamp: m.Timestamp, ServerTime: uint64(time.Now().UnixMilli())})
+	case wire.Auth:
+		c.reauth(m)
+	case wire.DeviceHello:
+		c.send(wire.DeviceAck{})
+	case wire.CounterRequest:
+		c.s.counters.request(c, m.Name)
+	case wire.CounterSync:
+		c.s.counters.sync(c, m)
+	case wire.LockRequest:
+		c.s.locks.acquire(c, m)
+	case wire.LockRelease:
+		c.s.locks.release(c, m)
+	case wire.Batch:
+		if !top {
+			c.sendError(400, "BATCH inside BATCH is not allowed")
+			return
+		}
+		items, err := wire.SplitBatch(m.Data)
+		if err != nil {
+			c.sendError(413, "%v", err)
+			return
+		}
+		for _, it := range items {
+			c.handleFrame(it, false)
+		}
+	default:
+		c.sendError(400, "%s is a server-to-client message", m.Type())
+	}
+}
+
+// reauth answers AUTH after the handshake: in no-auth mode with AUTH_ACK
+// (D9), in JWT mode with AUTH_ACK when the token is valid for the same
+// user.
+func (c *conn) reauth(a wire.Auth) {
+	if c.s.cfg.NoAuth {
+		c.send(wire.AuthAck{})
+		return
+	}
+	sub, err := c.s.verifier.verify(a.Token)
+	switch {
+	case err != nil:
+		c.send(wire.AuthFail{Error: "Authentication failed: " + authReason(err), Code: 401})
+	case sub != c.user:
+		c.sendError(400, "this connection is authenticated as another user; reconnect to switch users")
+	default:
+		c.send(wire.AuthAck{UserID: sub})
+	}
+}
+
+// decodeFailed answers a frame that could not be decoded: always ERROR
+// 400, and for lock frames whose requestId could be read also the denial
+// the client is waiting for.
+func (c *conn) decodeFailed(err error) {
+	c.sendError(400, "%v", err)
+	de, ok := wire.AsDecodeError(err)
+	if !ok || de.RequestID == "" {
+		return
+	}
+	switch de.Type {
+	case wire.TypeLockRequest:
+		reason := wire.ReasonInvalidTTL
+		if de.Field == "payload.name" {
+			reason = wire.ReasonInvalidName
+		}
+		c.send(wire.LockReleased{RequestID: de.RequestID, Name: de.Name, Reason: reason})
+	case wire.TypeLockRelease:
+		c.send(wire.LockReleased{RequestID: de.RequestID, Name: de.Name, Reason: wire.ReasonNotHolder})
+	}
+}

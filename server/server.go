@@ -1,0 +1,221 @@
+package server
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"log/slog"
+	"net"
+	"net/http"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/coder/websocket"
+	"github.com/golang-jwt/jwt/v5"
+
+	"github.com/topgun-go/topgun/sync/wire"
+)
+
+// Server serves the protocol over WebSocket on / and /ws, and GET /healthz.
+type Server struct {
+	cfg      Config
+	log      *slog.Logger
+	verifier *verifier
+	counters *counterHub
+	locks    *lockManager
+	http     *http.Server
+
+	nextID  atomic.Uint64
+	mu      sync.Mutex
+	conns   map[*conn]struct{}
+	closed  bool
+	wg      sync.WaitGroup // connection and async goroutines
+	stop    chan struct{}
+	stopped sync.Once
+}
+
+// New validates cfg and returns a Server ready to Serve.
+func New(cfg Config) (*Server, error) {
+	if err := cfg.setDefaults(); err != nil {
+		return nil, err
+	}
+	s := &Server{
+		cfg:   cfg,
+		log:   cfg.Logger,
+		conns: make(map[*conn]struct{}),
+		stop:  make(chan struct{}),
+	}
+	if !cfg.NoAuth {
+		v, err := newVerifier(cfg.JWTSecret)
+		if err != nil {
+			return nil, err
+		}
+		s.verifier = v
+	}
+	s.counters = newCounterHub(s)
+	s.locks = newLockManager(s)
+	s.http = &http.Server{
+		Handler:           s.Handler(),
+		ReadHeaderTimeout: 10 * time.Second,
+		ErrorLog:          slog.NewLogLogger(cfg.Logger.Handler(), slog.LevelWarn),
+	}
+	go s.reap()
+	return s, nil
+}
+
+// Handler returns the HTTP handler: WebSocket upgrades on / and /ws,
+// GET /healthz, and Config.Static (or a short text page) for the rest.
+func (s *Server) Handler() http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
+		s.mu.Lock()
+		n := len(s.conns)
+		s.mu.Unlock()
+		w.Header().Set("Content-Type", "application/json")
+		_ = json.NewEncoder(w).Encode(map[string]any{"status": "ok", "connections": n})
+	})
+	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+		if (r.URL.Path == "/" || r.URL.Path == "/ws") && isUpgrade(r) {
+			s.serveWS(w, r)
+			return
+		}
+		if s.cfg.Static != nil {
+			s.cfg.Static.ServeHTTP(w, r)
+			return
+		}
+		if r.URL.Path != "/" {
+			http.NotFound(w, r)
+			return
+		}
+		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+		_, _ = w.Write([]byte("topgun-go server: connect a WebSocket client to /ws\n"))
+	})
+	return mux
+}
+
+func isUpgrade(r *http.Request) bool {
+	return strings.EqualFold(r.Header.Get("Upgrade"), "websocket")
+}
+
+// Serve accepts connections on ln until Close. It returns nil after Close.
+func (s *Server) Serve(ln net.Listener) error {
+	err := s.http.Serve(ln)
+	if errors.Is(err, http.ErrServerClosed) {
+		return nil
+	}
+	return err
+}
+
+// Close stops accepting, closes every connection (their locks are freed)
+// and waits for the server's goroutines. It does not close Config.Store.
+func (s *Server) Close() error {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	return s.Shutdown(ctx)
+}
+
+// Shutdown is Close with a deadline for the HTTP server's shutdown.
+func (s *Server) Shutdown(ctx context.Context) error {
+	s.stopped.Do(func() { close(s.stop) })
+	s.mu.Lock()
+	s.closed = true
+	for c := range s.conns {
+		c.cancel()
+	}
+	s.mu.Unlock()
+	err := s.http.Shutdown(ctx)
+	s.wg.Wait()
+	s.locks.close()
+	return err
+}
+
+func (s *Server) serveWS(w http.ResponseWriter, r *http.Request) {
+	opts := &websocket.AcceptOptions{
+		OriginPatterns:     s.cfg.AllowedOrigins,
+		InsecureSkipVerify: len(s.cfg.AllowedOrigins) == 0,
+		CompressionMode:    websocket.CompressionDisabled,
+	}
+	ws, err := websocket.Accept(w, r, opts)
+	if err != nil {
+		s.log.Debug("accept", "err", err, "origin", r.Header.Get("Origin"))
+		return
+	}
+	ws.SetReadLimit(wire.MaxFrameSize)
+	c := newConn(s, ws, s.nextID.Add(1))
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		_ = ws.Close(websocket.StatusGoingAway, "server shutting down")
+		return
+	}
+	s.conns[c] = struct{}{}
+	s.wg.Add(1)
+	s.mu.Unlock()
+	defer s.wg.Done()
+
+	go c.writeLoop()
+	c.run()
+
+	// The reader is done: free what the connection held, then close.
+	s.locks.disconnect(c)
+	s.counters.unsubscribeAll(c)
+	c.closeAfterFlush()
+	select {
+	case <-c.wrote:
+	case <-time.After(writeTimeout):
+	}
+	c.cancel()
+	_ = ws.Close(websocket.StatusNormalClosure, "")
+	s.mu.Lock()
+	delete(s.conns, c)
+	s.mu.Unlock()
+}
+
+// reap closes connections that sent nothing for IdleTimeout.
+func (s *Server) reap() {
+	period := s.cfg.IdleTimeout / 6
+	if period > 10*time.Second {
+		period = 10 * time.Second
+	}
+	t := time.NewTicker(period)
+	defer t.Stop()
+	for {
+		select {
+		case <-s.stop:
+			return
+		case now := <-t.C:
+			limit := now.Add(-s.cfg.IdleTimeout).UnixNano()
+			s.mu.Lock()
+			for c := range s.conns {
+				if c.lastSeen.Load() < limit {
+					c.log.Info("closing idle connection", "idle", s.cfg.IdleTimeout)
+					c.cancel()
+				}
+			}
+			s.mu.Unlock()
+		}
+	}
+}
+
+// authReason names the cause of a JWT failure without echoing the token.
+func authReason(err error) string {
+	switch {
+	case errors.Is(err, jwt.ErrTokenExpired):
+		return "token expired"
+	case errors.Is(err, jwt.ErrTokenRequiredClaimMissing):
+		return "token lacks a required claim (exp)"
+	case errors.Is(err, jwt.ErrTokenSignatureInvalid):
+		return "invalid signature"
+	case errors.Is(err, jwt.ErrTokenMalformed):
+		return "malformed token"
+	case errors.Is(err, jwt.ErrTokenUnverifiable):
+		return "unverifiable token (algorithm not accepted)"
+	case errors.Is(err, jwt.ErrTokenNotValidYet), errors.Is(err, jwt.ErrTokenUsedBeforeIssued):
+		return "token not valid yet"
+	case errors.Is(err, errNoSubject):
+		return "token has no sub"
+	}
+	return "invalid token"
+}
