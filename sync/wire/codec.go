@@ -47,9 +47,68 @@ func Decode(b []byte) (Message, error) {
 	de := &DecodeError{Type: typ}
 	if err := decodeInto(d, m, de); err != nil {
 		de.Err = err
+		if deref(m).wrapped() && (de.RequestID == "" || de.Name == "") {
+			// Key order is free, so the bad field may have come before
+			// requestId or name; read them in a second pass.
+			r.Reset(b)
+			d.Reset(r)
+			salvageIDs(d, de)
+		}
 		return nil, de
 	}
 	return deref(m), nil
+}
+
+// salvageIDs fills de.RequestID and de.Name, where still empty, from the
+// payload of a frame that check accepted but decodeInto rejected. It
+// reads only string values and gives up silently on anything unexpected.
+func salvageIDs(d *msgpack.Decoder, de *DecodeError) {
+	n, err := d.DecodeMapLen()
+	if err != nil {
+		return
+	}
+	for i := 0; i < n; i++ {
+		k, err := readKey(d)
+		if err != nil {
+			return
+		}
+		c, err := d.PeekCode()
+		if err != nil {
+			return
+		}
+		if k != "payload" || !(msgpcode.IsFixedMap(c) || c == msgpcode.Map16 || c == msgpcode.Map32) {
+			if d.Skip() != nil {
+				return
+			}
+			continue
+		}
+		pn, err := d.DecodeMapLen()
+		if err != nil {
+			return
+		}
+		for j := 0; j < pn; j++ {
+			pk, err := readKey(d)
+			if err != nil {
+				return
+			}
+			var dst *string
+			switch pk {
+			case "requestId":
+				dst = &de.RequestID
+			case "name":
+				dst = &de.Name
+			}
+			if vc, _ := d.PeekCode(); dst != nil && *dst == "" && msgpcode.IsString(vc) {
+				if *dst, err = d.DecodeString(); err != nil {
+					return
+				}
+				continue
+			}
+			if d.Skip() != nil {
+				return
+			}
+		}
+	}
 }
 
 // peekType reads the "type" key of the top-level map.
@@ -291,6 +350,60 @@ func readBool(d *msgpack.Decoder) (bool, error) {
 	return d.DecodeBool()
 }
 
+// readAny reads a loosely typed value (ERROR.details) into canonical Go
+// types, so that Decode(Encode(m)) gives m back: nil, bool, int64 (uint64
+// above math.MaxInt64), float64, string, []byte, []any and map[string]any
+// with string keys. check has bounded the depth and every declared length.
+func readAny(d *msgpack.Decoder) (any, error) {
+	c, err := d.PeekCode()
+	if err != nil {
+		return nil, err
+	}
+	switch {
+	case c == msgpcode.Nil:
+		return nil, d.Skip()
+	case c == msgpcode.True || c == msgpcode.False:
+		return d.DecodeBool()
+	case msgpcode.IsString(c):
+		return d.DecodeString()
+	case msgpcode.IsBin(c):
+		return d.DecodeBytes()
+	case msgpcode.IsFixedArray(c) || c == msgpcode.Array16 || c == msgpcode.Array32:
+		n, err := d.DecodeArrayLen()
+		if err != nil {
+			return nil, err
+		}
+		s := make([]any, n)
+		for i := range s {
+			if s[i], err = readAny(d); err != nil {
+				return nil, err
+			}
+		}
+		return s, nil
+	case msgpcode.IsFixedMap(c) || c == msgpcode.Map16 || c == msgpcode.Map32:
+		n, err := d.DecodeMapLen()
+		if err != nil {
+			return nil, err
+		}
+		m := make(map[string]any, n)
+		for i := 0; i < n; i++ {
+			k, err := readKey(d)
+			if err != nil {
+				return nil, err
+			}
+			if m[k], err = readAny(d); err != nil {
+				return nil, err
+			}
+		}
+		return m, nil
+	}
+	v, err := readNumber(d)
+	if u, ok := v.(uint64); ok && u <= math.MaxInt64 {
+		v = int64(u)
+	}
+	return v, err
+}
+
 // readState reads {p, n} (or {positive, negative}); both sides required.
 func readState(d *msgpack.Decoder) (crdt.State, error) {
 	var s crdt.State
@@ -349,15 +462,17 @@ func readSide(d *msgpack.Decoder, side string) (map[string]int64, error) {
 			return nil, err
 		}
 		if node == "" {
-			return nil, fmt.Errorf("%w: state.%s has an empty node id", crdt.ErrInvalidEntry, side)
+			return nil, fmt.Errorf("%w: %w: state.%s has an empty node id",
+				ErrInvalidField, crdt.ErrInvalidEntry, side)
 		}
 		v, err := readNumber(d)
 		if err != nil {
-			return nil, fmt.Errorf("%w: state.%s[%q]: %v", crdt.ErrInvalidEntry, side, node, err)
+			return nil, fmt.Errorf("%w: %w: state.%s[%q]: %v",
+				ErrInvalidField, crdt.ErrInvalidEntry, side, node, err)
 		}
 		x, err := crdt.Magnitude(v)
 		if err != nil {
-			return nil, fmt.Errorf("state.%s[%q]: %w", side, node, err)
+			return nil, fmt.Errorf("%w: state.%s[%q]: %w", ErrInvalidField, side, node, err)
 		}
 		m[node] = x
 	}
@@ -469,12 +584,38 @@ func Encode(m Message) ([]byte, error) {
 	return bytes.Clone(buf.Bytes()), nil
 }
 
-// EncodeTo appends the frame of m to buf.
+// EncodeTo appends the frame of m to buf. On error buf is left as it was.
+// States that crdt.State.Validate rejects are not encoded: every peer,
+// Decode included, would drop the frame.
 func EncodeTo(buf *bytes.Buffer, m Message) error {
+	start := buf.Len()
+	if err := encodeTo(buf, m); err != nil {
+		buf.Truncate(start)
+		return err
+	}
+	return nil
+}
+
+func encodeTo(buf *bytes.Buffer, m Message) error {
 	e := msgpack.GetEncoder()
 	defer msgpack.PutEncoder(e)
 	e.Reset(buf)
 	e.UseCompactInts(true)
+	e.SetSortMapKeys(true) // deterministic ERROR.details
+	switch x := m.(type) {
+	case CounterResponse:
+		if err := x.State.Validate(); err != nil {
+			return fmt.Errorf("wire: encode %s: %w", m.Type(), err)
+		}
+	case CounterSync:
+		if err := x.State.Validate(); err != nil {
+			return fmt.Errorf("wire: encode %s: %w", m.Type(), err)
+		}
+	case CounterUpdate:
+		if err := x.State.Validate(); err != nil {
+			return fmt.Errorf("wire: encode %s: %w", m.Type(), err)
+		}
+	}
 	var fb fields
 	switch x := m.(type) {
 	case AuthRequired:
@@ -628,7 +769,11 @@ func (fb *fields) writeFields(e *msgpack.Encoder) error {
 		case kBool:
 			err = e.EncodeBool(f.t)
 		case kBytes:
-			err = e.EncodeBytes(f.b)
+			// A nil slice would be msgpack nil, which peers reject for the
+			// required BATCH.data; send an empty bin instead.
+			if err = e.EncodeBytesLen(len(f.b)); err == nil {
+				_, err = e.Writer().Write(f.b)
+			}
 		case kState:
 			err = encodeState(e, f.st)
 		case kAny:

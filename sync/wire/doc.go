@@ -16,7 +16,8 @@
 //     errors (a *DecodeError; see AsDecodeError);
 //   - counter states accept {positive, negative} as an alias of {p, n} (the
 //     reference TypeScript client sends that, PROTOCOL.md D1) and every entry
-//     must be a magnitude accepted by crdt.Magnitude.
+//     must be a magnitude accepted by crdt.Magnitude; a bad entry is an
+//     error wrapping both ErrInvalidField and crdt.ErrInvalidEntry.
 //
 // Encode emits what the reference Rust server emits: compact ints, counter
 // entries as float64, optional fields omitted, never ext types.

@@ -46,6 +46,8 @@ func (e *DecodeError) Error() string {
 		return fmt.Sprintf("%s.%s: %v", e.Type, e.Field, e.Err)
 	case e.Type != "":
 		return fmt.Sprintf("%s: %v", e.Type, e.Err)
+	case e.Field != "":
+		return fmt.Sprintf("%s: %v", e.Field, e.Err)
 	default:
 		return e.Err.Error()
 	}

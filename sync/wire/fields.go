@@ -1,6 +1,8 @@
 package wire
 
 import (
+	"fmt"
+
 	"github.com/vmihailenco/msgpack/v5"
 
 	"github.com/topgun-go/topgun/crdt"
@@ -174,7 +176,10 @@ func (m *Error) field(k string, d *msgpack.Decoder, de *DecodeError) (bool, erro
 	case "message":
 		err = str(d, de, seenMessage, &m.Message)
 	case "details":
-		m.Details, err = d.DecodeInterfaceLoose()
+		m.Details, err = readAny(d)
+		if err != nil {
+			err = fieldErr("details", err)
+		}
 	default:
 		return false, nil
 	}
@@ -191,6 +196,9 @@ func (m *Batch) field(k string, d *msgpack.Decoder, de *DecodeError) (bool, erro
 		m.Count, err = readUint32(d)
 		de.seen |= seenCount
 	case "data":
+		if isNil(d) { // DecodeBytes would take nil as an empty value
+			return true, fmt.Errorf("%w: %v", ErrInvalidField, errNil)
+		}
 		m.Data, err = d.DecodeBytes()
 		if err != nil {
 			err = fieldErr("data", err)
