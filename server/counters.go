@@ -178,7 +178,12 @@ func (h *counterHub) sync(c *conn, m wire.CounterSync) {
 		h.reply(c, m.Name, wait, wire.CounterUpdate{Name: m.Name, State: reply})
 		return
 	}
-	c.async(func() {
+	// The write starts at once and on its own, outside the per-connection
+	// reply limit: replies wait for other connections' writes, so a write
+	// that queued behind replies could deadlock two busy connections.
+	h.s.wg.Add(1)
+	go func() {
+		defer h.s.wg.Done()
 		ctx, cancel := context.WithTimeout(context.Background(), storeTimeout)
 		err := h.s.cfg.Store.MergeCounter(ctx, m.Name, toStore)
 		cancel()
@@ -191,6 +196,8 @@ func (h *counterHub) sync(c *conn, m wire.CounterSync) {
 		e.mu.Unlock()
 		op.err = err
 		close(op.done)
+	}()
+	c.async(func() {
 		h.deliver(c, m.Name, wait, wire.CounterUpdate{Name: m.Name, State: reply}, others, changed)
 	})
 }

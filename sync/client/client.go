@@ -1,0 +1,476 @@
+package client
+
+import (
+	"context"
+	"crypto/rand"
+	"errors"
+	"fmt"
+	"log/slog"
+	mrand "math/rand/v2"
+	"sort"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/topgun-go/topgun/crdt"
+	"github.com/topgun-go/topgun/sync/store"
+)
+
+// maxNodeLen is the longest node id the server stores.
+const maxNodeLen = 256
+
+// finalPersistTimeout bounds the last persistence round run by Close.
+const finalPersistTimeout = 5 * time.Second
+
+// persistRetry is the delay before a failed Store.Apply is retried.
+const persistRetry = time.Second
+
+// Client is the engine: one connection to a server, the counters and locks
+// used through it, and their local persistence. Its methods are safe for
+// concurrent use.
+type Client struct {
+	opts     Options
+	log      *slog.Logger
+	store    store.Store
+	ownStore bool
+
+	ctx    context.Context // cancelled by Close
+	cancel context.CancelFunc
+	done   chan struct{} // closed by Close
+	wg     sync.WaitGroup
+	closed atomic.Bool
+
+	nodeID string // set once by Start, read-only afterwards
+
+	mu        sync.Mutex
+	started   bool
+	state     State
+	stateCh   chan struct{} // closed and replaced on every state change
+	lastErr   error
+	stateSubs []stateSub
+	subSeq    uint64
+	counters  map[string]*Counter
+	locks     map[string]*Lock
+	conn      *connection // the ready connection, or nil
+
+	// dirty counters waiting for the persistence and sync worker
+	dirtyMu sync.Mutex
+	dirty   map[*Counter]struct{}
+	armed   bool
+	kick    chan struct{}
+}
+
+type stateSub struct {
+	id uint64
+	fn func(State)
+}
+
+// New returns a client for opts. It does no I/O; call Start.
+func New(opts Options) (*Client, error) {
+	if opts.URL == "" {
+		return nil, errors.New("client: Options.URL is required")
+	}
+	if opts.NodeID != "" && len(opts.NodeID) > maxNodeLen {
+		return nil, fmt.Errorf("client: node id longer than %d bytes", maxNodeLen)
+	}
+	opts.setDefaults()
+	c := &Client{
+		opts:     opts,
+		log:      opts.Logger,
+		store:    opts.Store,
+		stateCh:  make(chan struct{}),
+		counters: make(map[string]*Counter),
+		locks:    make(map[string]*Lock),
+		dirty:    make(map[*Counter]struct{}),
+		kick:     make(chan struct{}, 1),
+		done:     make(chan struct{}),
+	}
+	if c.store == nil {
+		c.store = store.NewMemory()
+		c.ownStore = true
+	}
+	c.ctx, c.cancel = context.WithCancel(context.Background())
+	return c, nil
+}
+
+// Start loads the node id and every stored counter, then starts connecting
+// in the background. It does not wait for the network: counters work
+// offline at once. Start may be called once.
+func (c *Client) Start(ctx context.Context) error {
+	c.mu.Lock()
+	switch {
+	case c.closed.Load():
+		c.mu.Unlock()
+		return ErrClosed
+	case c.started:
+		c.mu.Unlock()
+		return errors.New("client: already started")
+	}
+	c.mu.Unlock()
+
+	node := c.opts.NodeID
+	if node == "" {
+		var err error
+		node, err = c.store.NodeID(ctx, newID)
+		if err != nil {
+			return fmt.Errorf("client: node id: %w", err)
+		}
+		if node == "" || len(node) > maxNodeLen {
+			return fmt.Errorf("client: stored node id of %d bytes is invalid", len(node))
+		}
+	}
+	states, err := c.store.LoadCounters(ctx)
+	if err != nil {
+		return fmt.Errorf("client: load counters: %w", err)
+	}
+	loaded := make(map[string]*Counter, len(states))
+	for name, st := range states {
+		cr, err := crdt.FromState(st)
+		if err != nil {
+			return fmt.Errorf("client: stored counter %q: %w", name, err)
+		}
+		cnt := c.newCounter(name, cr)
+		cnt.persistedP, cnt.persistedN = st.P[node], st.N[node]
+		loaded[name] = cnt
+	}
+
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.closed.Load() {
+		return ErrClosed
+	}
+	if c.started {
+		return errors.New("client: already started")
+	}
+	c.started = true
+	c.nodeID = node
+	for name, cnt := range loaded {
+		cnt.node = node
+		c.counters[name] = cnt
+	}
+	c.wg.Add(2)
+	go c.run()
+	go c.worker()
+	return nil
+}
+
+// Close stops the connection, persists pending local changes (bounded by
+// a few seconds) and releases every goroutine. Held locks are freed by the
+// server when the connection closes, and their OnLost callbacks fire with
+// "disconnected". Pending calls return ErrClosed. Close closes the store
+// only if the client created it.
+func (c *Client) Close() error {
+	c.mu.Lock()
+	if c.closed.Load() {
+		c.mu.Unlock()
+		return nil
+	}
+	c.closed.Store(true)
+	c.mu.Unlock()
+	c.cancel()
+	close(c.done)
+	c.wg.Wait()
+	var err error
+	if c.ownStore {
+		err = c.store.Close()
+	}
+	c.setState(Closed, nil)
+	return err
+}
+
+// NodeID returns this replica's node id ("" before Start).
+func (c *Client) NodeID() string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.nodeID
+}
+
+// State returns the current connection state.
+func (c *Client) State() State {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.state
+}
+
+// Err returns the error that ended the last connection attempt or
+// connection (an *AuthError, ErrAuthRequired, a dial error...), or nil once
+// a connection is ready.
+func (c *Client) Err() error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.lastErr
+}
+
+// OnStateChange registers fn to be called with every new state, in order,
+// from the client's connection goroutine (fn must not block for long). It
+// returns a function that unregisters fn.
+func (c *Client) OnStateChange(fn func(State)) (unsubscribe func()) {
+	c.mu.Lock()
+	c.subSeq++
+	id := c.subSeq
+	c.stateSubs = append(c.stateSubs, stateSub{id, fn})
+	c.mu.Unlock()
+	var once sync.Once
+	return func() {
+		once.Do(func() {
+			c.mu.Lock()
+			defer c.mu.Unlock()
+			for i, s := range c.stateSubs {
+				if s.id == id {
+					c.stateSubs = append(c.stateSubs[:i:i], c.stateSubs[i+1:]...)
+					return
+				}
+			}
+		})
+	}
+}
+
+// WaitReady blocks until the client is Ready, ctx ends (ctx.Err()) or the
+// client is closed (ErrClosed).
+func (c *Client) WaitReady(ctx context.Context) error {
+	_, err := c.waitConn(ctx)
+	return err
+}
+
+// waitConn returns the ready connection, waiting for one.
+func (c *Client) waitConn(ctx context.Context) (*connection, error) {
+	for {
+		c.mu.Lock()
+		if c.closed.Load() {
+			c.mu.Unlock()
+			return nil, ErrClosed
+		}
+		if !c.started {
+			c.mu.Unlock()
+			return nil, ErrNotStarted
+		}
+		if c.state == Ready && c.conn != nil {
+			cn := c.conn
+			c.mu.Unlock()
+			return cn, nil
+		}
+		ch := c.stateCh
+		c.mu.Unlock()
+		select {
+		case <-ch:
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case <-c.done:
+			return nil, ErrClosed
+		}
+	}
+}
+
+// readyConn returns the ready connection or nil.
+func (c *Client) readyConn() *connection {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.conn
+}
+
+func (c *Client) setState(s State, err error) {
+	c.mu.Lock()
+	if err != nil || s == Ready {
+		c.lastErr = err
+	}
+	if c.state == s || (c.state == Closed) {
+		c.mu.Unlock()
+		return
+	}
+	c.state = s
+	close(c.stateCh)
+	c.stateCh = make(chan struct{})
+	subs := append([]stateSub(nil), c.stateSubs...)
+	c.mu.Unlock()
+	if err != nil {
+		c.log.Debug("client: state", "state", s, "err", err)
+	} else {
+		c.log.Debug("client: state", "state", s)
+	}
+	for _, sub := range subs {
+		sub.fn(s)
+	}
+}
+
+// Counter returns the handle of counter name, creating it (empty, or as
+// loaded from the store) on first use; every call with one name returns
+// the same *Counter. A counter created while ready loads the server's
+// state at once; otherwise on the next transition to ready.
+func (c *Client) Counter(name string) (*Counter, error) {
+	if err := checkName(name); err != nil {
+		return nil, err
+	}
+	c.mu.Lock()
+	if c.closed.Load() {
+		c.mu.Unlock()
+		return nil, ErrClosed
+	}
+	if !c.started {
+		c.mu.Unlock()
+		return nil, ErrNotStarted
+	}
+	cnt, ok := c.counters[name]
+	if !ok {
+		cnt = c.newCounter(name, crdt.New())
+		cnt.node = c.nodeID
+		c.counters[name] = cnt
+	}
+	c.mu.Unlock()
+	if !ok {
+		// The worker subscribes it on the ready connection, if any.
+		c.markDirty(cnt, true)
+	}
+	return cnt, nil
+}
+
+// Lock returns the handle of lock name; every call with one name returns
+// the same *Lock.
+func (c *Client) Lock(name string) (*Lock, error) {
+	if err := checkName(name); err != nil {
+		return nil, err
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.closed.Load() {
+		return nil, ErrClosed
+	}
+	l, ok := c.locks[name]
+	if !ok {
+		l = &Lock{c: c, name: name}
+		c.locks[name] = l
+	}
+	return l, nil
+}
+
+// markDirty queues cnt for the worker: at once, or after SyncDelay
+// (debounced: the first change arms the timer, later ones ride along).
+func (c *Client) markDirty(cnt *Counter, now bool) {
+	c.dirtyMu.Lock()
+	c.dirty[cnt] = struct{}{}
+	if now {
+		c.dirtyMu.Unlock()
+		c.signal()
+		return
+	}
+	if !c.armed {
+		c.armed = true
+		time.AfterFunc(c.opts.SyncDelay, func() {
+			c.dirtyMu.Lock()
+			c.armed = false
+			c.dirtyMu.Unlock()
+			c.signal()
+		})
+	}
+	c.dirtyMu.Unlock()
+}
+
+func (c *Client) signal() {
+	select {
+	case c.kick <- struct{}{}:
+	default:
+	}
+}
+
+// worker persists and syncs dirty counters, one Store.Apply per round.
+func (c *Client) worker() {
+	defer c.wg.Done()
+	for {
+		select {
+		case <-c.done:
+			ctx, cancel := context.WithTimeout(context.Background(), finalPersistTimeout)
+			c.round(ctx, false)
+			cancel()
+			return
+		case <-c.kick:
+			c.round(c.ctx, true)
+		}
+	}
+}
+
+// persistSnap is one counter's share of a round's batch.
+type persistSnap struct {
+	cnt    *Counter
+	dp, dn int64
+	remote crdt.State
+}
+
+// round persists every dirty counter in one batch and then, if send is
+// set and a connection is ready, sends what the server has not seen.
+func (c *Client) round(ctx context.Context, send bool) {
+	c.dirtyMu.Lock()
+	set := c.dirty
+	c.dirty = make(map[*Counter]struct{})
+	c.dirtyMu.Unlock()
+	if len(set) == 0 {
+		return
+	}
+	var b store.Batch
+	snaps := make([]persistSnap, 0, len(set))
+	for cnt := range set {
+		s := cnt.takePersist()
+		if s.dp == 0 && s.dn == 0 && s.remote.Len() == 0 {
+			continue
+		}
+		if s.dp != 0 || s.dn != 0 {
+			b.Own = append(b.Own, store.OwnDelta{Name: cnt.name, Node: cnt.node, DP: s.dp, DN: s.dn})
+		}
+		if s.remote.Len() != 0 {
+			if b.Remote == nil {
+				b.Remote = make(map[string]crdt.State)
+			}
+			b.Remote[cnt.name] = s.remote
+		}
+		snaps = append(snaps, s)
+	}
+	if !b.Empty() {
+		if err := c.store.Apply(ctx, b); err != nil {
+			c.log.Error("client: persisting counters failed; will retry", "err", err, "counters", len(snaps))
+			for _, s := range snaps {
+				s.cnt.restorePersist(s)
+			}
+			c.dirtyMu.Lock()
+			for cnt := range set {
+				c.dirty[cnt] = struct{}{}
+			}
+			c.dirtyMu.Unlock()
+			if send {
+				time.AfterFunc(persistRetry, c.signal)
+			}
+			return
+		}
+		for _, s := range snaps {
+			s.cnt.persisted(s)
+		}
+	}
+	if !send {
+		return
+	}
+	cn := c.readyConn()
+	if cn == nil {
+		return // the next transition to ready sends everything
+	}
+	// Send in name order, so frames are deterministic.
+	list := make([]*Counter, 0, len(set))
+	for cnt := range set {
+		list = append(list, cnt)
+	}
+	sort.Slice(list, func(i, j int) bool { return list[i].name < list[j].name })
+	for _, cnt := range list {
+		if !cn.subscribe(cnt) {
+			cnt.sendSync(cn)
+		}
+	}
+}
+
+// newID returns a random 128-bit id (26 characters of base32).
+func newID() string { return rand.Text() }
+
+// backoff returns the delay before reconnect attempt n (0-based).
+func (c *Client) backoff(n int) time.Duration {
+	d := c.opts.MinBackoff
+	for i := 0; i < n && d < c.opts.MaxBackoff; i++ {
+		d *= 2
+	}
+	d = min(d, c.opts.MaxBackoff)
+	return time.Duration(float64(d) * (0.5 + mrand.Float64()))
+}

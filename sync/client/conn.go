@@ -1,0 +1,386 @@
+package client
+
+import (
+	"context"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/topgun-go/topgun/sync/transport"
+	"github.com/topgun-go/topgun/sync/wire"
+)
+
+// outQueue is the per-connection send buffer, in frames.
+const outQueue = 256
+
+// maxBatchDepth bounds BATCH-in-BATCH recursion from the server.
+const maxBatchDepth = 4
+
+// connection is one transport connection and what depends on it: pending
+// lock requests and counter subscriptions.
+type connection struct {
+	c      *Client
+	t      transport.Conn
+	ctx    context.Context // cancelled by kill
+	cancel context.CancelFunc
+	out    chan []byte
+	hs     chan wire.Message // messages seen during the handshake
+	hsDone atomic.Bool
+	pong   atomic.Int64 // unix nanos of the last PONG (or of ready)
+	wg     sync.WaitGroup
+
+	mu         sync.Mutex
+	dead       bool
+	err        error
+	pending    map[string]*pendingReq
+	subscribed map[*Counter]bool
+}
+
+func newConnection(c *Client, t transport.Conn) *connection {
+	cn := &connection{
+		c:          c,
+		t:          t,
+		out:        make(chan []byte, outQueue),
+		hs:         make(chan wire.Message, 16),
+		pending:    make(map[string]*pendingReq),
+		subscribed: make(map[*Counter]bool),
+	}
+	cn.ctx, cn.cancel = context.WithCancel(c.ctx)
+	cn.wg.Add(2)
+	go cn.reader()
+	go cn.writer()
+	return cn
+}
+
+// kill marks the connection dead with err (the first error wins).
+func (cn *connection) kill(err error) {
+	cn.mu.Lock()
+	if !cn.dead {
+		cn.dead = true
+		cn.err = err
+	}
+	cn.mu.Unlock()
+	cn.cancel()
+}
+
+// cause returns why the connection died.
+func (cn *connection) cause() error {
+	cn.mu.Lock()
+	defer cn.mu.Unlock()
+	if cn.err == nil {
+		return ErrDisconnected
+	}
+	return cn.err
+}
+
+func (cn *connection) isDead() bool {
+	select {
+	case <-cn.ctx.Done():
+		return true
+	default:
+		return false
+	}
+}
+
+func (cn *connection) reader() {
+	defer cn.wg.Done()
+	for {
+		b, err := cn.t.Read(cn.ctx)
+		if err != nil {
+			cn.kill(err)
+			return
+		}
+		m, err := wire.Decode(b)
+		if err != nil {
+			cn.c.log.Warn("client: dropping undecodable frame", "err", err)
+			continue
+		}
+		cn.dispatch(m, 0)
+	}
+}
+
+func (cn *connection) writer() {
+	defer cn.wg.Done()
+	for {
+		select {
+		case <-cn.ctx.Done():
+			return
+		case b := <-cn.out:
+			ctx, cancel := context.WithTimeout(cn.ctx, cn.c.opts.PingTimeout)
+			err := cn.t.Write(ctx, b)
+			cancel()
+			if err != nil {
+				cn.kill(err)
+				return
+			}
+		}
+	}
+}
+
+// send queues m. It fails with ErrDisconnected once the connection is
+// dead, or with ctx's error.
+func (cn *connection) send(ctx context.Context, m wire.Message) error {
+	b, err := wire.Encode(m)
+	if err != nil {
+		cn.c.log.Error("client: encode", "type", m.Type(), "err", err)
+		return err
+	}
+	if cn.isDead() {
+		return ErrDisconnected
+	}
+	select {
+	case cn.out <- b:
+		return nil
+	case <-cn.ctx.Done():
+		return ErrDisconnected
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// subscribe sends the subscribing frame of cnt unless cn already did; it
+// reports whether it sent one.
+func (cn *connection) subscribe(cnt *Counter) bool {
+	cn.mu.Lock()
+	if cn.subscribed[cnt] || cn.dead {
+		cn.mu.Unlock()
+		return false
+	}
+	cn.subscribed[cnt] = true
+	cn.mu.Unlock()
+	_ = cn.send(cn.c.ctx, cnt.subscribeMessage(cn))
+	return true
+}
+
+func (cn *connection) dispatch(m wire.Message, depth int) {
+	if !cn.hsDone.Load() {
+		select {
+		case cn.hs <- m:
+		default:
+		}
+	}
+	c := cn.c
+	switch m := m.(type) {
+	case wire.Pong:
+		cn.pong.Store(time.Now().UnixNano())
+	case wire.Batch:
+		if depth >= maxBatchDepth {
+			c.log.Warn("client: BATCH nested too deeply")
+			return
+		}
+		items, err := wire.SplitServerBatch(m.Data)
+		if err != nil {
+			c.log.Warn("client: dropping malformed BATCH", "err", err)
+			return
+		}
+		for _, b := range items {
+			im, err := wire.Decode(b)
+			if err != nil {
+				c.log.Warn("client: dropping undecodable BATCH item", "err", err)
+				continue
+			}
+			cn.dispatch(im, depth+1)
+		}
+	case wire.Error:
+		c.log.Warn("client: server error", "code", m.Code, "message", m.Message)
+	case wire.CounterResponse:
+		c.onCounterState(m.Name, m)
+	case wire.CounterUpdate:
+		c.onCounterState(m.Name, m)
+	case wire.LockGranted:
+		cn.onLockReply(m.RequestID, lockReply{granted: true, token: m.FencingToken})
+	case wire.LockReleased:
+		cn.onLockReply(m.RequestID, lockReply{success: m.Success, reason: m.Reason})
+	case wire.LockLost:
+		c.onLockLost(cn, m)
+	case wire.AuthRequired, wire.AuthAck, wire.AuthFail, wire.DeviceAck:
+		// Handshake messages; later ones are ignored.
+	default:
+		c.log.Debug("client: ignoring message", "type", m.Type())
+	}
+}
+
+func (c *Client) onCounterState(name string, m wire.Message) {
+	c.mu.Lock()
+	cnt := c.counters[name]
+	c.mu.Unlock()
+	if cnt == nil {
+		c.log.Debug("client: state for unknown counter", "counter", name)
+		return
+	}
+	switch m := m.(type) {
+	case wire.CounterResponse:
+		cnt.merge(m.State)
+	case wire.CounterUpdate:
+		cnt.merge(m.State)
+	}
+}
+
+// run is the connection manager: connect, serve, back off, repeat.
+func (c *Client) run() {
+	defer c.wg.Done()
+	attempt := 0
+	for {
+		wasReady, err := c.connectOnce()
+		if c.ctx.Err() != nil {
+			return
+		}
+		if wasReady {
+			attempt = 0
+		}
+		c.log.Info("client: connection ended", "err", err, "ready", wasReady)
+		c.setState(Offline, err)
+		d := c.backoff(attempt)
+		if attempt < 32 {
+			attempt++
+		}
+		t := time.NewTimer(d)
+		select {
+		case <-c.ctx.Done():
+			t.Stop()
+			return
+		case <-t.C:
+		}
+	}
+}
+
+// connectOnce dials, handshakes and serves one connection until it ends.
+func (c *Client) connectOnce() (wasReady bool, err error) {
+	c.setState(Connecting, nil)
+	hctx, cancel := context.WithTimeout(c.ctx, c.opts.ConnectTimeout)
+	defer cancel()
+	t, err := c.opts.Dialer(hctx, c.opts.URL)
+	if err != nil {
+		return false, err
+	}
+	cn := newConnection(c, t)
+	defer c.teardown(cn)
+	c.setState(Authenticating, nil)
+	if err := cn.handshake(hctx); err != nil {
+		return false, err
+	}
+	cn.hsDone.Store(true)
+	cancel()
+	c.becomeReady(cn)
+	return true, c.heartbeat(cn)
+}
+
+func (cn *connection) handshake(ctx context.Context) error {
+	c := cn.c
+	token := c.opts.Token
+	if c.opts.TokenFunc != nil {
+		var err error
+		if token, err = c.opts.TokenFunc(ctx); err != nil {
+			return err
+		}
+	}
+	fail := func() error {
+		if cn.isDead() {
+			return cn.cause()
+		}
+		if c.ctx.Err() != nil {
+			return ErrClosed
+		}
+		return ErrHandshakeTimeout
+	}
+	if token != "" {
+		if err := cn.send(ctx, wire.Auth{Token: token}); err != nil {
+			return fail()
+		}
+		for {
+			select {
+			case m := <-cn.hs:
+				switch m := m.(type) {
+				case wire.AuthAck:
+					return nil
+				case wire.AuthFail:
+					return &AuthError{Message: m.Error}
+				}
+			case <-cn.ctx.Done():
+				return fail()
+			case <-ctx.Done():
+				return fail()
+			}
+		}
+	}
+	if err := cn.send(ctx, wire.DeviceHello{}); err != nil {
+		return fail()
+	}
+	grace := time.NewTimer(c.opts.HelloTimeout)
+	defer grace.Stop()
+	for {
+		select {
+		case m := <-cn.hs:
+			if _, ok := m.(wire.AuthRequired); ok {
+				return ErrAuthRequired
+			}
+			return nil // DEVICE_ACK or any other message
+		case <-grace.C:
+			return nil
+		case <-cn.ctx.Done():
+			return fail()
+		case <-ctx.Done():
+			return fail()
+		}
+	}
+}
+
+// becomeReady publishes cn and resubscribes every counter on it: each
+// sends its persisted own entries (COUNTER_SYNC) or COUNTER_REQUEST, so
+// offline writes reach the server and handles created offline load the
+// server's state.
+func (c *Client) becomeReady(cn *connection) {
+	cn.pong.Store(time.Now().UnixNano())
+	c.mu.Lock()
+	c.conn = cn
+	list := make([]*Counter, 0, len(c.counters))
+	for _, cnt := range c.counters {
+		list = append(list, cnt)
+	}
+	c.mu.Unlock()
+	for _, cnt := range list {
+		cn.subscribe(cnt)
+	}
+	c.setState(Ready, nil)
+}
+
+// heartbeat pings until the connection dies or stays silent too long.
+func (c *Client) heartbeat(cn *connection) error {
+	tk := time.NewTicker(c.opts.PingInterval)
+	defer tk.Stop()
+	for {
+		select {
+		case <-c.ctx.Done():
+			return ErrClosed
+		case <-cn.ctx.Done():
+			return cn.cause()
+		case now := <-tk.C:
+			if now.Sub(time.Unix(0, cn.pong.Load())) > c.opts.PingTimeout {
+				cn.kill(ErrHeartbeat)
+				return ErrHeartbeat
+			}
+			_ = cn.send(c.ctx, wire.Ping{Timestamp: uint64(time.Now().UnixMilli())})
+		}
+	}
+}
+
+// teardown closes cn, waits for its goroutines, fails its pending lock
+// requests and marks the locks it held lost.
+func (c *Client) teardown(cn *connection) {
+	cn.kill(ErrDisconnected)
+	_ = cn.t.Close()
+	cn.wg.Wait()
+	c.mu.Lock()
+	if c.conn == cn {
+		c.conn = nil
+	}
+	locks := make([]*Lock, 0, len(c.locks))
+	for _, l := range c.locks {
+		locks = append(locks, l)
+	}
+	c.mu.Unlock()
+	cn.failPending()
+	for _, l := range locks {
+		l.connLost(cn)
+	}
+}

@@ -1,0 +1,344 @@
+package client
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/topgun-go/topgun/crdt"
+	"github.com/topgun-go/topgun/sync/wire"
+)
+
+// Counter is the handle of one replicated PN-Counter. Reads and writes act
+// on the local replica and return at once; the client persists and syncs
+// them in the background.
+type Counter struct {
+	c    *Client
+	name string
+	node string // this replica's node id
+
+	mu sync.Mutex
+	st *crdt.Counter
+	// persistedP/N: own entries known to be in the store. Syncs send these,
+	// never more, so the server never holds own entries above the store.
+	persistedP, persistedN int64
+	// pendingP/N: own deltas taken by the worker and not yet applied.
+	pendingP, pendingN int64
+	// remote: other nodes' entries merged since the last persistence round.
+	remote crdt.State
+	// confP/N: the highest own entries the server has reported back.
+	confP, confN int64
+	confCh       chan struct{} // closed and replaced when confP/N rise
+	// sentP/N: own entries last sent on sentOn. A round syncs when the
+	// persisted entries exceed them (values, not flags, so a write racing
+	// with a round is never skipped), or when force asks for a resend.
+	sentP, sentN int64
+	sentOn       *connection
+	force        bool
+	version      uint64 // bumped on every value change
+	subs         []*subscriber
+}
+
+// flushRetry is how long Flush waits for a confirmation before it sends
+// again.
+const flushRetry = 2 * time.Second
+
+type subscriber struct {
+	fn      func(int64)
+	removed atomic.Bool
+	seen    atomic.Uint64 // highest version delivered
+}
+
+func (c *Client) newCounter(name string, st *crdt.Counter) *Counter {
+	return &Counter{c: c, name: name, st: st, confCh: make(chan struct{})}
+}
+
+// Name returns the counter's name.
+func (cnt *Counter) Name() string { return cnt.name }
+
+// Get returns the current local value.
+func (cnt *Counter) Get() int64 {
+	cnt.mu.Lock()
+	defer cnt.mu.Unlock()
+	return cnt.st.Value()
+}
+
+// Increment adds 1 and returns the new value (the unchanged value if that
+// would leave the safe range or the client is closed; use AddAndGet to see
+// the error).
+func (cnt *Counter) Increment() int64 {
+	v, _ := cnt.AddAndGet(1)
+	return v
+}
+
+// Decrement subtracts 1 and returns the new value, like Increment.
+func (cnt *Counter) Decrement() int64 {
+	v, _ := cnt.AddAndGet(-1)
+	return v
+}
+
+// AddAndGet adds delta and returns the new value. If the result, or this
+// replica's own entry, would leave the JavaScript safe-integer range it
+// returns the unchanged value and an error wrapping crdt.ErrOutOfRange,
+// and changes nothing. After Close it returns ErrClosed.
+func (cnt *Counter) AddAndGet(delta int64) (int64, error) {
+	if cnt.c.closed.Load() {
+		return cnt.Get(), ErrClosed
+	}
+	if delta == 0 {
+		return cnt.Get(), nil
+	}
+	cnt.mu.Lock()
+	v, err := cnt.st.Add(cnt.node, delta)
+	if err != nil {
+		cnt.mu.Unlock()
+		return v, fmt.Errorf("client: counter %q: %w", cnt.name, err)
+	}
+	cnt.version++
+	ver, subs := cnt.version, cnt.subs
+	cnt.mu.Unlock()
+	cnt.c.markDirty(cnt, false)
+	notify(subs, ver, v)
+	return v, nil
+}
+
+// Subscribe registers fn to be called with the new value after every local
+// or remote change. Local changes call fn synchronously in the writing
+// goroutine; remote ones from the connection's goroutine, so fn may run
+// concurrently with itself and must not block for long. fn never receives
+// a value older than one it already received. It returns a function that
+// unregisters fn (a call already under way may still complete).
+func (cnt *Counter) Subscribe(fn func(int64)) (unsubscribe func()) {
+	s := &subscriber{fn: fn}
+	cnt.mu.Lock()
+	s.seen.Store(cnt.version)
+	cnt.subs = append(cnt.subs[:len(cnt.subs):len(cnt.subs)], s)
+	cnt.mu.Unlock()
+	var once sync.Once
+	return func() {
+		once.Do(func() {
+			s.removed.Store(true)
+			cnt.mu.Lock()
+			defer cnt.mu.Unlock()
+			for i, x := range cnt.subs {
+				if x == s {
+					// Copy on write: notifiers hold the old slice.
+					cnt.subs = append(cnt.subs[:i:i], cnt.subs[i+1:]...)
+					return
+				}
+			}
+		})
+	}
+}
+
+func notify(subs []*subscriber, ver uint64, v int64) {
+	for _, s := range subs {
+		if s.removed.Load() {
+			continue
+		}
+		for {
+			old := s.seen.Load()
+			if old >= ver {
+				break
+			}
+			if s.seen.CompareAndSwap(old, ver) {
+				s.fn(v)
+				break
+			}
+		}
+	}
+}
+
+// Synced reports whether the server has confirmed every local write of
+// this replica to the counter.
+func (cnt *Counter) Synced() bool {
+	cnt.mu.Lock()
+	defer cnt.mu.Unlock()
+	return cnt.syncedLocked()
+}
+
+func (cnt *Counter) syncedLocked() bool {
+	p, n := cnt.st.Entry(cnt.node)
+	return cnt.confP >= p && cnt.confN >= n
+}
+
+// Flush persists and sends local writes now, without waiting for the sync
+// debounce, and waits until the server has confirmed them (Synced), ctx
+// ends or the client is closed. Offline, it waits for the connection.
+func (cnt *Counter) Flush(ctx context.Context) error {
+	kick := true
+	retry := time.NewTimer(flushRetry)
+	defer retry.Stop()
+	for {
+		cnt.mu.Lock()
+		if cnt.syncedLocked() {
+			cnt.mu.Unlock()
+			return nil
+		}
+		ch := cnt.confCh
+		if kick {
+			cnt.force = true
+		}
+		cnt.mu.Unlock()
+		if kick {
+			cnt.c.markDirty(cnt, true)
+			kick = false
+		}
+		select {
+		case <-ch:
+		case <-retry.C:
+			// A reply can be lost without the connection dropping (the
+			// server answered ERROR 429 or 500): send again.
+			kick = true
+			retry.Reset(flushRetry)
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-cnt.c.done:
+			return ErrClosed
+		}
+	}
+}
+
+// takePersist hands the worker what the store lacks.
+func (cnt *Counter) takePersist() persistSnap {
+	cnt.mu.Lock()
+	defer cnt.mu.Unlock()
+	p, n := cnt.st.Entry(cnt.node)
+	s := persistSnap{
+		cnt: cnt,
+		dp:  p - cnt.persistedP - cnt.pendingP,
+		dn:  n - cnt.persistedN - cnt.pendingN,
+	}
+	cnt.pendingP += s.dp
+	cnt.pendingN += s.dn
+	s.remote, cnt.remote = cnt.remote, crdt.State{}
+	return s
+}
+
+// persisted records a successful Apply of s.
+func (cnt *Counter) persisted(s persistSnap) {
+	cnt.mu.Lock()
+	defer cnt.mu.Unlock()
+	cnt.pendingP -= s.dp
+	cnt.pendingN -= s.dn
+	cnt.persistedP += s.dp
+	cnt.persistedN += s.dn
+}
+
+// restorePersist undoes takePersist after a failed Apply.
+func (cnt *Counter) restorePersist(s persistSnap) {
+	cnt.mu.Lock()
+	defer cnt.mu.Unlock()
+	cnt.pendingP -= s.dp
+	cnt.pendingN -= s.dn
+	mergeMax(&cnt.remote, s.remote)
+}
+
+func mergeMax(dst *crdt.State, src crdt.State) {
+	for k, v := range src.P {
+		if dst.P == nil {
+			dst.P = make(map[string]int64)
+		}
+		if v > dst.P[k] {
+			dst.P[k] = v
+		}
+	}
+	for k, v := range src.N {
+		if dst.N == nil {
+			dst.N = make(map[string]int64)
+		}
+		if v > dst.N[k] {
+			dst.N[k] = v
+		}
+	}
+}
+
+// ownPersisted returns this replica's persisted entries as a state.
+func (cnt *Counter) ownPersistedLocked() crdt.State {
+	s := crdt.State{P: map[string]int64{}, N: map[string]int64{}}
+	if cnt.persistedP > 0 {
+		s.P[cnt.node] = cnt.persistedP
+	}
+	if cnt.persistedN > 0 {
+		s.N[cnt.node] = cnt.persistedN
+	}
+	return s
+}
+
+// subscribeMessage is the frame that subscribes cn to the counter:
+// COUNTER_SYNC with the persisted own entries (the reply carries the full
+// merged state), or COUNTER_REQUEST if there are none.
+func (cnt *Counter) subscribeMessage(cn *connection) wire.Message {
+	cnt.mu.Lock()
+	defer cnt.mu.Unlock()
+	cnt.sentOn, cnt.sentP, cnt.sentN, cnt.force = cn, cnt.persistedP, cnt.persistedN, false
+	own := cnt.ownPersistedLocked()
+	if own.Len() == 0 {
+		return wire.CounterRequest{Name: cnt.name}
+	}
+	return wire.CounterSync{Name: cnt.name, State: own}
+}
+
+// sendSync sends the persisted own entries on cn if they are ahead of what
+// was last sent there, or if Flush forces a resend.
+func (cnt *Counter) sendSync(cn *connection) {
+	cnt.mu.Lock()
+	if !cnt.force && cnt.sentOn == cn && cnt.persistedP <= cnt.sentP && cnt.persistedN <= cnt.sentN {
+		cnt.mu.Unlock()
+		return
+	}
+	cnt.sentOn, cnt.sentP, cnt.sentN, cnt.force = cn, cnt.persistedP, cnt.persistedN, false
+	own := cnt.ownPersistedLocked()
+	cnt.mu.Unlock()
+	if own.Len() == 0 {
+		return
+	}
+	_ = cn.send(cnt.c.ctx, wire.CounterSync{Name: cnt.name, State: own})
+}
+
+// merge folds a state from the server (COUNTER_RESPONSE or _UPDATE) into
+// the replica.
+func (cnt *Counter) merge(s crdt.State) {
+	cnt.mu.Lock()
+	confirmed := false
+	if v := s.P[cnt.node]; v > cnt.confP {
+		cnt.confP, confirmed = v, true
+	}
+	if v := s.N[cnt.node]; v > cnt.confN {
+		cnt.confN, confirmed = v, true
+	}
+	if confirmed {
+		close(cnt.confCh)
+		cnt.confCh = make(chan struct{})
+	}
+	before := cnt.st.Value()
+	changed, err := cnt.st.Merge(s)
+	if err != nil {
+		cnt.mu.Unlock()
+		cnt.c.log.Warn("client: dropping counter state from server", "counter", cnt.name, "err", err)
+		return
+	}
+	// Own entries reach the store as deltas (takePersist), so only other
+	// nodes' entries are merged into the store by max.
+	delete(changed.P, cnt.node)
+	delete(changed.N, cnt.node)
+	mergeMax(&cnt.remote, changed)
+	p, n := cnt.st.Entry(cnt.node)
+	dirty := changed.Len() > 0 || p != cnt.persistedP+cnt.pendingP || n != cnt.persistedN+cnt.pendingN
+	v := cnt.st.Value()
+	var subs []*subscriber
+	var ver uint64
+	if v != before {
+		cnt.version++
+		ver, subs = cnt.version, cnt.subs
+	}
+	cnt.mu.Unlock()
+	if dirty {
+		cnt.c.markDirty(cnt, false)
+	}
+	if subs != nil {
+		notify(subs, ver, v)
+	}
+}

@@ -1,0 +1,75 @@
+// Package client is topgun-go's client engine: offline-first PN-Counters and
+// named distributed locks over TopGun's wire protocol.
+//
+//	c, err := client.New(client.Options{URL: "ws://localhost:8080/ws"})
+//	if err := c.Start(ctx); err != nil { ... } // loads local state; no network wait
+//	defer c.Close()
+//	likes, _ := c.Counter("post:42:likes")
+//	likes.Increment()                    // local, returns at once
+//	stop := likes.Subscribe(func(v int64) { render(v) })
+//	lk, _ := c.Lock("jobs/nightly")
+//	ok, err := lk.Acquire(ctx, 30*time.Second, client.WithWait(5*time.Second))
+//
+// # Connection
+//
+// Start loads the node id (created once and persisted by the Store) and every
+// stored counter, then connects in the background. Each attempt dials
+// Options.URL and sends AUTH with Options.Token or TokenFunc's token (ready on
+// AUTH_ACK), or, without a token, DEVICE_HELLO (ready on DEVICE_ACK, on any
+// other message but AUTH_REQUIRED, or after HelloTimeout). State and
+// OnStateChange report Connecting, Authenticating, Ready, Offline and Closed;
+// Err says why the last attempt failed (an *AuthError after AUTH_FAIL,
+// ErrAuthRequired when a server wants a token the client does not have).
+// Once ready the client PINGs every PingInterval and drops the connection
+// when no PONG came for PingTimeout. Failed or dropped connections are retried
+// after min(MinBackoff·2^attempt, MaxBackoff) × uniform[0.5, 1.5); the attempt
+// count resets whenever a connection becomes ready.
+//
+// # Counters
+//
+// Client.Counter returns one *Counter per name. Get, Increment, Decrement and
+// AddAndGet act on the local replica and return at once; Subscribe's callbacks
+// fire after every local or remote change of the value. Local writes are
+// persisted and synced in the background: after SyncDelay one worker round
+// applies every pending change in ONE Store.Apply (own writes as deltas, other
+// nodes' entries by max), then sends COUNTER_SYNC with this replica's own
+// entries, and only entries already in the store, so the server never knows
+// more of this replica than its store does. On every transition to ready
+// the client sends, for every counter it holds, COUNTER_SYNC with its own
+// entries, or COUNTER_REQUEST if it has none: offline writes reach the server,
+// the connection is subscribed again, and a handle created offline loads the
+// server's state (PROTOCOL.md D4). States from the server merge by max.
+// Synced reports whether the server has confirmed all local writes; Flush
+// sends at once and waits for that.
+//
+// A node id must belong to one replica with one store. Two live clients that
+// share a node id but not their store overwrite each other's increments on the
+// server (per-node entries merge by max).
+//
+// # Locks
+//
+// Client.Lock returns one *Lock per name. Acquire waits for a ready
+// connection, sends LOCK_REQUEST and reports (true, nil) when granted,
+// (false, nil) when busy and an error otherwise (a *LockError with the
+// server's reason, ErrDisconnected, the context's error). Requests are
+// correlated by requestId. A lease belongs to the connection: when it drops,
+// pending Acquires fail with ErrDisconnected and held locks are lost;
+// OnLost callbacks then fire with LostDisconnected, or LostExpired when the
+// server reports LOCK_LOST. Unlock sends LOCK_RELEASE with the fencing token
+// and clears the handle whatever the answer.
+//
+// # Errors and callbacks
+//
+// Errors carry the "client: " prefix and wrap the package's sentinels. Frames
+// the client cannot decode or does not expect are logged and dropped, never
+// fatal. Callbacks (OnStateChange, Subscribe, OnLost) run without the
+// client's locks held and may call back into the client, but must not block
+// for long: remote changes are delivered from the connection's goroutine.
+//
+// # Wasm
+//
+// The package builds with GOOS=js GOARCH=wasm unchanged: it needs only
+// goroutines, timers and the Store and transport.Dialer interfaces, whose
+// browser implementations (IndexedDB, browser WebSocket) plug in through
+// Options.
+package client

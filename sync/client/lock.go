@@ -1,0 +1,346 @@
+package client
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/topgun-go/topgun/sync/wire"
+)
+
+// Lock is the handle of one named distributed lock. A lease is held by the
+// connection that acquired it: it ends when released, when it expires
+// (LOCK_LOST) or when the connection drops.
+type Lock struct {
+	c    *Client
+	name string
+
+	mu    sync.Mutex
+	held  bool
+	token uint64
+	cn    *connection // connection holding the lease
+	subs  []*lostSub
+	seq   uint64
+}
+
+type lostSub struct {
+	id uint64
+	fn func(reason string)
+}
+
+// Reasons passed to OnLost callbacks.
+const (
+	// LostExpired: the lease ran out (LOCK_LOST from the server).
+	LostExpired = wire.ReasonExpired
+	// LostDisconnected: the connection holding the lease dropped; the
+	// server frees a connection's locks when it closes.
+	LostDisconnected = "disconnected"
+)
+
+// LockOption modifies one Acquire.
+type LockOption func(*lockOptions)
+
+type lockOptions struct{ wait time.Duration }
+
+// WithWait lets the server queue the request behind the current holder for
+// up to d; requests are granted in arrival order.
+func WithWait(d time.Duration) LockOption {
+	return func(o *lockOptions) { o.wait = d }
+}
+
+// lockReply is the server's answer to a LOCK_REQUEST or LOCK_RELEASE, or
+// the connection's failure.
+type lockReply struct {
+	granted bool   // LOCK_GRANTED
+	token   uint64 // its fencing token
+	success bool   // LOCK_RELEASED.success
+	reason  string // LOCK_RELEASED.reason
+	err     error  // the connection dropped
+}
+
+// pendingReq is a lock request awaiting its reply.
+type pendingReq struct {
+	ch        chan lockReply // buffered; receives exactly one reply
+	lock      *Lock          // set for acquisitions
+	abandoned bool           // the caller gave up; release a late grant
+}
+
+// Name returns the lock's name.
+func (l *Lock) Name() string { return l.name }
+
+// Acquire requests the lease for ttl (rounded up to whole milliseconds;
+// ttl 0 asks for the server's default). It waits for the connection to be
+// ready, until ctx ends. It returns (true, nil) when granted — again by a
+// holder, which renews the lease and keeps the fencing token —,
+// (false, nil) when the lock is busy, and an error otherwise: a *LockError
+// for other denials (errors.Is matches ErrLockTimeout after a WithWait
+// wait ran out, ErrInvalidTTL, ErrRateLimited...), ErrDisconnected if the
+// connection dropped before the reply, ctx's error, or ErrClosed. A grant
+// that arrives after ctx ended is released at once.
+func (l *Lock) Acquire(ctx context.Context, ttl time.Duration, opts ...LockOption) (bool, error) {
+	if ttl < 0 {
+		return false, fmt.Errorf("%w: %v", ErrInvalidTTL, ttl)
+	}
+	var o lockOptions
+	for _, f := range opts {
+		f(&o)
+	}
+	cn, err := l.c.waitConn(ctx)
+	if err != nil {
+		return false, err
+	}
+	req := wire.LockRequest{RequestID: newID(), Name: l.name, Wait: ceilMillis(o.wait)}
+	if ttl > 0 {
+		ms := ceilMillis(ttl)
+		req.TTL = &ms
+	}
+	p := &pendingReq{ch: make(chan lockReply, 1), lock: l}
+	if !cn.addPending(req.RequestID, p) {
+		return false, ErrDisconnected
+	}
+	if err := cn.send(ctx, req); err != nil {
+		if cn.removePending(req.RequestID) {
+			return false, err
+		}
+		return l.acquired(<-p.ch)
+	}
+	select {
+	case r := <-p.ch:
+		return l.acquired(r)
+	case <-ctx.Done():
+		if cn.abandon(req.RequestID) {
+			return false, ctx.Err()
+		}
+		return l.acquired(<-p.ch)
+	case <-l.c.done:
+		cn.abandon(req.RequestID)
+		return false, ErrClosed
+	}
+}
+
+func (l *Lock) acquired(r lockReply) (bool, error) {
+	switch {
+	case r.err != nil:
+		return false, r.err
+	case r.granted:
+		return true, nil
+	case r.reason == wire.ReasonBusy:
+		return false, nil
+	}
+	return false, &LockError{Name: l.name, Reason: r.reason}
+}
+
+// Unlock releases the lease. It is a no-op if the lock is not held. The
+// handle stops holding at once whatever the server answers; a refusal
+// (the server no longer counts this client as the holder) is a *LockError
+// matching ErrNotHolder. If the connection drops first, the server has
+// freed the lock anyway and Unlock returns nil.
+func (l *Lock) Unlock(ctx context.Context) error {
+	l.mu.Lock()
+	if !l.held {
+		l.mu.Unlock()
+		return nil
+	}
+	token, cn := l.token, l.cn
+	l.held, l.token, l.cn = false, 0, nil
+	l.mu.Unlock()
+
+	id := newID()
+	p := &pendingReq{ch: make(chan lockReply, 1)}
+	if !cn.addPending(id, p) {
+		return nil
+	}
+	if err := cn.send(ctx, wire.LockRelease{RequestID: id, Name: l.name, FencingToken: token}); err != nil {
+		if cn.removePending(id) && err != ErrDisconnected {
+			return err
+		}
+		return nil
+	}
+	var r lockReply
+	select {
+	case r = <-p.ch:
+	case <-ctx.Done():
+		if cn.abandon(id) {
+			return ctx.Err()
+		}
+		r = <-p.ch
+	}
+	switch {
+	case r.err != nil, r.success:
+		return nil
+	}
+	return &LockError{Name: l.name, Reason: r.reason}
+}
+
+// IsLocked reports whether this handle holds the lease, as far as the
+// client knows: it turns false on Unlock, on LOCK_LOST and when the
+// connection drops.
+func (l *Lock) IsLocked() bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.held
+}
+
+// FencingToken returns the fencing token of the current lease, or 0 when
+// the lock is not held. Tokens strictly increase across holders; pass it
+// to fenced resources with every write.
+func (l *Lock) FencingToken() uint64 {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if !l.held {
+		return 0
+	}
+	return l.token
+}
+
+// OnLost registers fn to be called when a held lease ends without Unlock,
+// with LostExpired (or another reason the server gives) or
+// LostDisconnected. It returns a function that unregisters fn.
+func (l *Lock) OnLost(fn func(reason string)) (unsubscribe func()) {
+	l.mu.Lock()
+	l.seq++
+	id := l.seq
+	l.subs = append(l.subs[:len(l.subs):len(l.subs)], &lostSub{id, fn})
+	l.mu.Unlock()
+	var once sync.Once
+	return func() {
+		once.Do(func() {
+			l.mu.Lock()
+			defer l.mu.Unlock()
+			for i, s := range l.subs {
+				if s.id == id {
+					l.subs = append(l.subs[:i:i], l.subs[i+1:]...)
+					return
+				}
+			}
+		})
+	}
+}
+
+// lose ends the lease held on cn (with token, if non-zero) and fires
+// OnLost.
+func (l *Lock) lose(cn *connection, token uint64, reason string) {
+	l.mu.Lock()
+	if !l.held || l.cn != cn || (token != 0 && l.token != token) {
+		l.mu.Unlock()
+		return
+	}
+	l.held, l.token, l.cn = false, 0, nil
+	subs := l.subs
+	l.mu.Unlock()
+	for _, s := range subs {
+		s.fn(reason)
+	}
+}
+
+func (l *Lock) connLost(cn *connection) { l.lose(cn, 0, LostDisconnected) }
+
+func (c *Client) onLockLost(cn *connection, m wire.LockLost) {
+	c.mu.Lock()
+	l := c.locks[m.Name]
+	c.mu.Unlock()
+	if l == nil {
+		return
+	}
+	reason := m.Reason
+	if reason == "" {
+		reason = LostExpired
+	}
+	l.lose(cn, m.FencingToken, reason)
+}
+
+// addPending registers a request; false if cn is already dead.
+func (cn *connection) addPending(id string, p *pendingReq) bool {
+	cn.mu.Lock()
+	defer cn.mu.Unlock()
+	if cn.dead {
+		return false
+	}
+	cn.pending[id] = p
+	return true
+}
+
+// removePending forgets a request that was never sent; false if its reply
+// (or the connection's failure) was already delivered.
+func (cn *connection) removePending(id string) bool {
+	cn.mu.Lock()
+	defer cn.mu.Unlock()
+	if _, ok := cn.pending[id]; !ok {
+		return false
+	}
+	delete(cn.pending, id)
+	return true
+}
+
+// abandon marks a request whose caller gave up; false if its reply was
+// already delivered.
+func (cn *connection) abandon(id string) bool {
+	cn.mu.Lock()
+	defer cn.mu.Unlock()
+	p, ok := cn.pending[id]
+	if ok {
+		p.abandoned = true
+	}
+	return ok
+}
+
+// onLockReply routes a LOCK_GRANTED or LOCK_RELEASED by requestId. A grant
+// updates the lock's state here, in the reader, so that a LOCK_LOST read
+// right after it finds the lease.
+func (cn *connection) onLockReply(id string, r lockReply) {
+	cn.mu.Lock()
+	p, ok := cn.pending[id]
+	if !ok {
+		cn.mu.Unlock()
+		cn.c.log.Debug("client: lock reply without request", "requestId", id)
+		return
+	}
+	delete(cn.pending, id)
+	if p.abandoned {
+		cn.mu.Unlock()
+		if r.granted && p.lock != nil {
+			p.lock.releaseAbandoned(cn, r.token)
+		}
+		return
+	}
+	if r.granted && p.lock != nil {
+		l := p.lock
+		l.mu.Lock()
+		l.held, l.token, l.cn = true, r.token, cn
+		l.mu.Unlock()
+	}
+	p.ch <- r
+	cn.mu.Unlock()
+}
+
+// releaseAbandoned gives back a lease granted to a request whose caller
+// gave up, unless the handle holds that very lease (a renewal).
+func (l *Lock) releaseAbandoned(cn *connection, token uint64) {
+	l.mu.Lock()
+	mine := l.held && l.cn == cn && l.token == token
+	l.mu.Unlock()
+	if mine {
+		return
+	}
+	_ = cn.send(cn.c.ctx, wire.LockRelease{RequestID: newID(), Name: l.name, FencingToken: token})
+}
+
+// failPending fails every request of a dead connection.
+func (cn *connection) failPending() {
+	cn.mu.Lock()
+	defer cn.mu.Unlock()
+	for id, p := range cn.pending {
+		if !p.abandoned {
+			p.ch <- lockReply{err: ErrDisconnected}
+		}
+		delete(cn.pending, id)
+	}
+}
+
+func ceilMillis(d time.Duration) uint64 {
+	if d <= 0 {
+		return 0
+	}
+	return uint64((d + time.Millisecond - 1) / time.Millisecond)
+}

@@ -1,0 +1,101 @@
+package client
+
+import (
+	"context"
+	"log/slog"
+	"time"
+
+	"github.com/topgun-go/topgun/sync/store"
+	"github.com/topgun-go/topgun/sync/transport"
+)
+
+// Options configure a Client. Only URL is required.
+type Options struct {
+	// URL of the server's WebSocket endpoint, ws(s)://host:port/ws.
+	URL string
+	// Token is a JWT sent in AUTH on every connection. TokenFunc, if set,
+	// is called instead before every connection attempt. With neither the
+	// client sends DEVICE_HELLO (no-auth servers).
+	Token     string
+	TokenFunc func(ctx context.Context) (string, error)
+	// Store persists the node id and counters. Default store.NewMemory(),
+	// which Close closes; a Store passed here is not closed by Close.
+	Store store.Store
+	// NodeID overrides the persisted node id (Store.NodeID). It must be
+	// unique to this replica and its store: two live writers with one node
+	// id and separate stores lose each other's increments.
+	NodeID string
+	// Dialer opens connections. Default transport.Dial.
+	Dialer transport.Dialer
+	// Logger receives diagnostics. Default: discard.
+	Logger *slog.Logger
+	// PingInterval between PINGs once ready (default 5s); PingTimeout
+	// without a PONG after which the connection is dropped (default 15s).
+	PingInterval, PingTimeout time.Duration
+	// MinBackoff and MaxBackoff bound the reconnect delay
+	// min(MinBackoff·2^attempt, MaxBackoff) × uniform[0.5, 1.5).
+	// Defaults 1s and 30s.
+	MinBackoff, MaxBackoff time.Duration
+	// SyncDelay debounces persistence and counter syncs after a local
+	// write. Default 50ms.
+	SyncDelay time.Duration
+	// ConnectTimeout bounds one dial plus handshake. Default 5s.
+	ConnectTimeout time.Duration
+	// HelloTimeout is how long a client without a token waits for
+	// DEVICE_ACK before it considers itself ready anyway. Default 500ms.
+	HelloTimeout time.Duration
+}
+
+func (o *Options) setDefaults() {
+	def := func(d *time.Duration, v time.Duration) {
+		if *d <= 0 {
+			*d = v
+		}
+	}
+	def(&o.PingInterval, 5*time.Second)
+	def(&o.PingTimeout, 15*time.Second)
+	def(&o.MinBackoff, time.Second)
+	def(&o.MaxBackoff, 30*time.Second)
+	if o.MaxBackoff < o.MinBackoff {
+		o.MaxBackoff = o.MinBackoff
+	}
+	def(&o.SyncDelay, 50*time.Millisecond)
+	def(&o.ConnectTimeout, 5*time.Second)
+	def(&o.HelloTimeout, 500*time.Millisecond)
+	if o.Dialer == nil {
+		o.Dialer = transport.Dial
+	}
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.DiscardHandler)
+	}
+}
+
+// State is the connection state of a Client.
+type State int
+
+// Connection states. A client starts Offline, cycles Connecting →
+// Authenticating → Ready, falls back to Offline when a connection fails or
+// drops, and ends Closed.
+const (
+	Offline        State = iota // no connection; waiting to retry
+	Connecting                  // dialing
+	Authenticating              // handshake (AUTH or DEVICE_HELLO) in progress
+	Ready                       // operational
+	Closed                      // Close was called
+)
+
+func (s State) String() string {
+	switch s {
+	case Offline:
+		return "offline"
+	case Connecting:
+		return "connecting"
+	case Authenticating:
+		return "authenticating"
+	case Ready:
+		return "ready"
+	case Closed:
+		return "closed"
+	}
+	return "unknown"
+}

@@ -1,0 +1,119 @@
+package store
+
+import (
+	"context"
+	"fmt"
+	"sync"
+
+	"github.com/topgun-go/topgun/crdt"
+)
+
+// Memory is the in-memory Store. Its zero value is not usable; use
+// NewMemory.
+type Memory struct {
+	mu       sync.Mutex
+	closed   bool
+	nodeID   string
+	counters map[string]crdt.State
+}
+
+// NewMemory returns an empty in-memory store.
+func NewMemory() Store { return &Memory{counters: make(map[string]crdt.State)} }
+
+// NodeID implements Store.
+func (m *Memory) NodeID(ctx context.Context, newID func() string) (string, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.closed {
+		return "", ErrClosed
+	}
+	if m.nodeID == "" {
+		id := newID()
+		if id == "" {
+			return "", fmt.Errorf("%w: empty node id", ErrInvalid)
+		}
+		m.nodeID = id
+	}
+	return m.nodeID, nil
+}
+
+// LoadCounters implements Store.
+func (m *Memory) LoadCounters(ctx context.Context) (map[string]crdt.State, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.closed {
+		return nil, ErrClosed
+	}
+	out := make(map[string]crdt.State, len(m.counters))
+	for k, s := range m.counters {
+		out[k] = s.Clone()
+	}
+	return out, nil
+}
+
+// Apply implements Store.
+func (m *Memory) Apply(ctx context.Context, b Batch) error {
+	if err := b.Validate(); err != nil {
+		return err
+	}
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.closed {
+		return ErrClosed
+	}
+	// Work on copies of the touched counters so a failure changes nothing.
+	next := make(map[string]crdt.State, len(b.Remote)+len(b.Own))
+	get := func(name string) crdt.State {
+		s, ok := next[name]
+		if !ok {
+			s = m.counters[name].Clone()
+			next[name] = s
+		}
+		return s
+	}
+	for name, r := range b.Remote {
+		s := get(name)
+		for k, v := range r.P {
+			if v > s.P[k] {
+				s.P[k] = v
+			}
+		}
+		for k, v := range r.N {
+			if v > s.N[k] {
+				s.N[k] = v
+			}
+		}
+	}
+	for _, d := range b.Own {
+		s := get(d.Name)
+		p, n := s.P[d.Node]+d.DP, s.N[d.Node]+d.DN
+		if p > crdt.MaxSafe || n > crdt.MaxSafe {
+			return fmt.Errorf("%w: %q[%q] would exceed 2^53-1", ErrInvalid, d.Name, d.Node)
+		}
+		if d.DP > 0 {
+			s.P[d.Node] = p
+		}
+		if d.DN > 0 {
+			s.N[d.Node] = n
+		}
+	}
+	for name, s := range next {
+		m.counters[name] = s
+	}
+	return nil
+}
+
+// Close implements Store.
+func (m *Memory) Close() error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.closed {
+		return ErrClosed
+	}
+	m.closed = true
+	m.counters = nil
+	return nil
+}

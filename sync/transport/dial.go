@@ -1,0 +1,87 @@
+package transport
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"sync"
+	"time"
+
+	"github.com/coder/websocket"
+
+	"github.com/topgun-go/topgun/sync/wire"
+)
+
+// ReadLimit is the largest message Dial's connections accept: the
+// protocol's 2 MiB frame cap plus headroom, so an oversized frame reaches
+// the decoder (which drops it) instead of killing the connection.
+const ReadLimit = wire.MaxFrameSize + 64<<10
+
+// closeGrace bounds the close handshake; a peer that does not answer in
+// time (a dead network) gets the TCP connection closed under it.
+const closeGrace = 250 * time.Millisecond
+
+// Dial opens a WebSocket connection to url. It is the default Dialer.
+func Dial(ctx context.Context, url string) (Conn, error) {
+	ws, resp, err := websocket.Dial(ctx, url, nil)
+	if resp != nil && resp.Body != nil {
+		resp.Body.Close()
+	}
+	if err != nil {
+		return nil, fmt.Errorf("transport: dial %s: %w", url, err)
+	}
+	ws.SetReadLimit(ReadLimit)
+	return &wsConn{ws: ws}, nil
+}
+
+type wsConn struct {
+	ws        *websocket.Conn
+	closeOnce sync.Once
+}
+
+func (c *wsConn) Read(ctx context.Context) ([]byte, error) {
+	for {
+		typ, b, err := c.ws.Read(ctx)
+		if err != nil {
+			return nil, c.wrap(err)
+		}
+		if typ == websocket.MessageBinary {
+			return b, nil
+		}
+	}
+}
+
+func (c *wsConn) Write(ctx context.Context, frame []byte) error {
+	return c.wrap(c.ws.Write(ctx, websocket.MessageBinary, frame))
+}
+
+func (c *wsConn) wrap(err error) error {
+	if err == nil {
+		return nil
+	}
+	if errors.Is(err, net.ErrClosed) {
+		return fmt.Errorf("%w: %v", ErrClosed, err)
+	}
+	return err
+}
+
+// Close performs the close handshake, bounded by closeGrace.
+func (c *wsConn) Close() error {
+	c.closeOnce.Do(func() {
+		done := make(chan struct{})
+		go func() {
+			defer close(done)
+			_ = c.ws.Close(websocket.StatusNormalClosure, "")
+		}()
+		t := time.NewTimer(closeGrace)
+		defer t.Stop()
+		select {
+		case <-done:
+		case <-t.C:
+			_ = c.ws.CloseNow()
+			<-done
+		}
+	})
+	return nil
+}
