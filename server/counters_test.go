@@ -194,3 +194,50 @@ func TestCountersSurviveRestart(t *testing.T) {
 		t.Fatalf("after restart %+v", r.State)
 	}
 }
+
+// TestPipelinedSyncsFromManyConnections: connections that pipeline far more
+// syncs than the per-connection reply limit on one shared counter all get
+// every reply and the total is exact. Replies wait for each other's durable
+// writes across connections; the benchmark once deadlocked here when the
+// writes queued behind replies (this test did not reproduce that timing, it
+// guards the shape of the traffic).
+func TestPipelinedSyncsFromManyConnections(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	store, err := boltstore.Open(dir+"/db", boltstore.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { store.Close() })
+	url, _ := start(t, Config{Store: store})
+	const conns, per = 8, 4 * maxInflight
+	rs := make([]*raw, conns)
+	for i := range rs {
+		rs[i] = dial(t, url)
+	}
+	for i, r := range rs {
+		node := string(rune('a' + i))
+		go func() {
+			for k := 1; k <= per; k++ {
+				b, _ := wire.Encode(wire.CounterSync{Name: "hot", State: st(map[string]int64{node: int64(k)}, nil)})
+				if err := r.ws.Write(t.Context(), 2, b); err != nil {
+					return
+				}
+			}
+		}()
+	}
+	for i, r := range rs {
+		node := string(rune('a' + i))
+		for {
+			u := expect[wire.CounterUpdate](r) // replies and broadcasts
+			if u.State.P[node] == per && len(u.State.P) > 0 {
+				break
+			}
+		}
+	}
+	c := dial(t, url)
+	c.send(wire.CounterRequest{Name: "hot"})
+	if v, _ := expect[wire.CounterResponse](c).State.Value(); v != conns*per {
+		t.Fatalf("value %d, want %d", v, conns*per)
+	}
+}

@@ -50,7 +50,8 @@
 //
 // Client.Lock returns one *Lock per name. Acquire waits for a ready
 // connection, sends LOCK_REQUEST and reports (true, nil) when granted,
-// (false, nil) when busy and an error otherwise (a *LockError with the
+// (false, nil) when another client holds the lock (also after a WithWait
+// wait ran out) and an error otherwise (a *LockError with the
 // server's reason, ErrDisconnected, the context's error). Requests are
 // correlated by requestId. A lease belongs to the connection: when it drops,
 // pending Acquires fail with ErrDisconnected and held locks are lost;

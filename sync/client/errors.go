@@ -36,8 +36,6 @@ var (
 	ErrInvalidTTL = errors.New("client: invalid lock ttl")
 	// ErrNotHolder: the server says this client does not hold the lock.
 	ErrNotHolder = errors.New("client: not the lock holder")
-	// ErrLockTimeout: a WithWait acquisition waited its full time.
-	ErrLockTimeout = errors.New("client: lock wait timed out")
 	// ErrRateLimited: the server refused the request for rate limiting.
 	ErrRateLimited = errors.New("client: rate limited")
 	// ErrUnavailable: the server could not grant a lease right now.
@@ -69,8 +67,6 @@ func (e *LockError) Is(target error) bool {
 		return target == ErrInvalidTTL
 	case wire.ReasonNotHolder:
 		return target == ErrNotHolder
-	case wire.ReasonTimeout:
-		return target == ErrLockTimeout
 	case wire.ReasonRateLimited:
 		return target == ErrRateLimited
 	case wire.ReasonUnavailable:

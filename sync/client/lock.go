@@ -73,9 +73,9 @@ func (l *Lock) Name() string { return l.name }
 // ttl 0 asks for the server's default). It waits for the connection to be
 // ready, until ctx ends. It returns (true, nil) when granted — again by a
 // holder, which renews the lease and keeps the fencing token —,
-// (false, nil) when the lock is busy, and an error otherwise: a *LockError
-// for other denials (errors.Is matches ErrLockTimeout after a WithWait
-// wait ran out, ErrInvalidTTL, ErrRateLimited...), ErrDisconnected if the
+// (false, nil) when another client holds the lock (at once, or after a
+// WithWait wait ran out), and an error otherwise: a *LockError for other
+// denials (errors.Is matches ErrInvalidTTL, ErrRateLimited...), ErrDisconnected if the
 // connection dropped before the reply, ctx's error, or ErrClosed. A grant
 // that arrives after ctx ended is released at once.
 func (l *Lock) Acquire(ctx context.Context, ttl time.Duration, opts ...LockOption) (bool, error) {
@@ -125,7 +125,7 @@ func (l *Lock) acquired(r lockReply) (bool, error) {
 		return false, r.err
 	case r.granted:
 		return true, nil
-	case r.reason == wire.ReasonBusy:
+	case r.reason == wire.ReasonBusy, r.reason == wire.ReasonTimeout:
 		return false, nil
 	}
 	return false, &LockError{Name: l.name, Reason: r.reason}
