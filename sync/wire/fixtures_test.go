@@ -17,7 +17,7 @@ import (
 
 // fixtureDir holds the upstream cross-language fixtures (PROTOCOL.md §7),
 // relative to this package's directory.
-var fixtureDir = filepath.Join("..", "..", "..", "shared", "protocol", "fixtures")
+var fixtureDir = filepath.Join("testdata", "fixtures")
 
 // fixtureWant is what each upstream fixture decodes to.
 var fixtureWant = map[string]wire.Message{
@@ -57,7 +57,7 @@ func loadFixtures(tb testing.TB) []fixture {
 	}
 	if len(paths) == 0 {
 		abs, _ := filepath.Abs(fixtureDir)
-		tb.Fatalf("no fixtures: expected upstream *.msgpack files in %s (shared/protocol/fixtures next to the repo)", abs)
+		tb.Fatalf("no fixtures: expected upstream *.msgpack files in %s (copied from shared/protocol/fixtures)", abs)
 	}
 	var fs []fixture
 	for _, p := range paths {
