@@ -20,8 +20,9 @@ const (
 	// maxQueued is how many reader-originated replies may wait for the
 	// writer before the reader stops reading (backpressure, not drops).
 	maxQueued = 256
-	// maxInflight bounds replies waiting for durability per connection.
-	maxInflight = 32
+	// maxPending bounds replies waiting for durability per connection; the
+	// reader stops reading at the bound.
+	maxPending = 1024
 	// writeTimeout bounds one frame write; a peer that does not read is
 	// disconnected.
 	writeTimeout = 10 * time.Second
@@ -40,8 +41,8 @@ type conn struct {
 	limiter *rate.Limiter
 	user    string // JWT subject; "" in no-auth mode
 
-	lastSeen atomic.Int64 // unix nanos of the last frame read
-	inflight chan struct{}
+	lastSeen atomic.Int64             // unix nanos of the last frame read
+	pending  atomic.Int64             // replies waiting for durability
 	subs     map[string]*counterEntry // reader goroutine only
 	waiting  int                      // queued lock requests; under lockManager.mu
 
@@ -58,19 +59,18 @@ type conn struct {
 func newConn(s *Server, ws *websocket.Conn, id uint64) *conn {
 	ctx, cancel := context.WithCancel(context.Background())
 	c := &conn{
-		s:        s,
-		id:       id,
-		ws:       ws,
-		ctx:      ctx,
-		cancel:   cancel,
-		log:      s.log.With("conn", id),
-		limiter:  rate.NewLimiter(rate.Limit(s.cfg.RateLimit), s.cfg.RateBurst),
-		inflight: make(chan struct{}, maxInflight),
-		subs:     make(map[string]*counterEntry),
-		updates:  make(map[string]crdt.State),
-		wake:     make(chan struct{}, 1),
-		space:    make(chan struct{}, 1),
-		wrote:    make(chan struct{}),
+		s:       s,
+		id:      id,
+		ws:      ws,
+		ctx:     ctx,
+		cancel:  cancel,
+		log:     s.log.With("conn", id),
+		limiter: rate.NewLimiter(rate.Limit(s.cfg.RateLimit), s.cfg.RateBurst),
+		subs:    make(map[string]*counterEntry),
+		updates: make(map[string]crdt.State),
+		wake:    make(chan struct{}, 1),
+		space:   make(chan struct{}, 1),
+		wrote:   make(chan struct{}),
 	}
 	c.lastSeen.Store(time.Now().UnixNano())
 	return c
@@ -129,13 +129,22 @@ func (c *conn) pushUpdate(name string, delta crdt.State) {
 	c.signal()
 }
 
-// waitSpace blocks the reader while too many replies are queued.
+// signalSpace wakes a reader waiting in waitSpace.
+func (c *conn) signalSpace() {
+	select {
+	case c.space <- struct{}{}:
+	default:
+	}
+}
+
+// waitSpace blocks the reader while too many replies are queued or wait
+// for durability.
 func (c *conn) waitSpace() error {
 	for {
 		c.mu.Lock()
 		n := len(c.out)
 		c.mu.Unlock()
-		if n < maxQueued {
+		if n < maxQueued && c.pending.Load() < maxPending {
 			return nil
 		}
 		select {
@@ -168,10 +177,7 @@ func (c *conn) writeLoop() {
 		c.order = c.order[:0]
 		closing := c.closing
 		c.mu.Unlock()
-		select {
-		case c.space <- struct{}{}:
-		default:
-		}
+		c.signalSpace()
 		for _, u := range ups {
 			b, err := wire.Encode(u)
 			if err != nil {
@@ -208,24 +214,6 @@ func (c *conn) closeAfterFlush() {
 	c.closing = true
 	c.mu.Unlock()
 	c.signal()
-}
-
-// async runs f in a goroutine, at most maxInflight at once per connection;
-// the reader blocks when the limit is reached.
-func (c *conn) async(f func()) {
-	select {
-	case c.inflight <- struct{}{}:
-	case <-c.ctx.Done():
-		return
-	}
-	c.s.wg.Add(1)
-	go func() {
-		defer func() {
-			<-c.inflight
-			c.s.wg.Done()
-		}()
-		f()
-	}()
 }
 
 // read returns the next binary frame. Text frames are answered with an

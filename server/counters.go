@@ -14,6 +14,15 @@ const storeTimeout = 30 * time.Second
 
 // counterHub holds the counters clients have touched, loaded lazily from
 // the store, and their subscribers.
+//
+// Durability works per counter by group commit: every merge that changes
+// the state gets the next sequence number and its changed entries join the
+// counter's pending delta; one writer at a time stores the pending delta
+// (bbolt's db.Batch further shares one fsync among the writers of all
+// counters). A reply that reports state built at sequence s is queued until
+// the counter's durable sequence reaches s, so nothing is acknowledged,
+// or forwarded to other subscribers, before it is stored. Writes are in
+// order, so waiting is a queue ordered by sequence, not a set of futures.
 type counterHub struct {
 	s  *Server
 	mu sync.Mutex
@@ -28,23 +37,30 @@ type counterEntry struct {
 	loaded  chan struct{}
 	loadErr error
 
-	mu       sync.Mutex
-	ctr      crdt.Counter
-	subs     map[*conn]struct{}
-	inflight map[*persistOp]struct{}
-	dirty    bool // a write failed: the next write stores the whole state
+	mu      sync.Mutex
+	ctr     crdt.Counter
+	subs    map[*conn]struct{}
+	seq     uint64     // sequence of the last change merged
+	durable uint64     // every change ≤ durable is stored
+	pending crdt.State // changes not yet handed to the writer
+	from    *conn      // sole contributor of pending, nil if several
+	writing bool       // a writer goroutine is running
+	waiters []counterReply
 }
 
-// persistOp is one MergeCounter call. Replies that report state wait for
-// every op in flight when they were built, so nothing is acknowledged
-// before it is durable.
-type persistOp struct {
-	done chan struct{}
-	err  error
+// counterReply is a reply waiting for durability.
+type counterReply struct {
+	seq uint64
+	c   *conn
+	msg wire.Message
 }
 
 func newCounterHub(s *Server) *counterHub {
 	return &counterHub{s: s, m: make(map[string]*counterEntry), owners: make(map[string]string)}
+}
+
+func emptyState() crdt.State {
+	return crdt.State{P: map[string]int64{}, N: map[string]int64{}}
 }
 
 // get returns the entry for name, loading it from the store once.
@@ -53,10 +69,10 @@ func (h *counterHub) get(name string) (*counterEntry, error) {
 	e, ok := h.m[name]
 	if !ok {
 		e = &counterEntry{
-			name:     name,
-			loaded:   make(chan struct{}),
-			subs:     make(map[*conn]struct{}),
-			inflight: make(map[*persistOp]struct{}),
+			name:    name,
+			loaded:  make(chan struct{}),
+			subs:    make(map[*conn]struct{}),
+			pending: emptyState(),
 		}
 		h.m[name] = e
 	}
@@ -95,14 +111,14 @@ func (h *counterHub) request(c *conn, name string) {
 	e.mu.Lock()
 	e.subs[c] = struct{}{}
 	c.subs[name] = e
-	st := e.ctr.State()
-	wait := e.snapshot()
+	msg := wire.CounterResponse{Name: name, State: e.ctr.State()}
+	h.replyLocked(e, c, msg)
 	e.mu.Unlock()
-	h.reply(c, name, wait, wire.CounterResponse{Name: name, State: st})
 }
 
-// sync answers COUNTER_SYNC: check ownership, merge, persist, then reply to
-// the sender and forward the changed entries to the other subscribers.
+// sync answers COUNTER_SYNC: check ownership, merge, then (once stored)
+// reply to the sender and forward the changed entries to the other
+// subscribers.
 func (h *counterHub) sync(c *conn, m wire.CounterSync) {
 	if err := wire.ValidName(m.Name); err != nil {
 		c.sendError(400, "COUNTER_SYNC: %v", err)
@@ -115,21 +131,19 @@ func (h *counterHub) sync(c *conn, m wire.CounterSync) {
 		return
 	}
 	e.mu.Lock()
+	defer e.mu.Unlock()
 	if !h.s.cfg.NoAuth {
 		if node, err := h.checkOwners(c, e, m.State); err != nil {
-			e.mu.Unlock()
 			c.log.Error("claim node", "node", node, "err", err)
 			c.sendError(500, "COUNTER_SYNC %q: node ownership could not be recorded; retry", m.Name)
 			return
 		} else if node != "" {
-			e.mu.Unlock()
 			c.sendError(403, "COUNTER_SYNC %q: node %q belongs to another user; use your own node id", m.Name, node)
 			return
 		}
 	}
 	changed, err := e.ctr.Merge(m.State)
 	if err != nil {
-		e.mu.Unlock()
 		c.sendError(400, "COUNTER_SYNC %q: %v", m.Name, err)
 		return
 	}
@@ -152,92 +166,121 @@ func (h *counterHub) sync(c *conn, m wire.CounterSync) {
 			_, reply.N[k] = e.ctr.Entry(k)
 		}
 	}
-	var op *persistOp
-	var toStore crdt.State
-	var others []*conn
-	if changed.Len() > 0 || e.dirty {
-		op = &persistOp{done: make(chan struct{})}
-		e.inflight[op] = struct{}{}
-		toStore = changed
-		if e.dirty {
-			toStore, e.dirty = e.ctr.State(), false
+	if changed.Len() > 0 {
+		e.seq++
+		if e.pending.Len() == 0 {
+			e.from = c
+		} else if e.from != c {
+			e.from = nil
 		}
-		if changed.Len() > 0 {
-			others = make([]*conn, 0, len(e.subs))
-			for o := range e.subs {
-				if o != c {
-					others = append(others, o)
-				}
-			}
+		maxInto(e.pending, changed)
+		if !e.writing {
+			h.startWriter(e)
 		}
 	}
-	wait := e.snapshot()
-	e.mu.Unlock()
-
-	if op == nil {
-		h.reply(c, m.Name, wait, wire.CounterUpdate{Name: m.Name, State: reply})
-		return
-	}
-	// The write starts at once and on its own, outside the per-connection
-	// reply limit: replies wait for other connections' writes, so a write
-	// that queued behind replies could deadlock two busy connections.
-	h.s.wg.Add(1)
-	go func() {
-		defer h.s.wg.Done()
-		ctx, cancel := context.WithTimeout(context.Background(), storeTimeout)
-		err := h.s.cfg.Store.MergeCounter(ctx, m.Name, toStore)
-		cancel()
-		e.mu.Lock()
-		delete(e.inflight, op)
-		if err != nil {
-			e.dirty = true
-			c.log.Error("persist counter", "name", m.Name, "err", err)
-		}
-		e.mu.Unlock()
-		op.err = err
-		close(op.done)
-	}()
-	c.async(func() {
-		h.deliver(c, m.Name, wait, wire.CounterUpdate{Name: m.Name, State: reply}, others, changed)
-	})
+	h.replyLocked(e, c, wire.CounterUpdate{Name: m.Name, State: reply})
 }
 
-// snapshot returns the ops in flight; e.mu must be held.
-func (e *counterEntry) snapshot() []*persistOp {
-	if len(e.inflight) == 0 {
-		return nil
-	}
-	ops := make([]*persistOp, 0, len(e.inflight))
-	for op := range e.inflight {
-		ops = append(ops, op)
-	}
-	return ops
-}
-
-// reply sends msg to c once the ops in wait are durable, without blocking
-// the reader when there is something to wait for.
-func (h *counterHub) reply(c *conn, name string, wait []*persistOp, msg wire.Message) {
-	if len(wait) == 0 {
+// replyLocked sends msg now if everything it reports is stored, or queues
+// it until then. e.mu held.
+func (h *counterHub) replyLocked(e *counterEntry, c *conn, msg wire.Message) {
+	if e.durable >= e.seq {
 		c.send(msg)
 		return
 	}
-	c.async(func() { h.deliver(c, name, wait, msg, nil, crdt.State{}) })
+	c.pending.Add(1)
+	e.waiters = append(e.waiters, counterReply{seq: e.seq, c: c, msg: msg})
+	if !e.writing { // only after a failed write left changes pending
+		h.startWriter(e)
+	}
 }
 
-// deliver waits for the ops, then replies and forwards. If any write
-// failed, the sender gets ERROR 500 instead of an acknowledgement and
-// keeps its state to resend; nothing unpersisted is forwarded.
-func (h *counterHub) deliver(c *conn, name string, wait []*persistOp, msg wire.Message, others []*conn, changed crdt.State) {
-	for _, op := range wait {
-		<-op.done
-		if op.err != nil {
-			c.sendError(500, "counter %q could not be persisted; retry", name)
-			return
+// startWriter starts the counter's writer. e.mu held, e.writing false.
+func (h *counterHub) startWriter(e *counterEntry) {
+	e.writing = true
+	h.s.wg.Add(1)
+	go h.write(e)
+}
+
+// write stores the counter's pending changes until none are left, then
+// releases the replies they unblock and forwards the changes.
+func (h *counterHub) write(e *counterEntry) {
+	defer h.s.wg.Done()
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	for e.pending.Len() > 0 {
+		batch, from, upto := e.pending, e.from, e.seq
+		e.pending, e.from = emptyState(), nil
+		e.mu.Unlock()
+
+		ctx, cancel := context.WithTimeout(context.Background(), storeTimeout)
+		err := h.s.cfg.Store.MergeCounter(ctx, e.name, batch)
+		cancel()
+
+		e.mu.Lock()
+		ready := e.takeWaiters(upto)
+		var subs []*conn
+		if err != nil {
+			// The changes go back to pending, to be stored and forwarded
+			// by a later write. Replies that depend on them are refused,
+			// so their senders keep their state and resend.
+			h.s.log.Error("persist counter", "name", e.name, "err", err)
+			maxInto(e.pending, batch)
+			e.from = nil
+		} else {
+			e.durable = upto
+			subs = make([]*conn, 0, len(e.subs))
+			for o := range e.subs {
+				if o != from { // the sole contributor already has it
+					subs = append(subs, o)
+				}
+			}
+		}
+		e.mu.Unlock()
+		for _, r := range ready {
+			if err != nil {
+				r.c.sendError(500, "counter %q could not be persisted; retry", e.name)
+			} else {
+				r.c.send(r.msg)
+			}
+			r.c.pending.Add(-1)
+			r.c.signalSpace()
+		}
+		for _, o := range subs {
+			o.pushUpdate(e.name, batch)
+		}
+		e.mu.Lock()
+		if err != nil && len(e.waiters) == 0 {
+			break // a failing store is retried per request, not in a spin
 		}
 	}
-	c.send(msg)
-	for _, o := range others {
-		o.pushUpdate(name, changed)
+	e.writing = false
+}
+
+// takeWaiters removes and returns the waiters with seq ≤ upto. e.mu held.
+func (e *counterEntry) takeWaiters(upto uint64) []counterReply {
+	n := 0
+	for n < len(e.waiters) && e.waiters[n].seq <= upto {
+		n++
+	}
+	ready := make([]counterReply, n)
+	copy(ready, e.waiters)
+	clear(e.waiters[:n])
+	e.waiters = e.waiters[n:]
+	return ready
+}
+
+// maxInto raises dst's entries to src's.
+func maxInto(dst, src crdt.State) {
+	for k, v := range src.P {
+		if v > dst.P[k] {
+			dst.P[k] = v
+		}
+	}
+	for k, v := range src.N {
+		if v > dst.N[k] {
+			dst.N[k] = v
+		}
 	}
 }
 

@@ -1,7 +1,10 @@
 package server
 
 import (
+	"context"
+	"errors"
 	"reflect"
+	"sync/atomic"
 	"testing"
 
 	"github.com/vmihailenco/msgpack/v5"
@@ -210,7 +213,7 @@ func TestPipelinedSyncsFromManyConnections(t *testing.T) {
 	}
 	t.Cleanup(func() { store.Close() })
 	url, _ := start(t, Config{Store: store})
-	const conns, per = 8, 4 * maxInflight
+	const conns, per = 8, 128
 	rs := make([]*raw, conns)
 	for i := range rs {
 		rs[i] = dial(t, url)
@@ -239,5 +242,57 @@ func TestPipelinedSyncsFromManyConnections(t *testing.T) {
 	c.send(wire.CounterRequest{Name: "hot"})
 	if v, _ := expect[wire.CounterResponse](c).State.Value(); v != conns*per {
 		t.Fatalf("value %d, want %d", v, conns*per)
+	}
+}
+
+// failingStore fails MergeCounter while fail is set: a disk that errors.
+type failingStore struct {
+	storage.Store
+	fail atomic.Bool
+}
+
+func (f *failingStore) MergeCounter(ctx context.Context, name string, s crdt.State) error {
+	if f.fail.Load() {
+		return errors.New("disk on fire")
+	}
+	return f.Store.MergeCounter(ctx, name, s)
+}
+
+// TestCounterWriteFailure: a write that fails is not acknowledged (ERROR
+// 500) nor forwarded; a later write stores and forwards it.
+func TestCounterWriteFailure(t *testing.T) {
+	t.Parallel()
+	fs := &failingStore{Store: storage.NewMemory()}
+	t.Cleanup(func() { fs.Store.Close() })
+	url, _ := start(t, Config{Store: fs})
+	a, b := dial(t, url), dial(t, url)
+	b.send(wire.CounterRequest{Name: "f"})
+	expect[wire.CounterResponse](b)
+
+	fs.fail.Store(true)
+	a.send(wire.CounterSync{Name: "f", State: st(map[string]int64{"a": 5}, nil)})
+	if e := expect[wire.Error](a); e.Code != 500 {
+		t.Fatalf("got %+v, want ERROR 500", e)
+	}
+	if rest := b.roundTrip(); len(rest) != 0 {
+		t.Fatalf("unstored change forwarded: %+v", rest)
+	}
+	// A resend while the store still fails: refused again, not acknowledged.
+	a.send(wire.CounterSync{Name: "f", State: st(map[string]int64{"a": 5}, nil)})
+	if e := expect[wire.Error](a); e.Code != 500 {
+		t.Fatalf("resend: got %+v, want ERROR 500", e)
+	}
+	fs.fail.Store(false)
+	a.send(wire.CounterSync{Name: "f", State: st(map[string]int64{"a": 5}, nil)})
+	if u := expect[wire.CounterUpdate](a); u.State.P["a"] != 5 {
+		t.Fatalf("after recovery %+v", u)
+	}
+	// The change reaches the other subscriber once it is stored.
+	if u := expect[wire.CounterUpdate](b); u.State.P["a"] != 5 {
+		t.Fatalf("forwarded after recovery %+v", u)
+	}
+	got, err := fs.Store.LoadCounter(t.Context(), "f")
+	if err != nil || got.P["a"] != 5 {
+		t.Fatalf("stored %+v, %v", got, err)
 	}
 }
