@@ -2,8 +2,12 @@ package server
 
 import (
 	"bytes"
+	"context"
+	"encoding/json"
+	"net/http"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/coder/websocket"
 	"github.com/vmihailenco/msgpack/v5"
@@ -172,5 +176,94 @@ func TestRateLimit(t *testing.T) {
 	// A rate-limited lock request is still answered, with a reason.
 	if d := expect[wire.LockReleased](r); d.Success || d.Reason != wire.ReasonRateLimited || d.RequestID != "q" {
 		t.Errorf("got %+v, want rate_limited denial", d)
+	}
+}
+
+// TestEndpoints: the protocol on / as well as /ws, /healthz, and a text
+// page for plain HTTP on /.
+func TestEndpoints(t *testing.T) {
+	t.Parallel()
+	url, _ := start(t, Config{})
+	root := strings.TrimSuffix(url, "/ws") + "/"
+	r := dial(t, root)
+	r.send(wire.Ping{Timestamp: 7})
+	if p := expect[wire.Pong](r); p.Timestamp != 7 {
+		t.Fatalf("pong %+v", p)
+	}
+	httpBase := "http" + strings.TrimPrefix(strings.TrimSuffix(url, "/ws"), "ws")
+	resp, err := http.Get(httpBase + "/healthz")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var health struct {
+		Status      string
+		Connections int
+	}
+	err = json.NewDecoder(resp.Body).Decode(&health)
+	resp.Body.Close()
+	if err != nil || resp.StatusCode != 200 || health.Status != "ok" || health.Connections != 1 {
+		t.Fatalf("healthz %d %+v %v", resp.StatusCode, health, err)
+	}
+	resp, err = http.Get(httpBase + "/")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != 200 {
+		t.Fatalf("GET / = %d", resp.StatusCode)
+	}
+}
+
+// TestIdleConnectionClosed: a connection that sends nothing for
+// IdleTimeout is closed; one that pings stays.
+func TestIdleConnectionClosed(t *testing.T) {
+	t.Parallel()
+	url, _ := start(t, Config{IdleTimeout: 300 * time.Millisecond})
+	idle, busy := dial(t, url), dial(t, url)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for i := 0; i < 20; i++ {
+			b, _ := wire.Encode(wire.Ping{Timestamp: uint64(i)})
+			if busy.ws.Write(t.Context(), websocket.MessageBinary, b) != nil {
+				return
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+	}()
+	idle.closed()
+	<-done
+	busy.send(wire.Ping{Timestamp: 99})
+	for {
+		if p := expect[wire.Pong](busy); p.Timestamp == 99 {
+			break
+		}
+	}
+}
+
+// TestCrossOriginAllowedByDefault: browser apps on other origins connect
+// (they authenticate with AUTH, not cookies); an allow-list restricts.
+func TestCrossOriginAllowedByDefault(t *testing.T) {
+	t.Parallel()
+	open := func(url, origin string) error {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		h := http.Header{"Origin": {origin}}
+		ws, _, err := websocket.Dial(ctx, url, &websocket.DialOptions{HTTPHeader: h})
+		if err == nil {
+			ws.CloseNow()
+		}
+		return err
+	}
+	url, _ := start(t, Config{})
+	if err := open(url, "http://localhost:5173"); err != nil {
+		t.Fatalf("cross-origin refused by default: %v", err)
+	}
+	url2, _ := start(t, Config{AllowedOrigins: []string{"app.example.com"}})
+	if err := open(url2, "http://evil.example.net"); err == nil {
+		t.Fatal("origin outside the allow-list accepted")
+	}
+	if err := open(url2, "https://app.example.com"); err != nil {
+		t.Fatalf("allowed origin refused: %v", err)
 	}
 }
