@@ -389,9 +389,10 @@ func (c *Client) worker() {
 
 // persistSnap is one counter's share of a round's batch.
 type persistSnap struct {
-	cnt    *Counter
-	dp, dn int64
-	remote crdt.State
+	cnt            *Counter
+	dp, dn         int64
+	floorP, floorN int64
+	remote         crdt.State
 }
 
 // round persists every dirty counter in one batch and then, if send is
@@ -408,11 +409,11 @@ func (c *Client) round(ctx context.Context, send bool) {
 	snaps := make([]persistSnap, 0, len(set))
 	for cnt := range set {
 		s := cnt.takePersist()
-		if s.dp == 0 && s.dn == 0 && s.remote.Len() == 0 {
+		if !s.own() && s.remote.Len() == 0 {
 			continue
 		}
-		if s.dp != 0 || s.dn != 0 {
-			b.Own = append(b.Own, store.OwnDelta{Name: cnt.name, Node: cnt.node, DP: s.dp, DN: s.dn})
+		if s.own() {
+			b.Own = append(b.Own, store.OwnDelta{Name: cnt.name, Node: cnt.node, DP: s.dp, DN: s.dn, FloorP: s.floorP, FloorN: s.floorN})
 		}
 		if s.remote.Len() != 0 {
 			if b.Remote == nil {
@@ -423,7 +424,8 @@ func (c *Client) round(ctx context.Context, send bool) {
 		snaps = append(snaps, s)
 	}
 	if !b.Empty() {
-		if err := c.store.Apply(ctx, b); err != nil {
+		totals, err := c.store.Apply(ctx, b)
+		if err != nil {
 			c.log.Error("client: persisting counters failed; will retry", "err", err, "counters", len(snaps))
 			for _, s := range snaps {
 				s.cnt.restorePersist(s)
@@ -438,8 +440,16 @@ func (c *Client) round(ctx context.Context, send bool) {
 			}
 			return
 		}
+		i := 0
 		for _, s := range snaps {
-			s.cnt.persisted(s)
+			var t store.OwnTotal
+			if s.own() {
+				t = totals[i]
+				i++
+			}
+			if changed, ver, v, subs := s.cnt.persisted(s, t); changed {
+				notify(subs, ver, v)
+			}
 		}
 	}
 	if !send {

@@ -306,7 +306,7 @@ func TestHostileServerInput(t *testing.T) {
 	// Counter "h" exists from the start, so the hostile update reaches it.
 	st := store.NewMemory()
 	defer st.Close()
-	if err := st.Apply(t.Context(), store.Batch{Remote: map[string]crdt.State{"h": {P: map[string]int64{"z": 1}}}}); err != nil {
+	if _, err := st.Apply(t.Context(), store.Batch{Remote: map[string]crdt.State{"h": {P: map[string]int64{"z": 1}}}}); err != nil {
 		t.Fatal(err)
 	}
 	opts.Store = st

@@ -3,11 +3,13 @@ package client
 import (
 	"context"
 	"fmt"
+	"maps"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/topgun-go/topgun/crdt"
+	"github.com/topgun-go/topgun/sync/store"
 	"github.com/topgun-go/topgun/sync/wire"
 )
 
@@ -21,11 +23,19 @@ type Counter struct {
 
 	mu sync.Mutex
 	st *crdt.Counter
-	// persistedP/N: own entries known to be in the store. Syncs send these,
-	// never more, so the server never holds own entries above the store.
+	// Own entries. The local replica's own slot is always
+	//   max(persisted, conf) + pending + unapplied
+	// (see raiseOwnLocked), so increments made by another writer sharing
+	// the node id and store (another tab) show up after the next Apply.
+	//
+	// persistedP/N: own totals the store reported (Apply or load). Syncs
+	// send these, never more, so the server never holds own entries above
+	// the store.
 	persistedP, persistedN int64
 	// pendingP/N: own deltas taken by the worker and not yet applied.
 	pendingP, pendingN int64
+	// unappliedP/N: own deltas not yet taken by the worker.
+	unappliedP, unappliedN int64
 	// remote: other nodes' entries merged since the last persistence round.
 	remote crdt.State
 	// confP/N: the highest own entries the server has reported back.
@@ -96,12 +106,33 @@ func (cnt *Counter) AddAndGet(delta int64) (int64, error) {
 		cnt.mu.Unlock()
 		return v, fmt.Errorf("client: counter %q: %w", cnt.name, err)
 	}
+	if delta > 0 {
+		cnt.unappliedP += delta
+	} else {
+		cnt.unappliedN -= delta
+	}
 	cnt.version++
 	ver, subs := cnt.version, cnt.subs
 	cnt.mu.Unlock()
 	cnt.c.markDirty(cnt, false)
 	notify(subs, ver, v)
 	return v, nil
+}
+
+// raiseOwnLocked raises the replica's own slot to what the store, the
+// server and local writes together account for, and reports whether the
+// value changed. cnt.mu held.
+func (cnt *Counter) raiseOwnLocked() bool {
+	want := crdt.State{
+		P: map[string]int64{cnt.node: max(cnt.persistedP, cnt.confP) + cnt.pendingP + cnt.unappliedP},
+		N: map[string]int64{cnt.node: max(cnt.persistedN, cnt.confN) + cnt.pendingN + cnt.unappliedN},
+	}
+	before := cnt.st.Value()
+	if _, err := cnt.st.Merge(want); err != nil {
+		cnt.c.log.Warn("client: own entries out of range", "counter", cnt.name, "err", err)
+		return false
+	}
+	return cnt.st.Value() != before
 }
 
 // Subscribe registers fn to be called with the new value after every local
@@ -201,30 +232,43 @@ func (cnt *Counter) Flush(ctx context.Context) error {
 	}
 }
 
-// takePersist hands the worker what the store lacks.
+// takePersist hands the worker what the store lacks: local deltas, the
+// server's own totals as floors, other nodes' entries.
 func (cnt *Counter) takePersist() persistSnap {
 	cnt.mu.Lock()
 	defer cnt.mu.Unlock()
-	p, n := cnt.st.Entry(cnt.node)
-	s := persistSnap{
-		cnt: cnt,
-		dp:  p - cnt.persistedP - cnt.pendingP,
-		dn:  n - cnt.persistedN - cnt.pendingN,
+	s := persistSnap{cnt: cnt, dp: cnt.unappliedP, dn: cnt.unappliedN}
+	if cnt.confP > cnt.persistedP {
+		s.floorP = cnt.confP
 	}
+	if cnt.confN > cnt.persistedN {
+		s.floorN = cnt.confN
+	}
+	cnt.unappliedP, cnt.unappliedN = 0, 0
 	cnt.pendingP += s.dp
 	cnt.pendingN += s.dn
 	s.remote, cnt.remote = cnt.remote, crdt.State{}
 	return s
 }
 
-// persisted records a successful Apply of s.
-func (cnt *Counter) persisted(s persistSnap) {
+// own reports whether s carries an own delta for the store.
+func (s persistSnap) own() bool { return s.dp != 0 || s.dn != 0 || s.floorP != 0 || s.floorN != 0 }
+
+// persisted records a successful Apply of s, whose own slots the store
+// reported as t (zero if s had no own delta), and returns whether the
+// value changed (another writer's increments arrived).
+func (cnt *Counter) persisted(s persistSnap, t store.OwnTotal) (changed bool, ver uint64, v int64, subs []*subscriber) {
 	cnt.mu.Lock()
 	defer cnt.mu.Unlock()
 	cnt.pendingP -= s.dp
 	cnt.pendingN -= s.dn
-	cnt.persistedP += s.dp
-	cnt.persistedN += s.dn
+	cnt.persistedP = max(cnt.persistedP, t.P)
+	cnt.persistedN = max(cnt.persistedN, t.N)
+	if !cnt.raiseOwnLocked() {
+		return false, 0, 0, nil
+	}
+	cnt.version++
+	return true, cnt.version, cnt.st.Value(), cnt.subs
 }
 
 // restorePersist undoes takePersist after a failed Apply.
@@ -233,6 +277,8 @@ func (cnt *Counter) restorePersist(s persistSnap) {
 	defer cnt.mu.Unlock()
 	cnt.pendingP -= s.dp
 	cnt.pendingN -= s.dn
+	cnt.unappliedP += s.dp
+	cnt.unappliedN += s.dn
 	mergeMax(&cnt.remote, s.remote)
 }
 
@@ -314,19 +360,27 @@ func (cnt *Counter) merge(s crdt.State) {
 		cnt.confCh = make(chan struct{})
 	}
 	before := cnt.st.Value()
-	changed, err := cnt.st.Merge(s)
+	// Own entries are not merged as such: the server's own totals are
+	// floors (conf), folded in by raiseOwnLocked and sent to the store as
+	// floors, so local deltas are never counted twice.
+	others := crdt.State{P: s.P, N: s.N}
+	if _, ok := s.P[cnt.node]; ok {
+		others.P = maps.Clone(s.P)
+		delete(others.P, cnt.node)
+	}
+	if _, ok := s.N[cnt.node]; ok {
+		others.N = maps.Clone(s.N)
+		delete(others.N, cnt.node)
+	}
+	changed, err := cnt.st.Merge(others)
 	if err != nil {
 		cnt.mu.Unlock()
 		cnt.c.log.Warn("client: dropping counter state from server", "counter", cnt.name, "err", err)
 		return
 	}
-	// Own entries reach the store as deltas (takePersist), so only other
-	// nodes' entries are merged into the store by max.
-	delete(changed.P, cnt.node)
-	delete(changed.N, cnt.node)
 	mergeMax(&cnt.remote, changed)
-	p, n := cnt.st.Entry(cnt.node)
-	dirty := changed.Len() > 0 || p != cnt.persistedP+cnt.pendingP || n != cnt.persistedN+cnt.pendingN
+	cnt.raiseOwnLocked()
+	dirty := changed.Len() > 0 || cnt.confP > cnt.persistedP || cnt.confN > cnt.persistedN
 	v := cnt.st.Value()
 	var subs []*subscriber
 	var ver uint64

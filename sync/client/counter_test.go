@@ -456,3 +456,51 @@ func TestServerStateAdoptedForOwnNode(t *testing.T) {
 	other := mustCounter(t, readyClient(t, srv.url), "adopt")
 	eventually(t, "server has 105", func() bool { return other.Get() == 105 })
 }
+
+// TestTabsSharingStoreAndNodeID: two clients over one store share its node
+// id, as browser tabs share IndexedDB. Both write the same counter at once;
+// neither loses the other's increments, on the server, in the store or in
+// their own values.
+func TestTabsSharingStoreAndNodeID(t *testing.T) {
+	t.Parallel()
+	srv := startServer(t)
+	st := store.NewMemory()
+	t.Cleanup(func() { st.Close() })
+	opts := fastOptions(srv.url)
+	opts.Store = st
+	a, b := newClient(t, opts), newClient(t, opts)
+	waitReady(t, a)
+	waitReady(t, b)
+	if a.NodeID() != b.NodeID() {
+		t.Fatalf("node ids %q and %q differ", a.NodeID(), b.NodeID())
+	}
+	ca, cb := mustCounter(t, a, "tabs"), mustCounter(t, b, "tabs")
+	const each = 500
+	var wg sync.WaitGroup
+	for _, c := range []*client.Counter{ca, cb} {
+		wg.Go(func() {
+			for i := 0; i < each; i++ {
+				c.Increment()
+				if i%50 == 0 {
+					time.Sleep(time.Millisecond) // let rounds interleave
+				}
+			}
+		})
+	}
+	wg.Wait()
+	for _, c := range []*client.Counter{ca, cb} {
+		if err := c.Flush(ctxT(t)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	eventually(t, "both tabs see 1000", func() bool { return ca.Get() == 2*each && cb.Get() == 2*each })
+	m, err := st.LoadCounters(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p := m["tabs"].P[a.NodeID()]; p != 2*each {
+		t.Fatalf("stored own entry %d, want %d", p, 2*each)
+	}
+	other := mustCounter(t, readyClient(t, srv.url), "tabs")
+	eventually(t, "server has 1000", func() bool { return other.Get() == 2*each })
+}

@@ -52,17 +52,17 @@ func (m *Memory) LoadCounters(ctx context.Context) (map[string]crdt.State, error
 }
 
 // Apply implements Store.
-func (m *Memory) Apply(ctx context.Context, b Batch) error {
+func (m *Memory) Apply(ctx context.Context, b Batch) ([]OwnTotal, error) {
 	if err := b.Validate(); err != nil {
-		return err
+		return nil, err
 	}
 	if err := ctx.Err(); err != nil {
-		return err
+		return nil, err
 	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	if m.closed {
-		return ErrClosed
+		return nil, ErrClosed
 	}
 	// Work on copies of the touched counters so a failure changes nothing.
 	next := make(map[string]crdt.State, len(b.Remote)+len(b.Own))
@@ -87,23 +87,25 @@ func (m *Memory) Apply(ctx context.Context, b Batch) error {
 			}
 		}
 	}
-	for _, d := range b.Own {
+	totals := make([]OwnTotal, len(b.Own))
+	for i, d := range b.Own {
 		s := get(d.Name)
-		p, n := s.P[d.Node]+d.DP, s.N[d.Node]+d.DN
-		if p > crdt.MaxSafe || n > crdt.MaxSafe {
-			return fmt.Errorf("%w: %q[%q] would exceed 2^53-1", ErrInvalid, d.Name, d.Node)
+		t, err := ApplyOwn(s.P[d.Node], s.N[d.Node], d)
+		if err != nil {
+			return nil, err
 		}
-		if d.DP > 0 {
-			s.P[d.Node] = p
+		if t.P > 0 {
+			s.P[d.Node] = t.P
 		}
-		if d.DN > 0 {
-			s.N[d.Node] = n
+		if t.N > 0 {
+			s.N[d.Node] = t.N
 		}
+		totals[i] = t
 	}
 	for name, s := range next {
 		m.counters[name] = s
 	}
-	return nil
+	return totals, nil
 }
 
 // Close implements Store.

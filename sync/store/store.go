@@ -18,12 +18,14 @@ type Store interface {
 	// LoadCounters returns every stored counter state.
 	LoadCounters(ctx context.Context) (map[string]crdt.State, error)
 	// Apply applies one batch atomically (one transaction): for each
-	// OwnDelta, add DP/DN to the stored p/n slot of Node for counter Name
-	// (read-modify-write, never overwrite with an absolute value, so two
-	// writers sharing a node id never lose each other's increments); for
-	// each Remote state, merge by per-entry max. An invalid batch
-	// (ErrInvalid) changes nothing.
-	Apply(ctx context.Context, b Batch) error
+	// Remote state, merge by per-entry max; then for each OwnDelta, raise
+	// the stored p/n slot of Node for counter Name to at least FloorP/FloorN
+	// and add DP/DN to it (read-modify-write, never overwrite with an
+	// absolute value, so two writers sharing a node id — browser tabs
+	// sharing IndexedDB — never lose each other's increments). It returns
+	// the stored slots after the batch, one OwnTotal per OwnDelta in order.
+	// An invalid batch (ErrInvalid) changes nothing.
+	Apply(ctx context.Context, b Batch) ([]OwnTotal, error)
 	// Close releases resources. Further calls return ErrClosed.
 	Close() error
 }
@@ -38,11 +40,17 @@ type Batch struct {
 // Empty reports whether b writes nothing.
 func (b Batch) Empty() bool { return len(b.Own) == 0 && len(b.Remote) == 0 }
 
-// OwnDelta adds DP to p[Node] and DN to n[Node] of counter Name.
+// OwnDelta adds DP to p[Node] and DN to n[Node] of counter Name, after
+// raising them to FloorP and FloorN (own totals the server reported, which
+// a store may lack, e.g. after its data was cleared).
 type OwnDelta struct {
-	Name, Node string
-	DP, DN     int64
+	Name, Node     string
+	DP, DN         int64
+	FloorP, FloorN int64
 }
+
+// OwnTotal is a node's stored p and n after an Apply.
+type OwnTotal struct{ P, N int64 }
 
 // Sentinel errors; returned errors may wrap them.
 var (
@@ -65,6 +73,9 @@ func (b Batch) Validate() error {
 		if d.DP < 0 || d.DN < 0 || d.DP > crdt.MaxSafe || d.DN > crdt.MaxSafe {
 			return fmt.Errorf("%w: own delta %+d/%+d for %q", ErrInvalid, d.DP, d.DN, d.Name)
 		}
+		if d.FloorP < 0 || d.FloorN < 0 || d.FloorP > crdt.MaxSafe || d.FloorN > crdt.MaxSafe {
+			return fmt.Errorf("%w: own floor %d/%d for %q", ErrInvalid, d.FloorP, d.FloorN, d.Name)
+		}
 	}
 	for name, s := range b.Remote {
 		if name == "" {
@@ -75,4 +86,15 @@ func (b Batch) Validate() error {
 		}
 	}
 	return nil
+}
+
+// ApplyOwn computes the stored slots after applying d to stored p and n:
+// max(stored, floor) + delta, failing with ErrInvalid past 2^53-1. Store
+// implementations share it so they agree exactly.
+func ApplyOwn(p, n int64, d OwnDelta) (OwnTotal, error) {
+	t := OwnTotal{P: max(p, d.FloorP) + d.DP, N: max(n, d.FloorN) + d.DN}
+	if t.P > crdt.MaxSafe || t.N > crdt.MaxSafe {
+		return OwnTotal{}, fmt.Errorf("%w: %q[%q] would exceed 2^53-1", ErrInvalid, d.Name, d.Node)
+	}
+	return t, nil
 }

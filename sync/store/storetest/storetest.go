@@ -30,6 +30,7 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 		{"EmptyLoad", testEmptyLoad},
 		{"OwnDeltasAdd", testOwnDeltasAdd},
 		{"SharedNodeWriters", testSharedNodeWriters},
+		{"OwnTotalsAndFloors", testOwnTotalsAndFloors},
 		{"RemoteMergeByMax", testRemoteMergeByMax},
 		{"RemoteThenOwnInOneBatch", testRemoteThenOwn},
 		{"ManyCounters", testManyCounters},
@@ -65,11 +66,16 @@ func load(t *testing.T, s store.Store) map[string]crdt.State {
 	return m
 }
 
-func apply(t *testing.T, s store.Store, b store.Batch) {
+func apply(t *testing.T, s store.Store, b store.Batch) []store.OwnTotal {
 	t.Helper()
-	if err := s.Apply(ctx(t), b); err != nil {
+	totals, err := s.Apply(ctx(t), b)
+	if err != nil {
 		t.Fatalf("Apply(%+v): %v", b, err)
 	}
+	if len(totals) != len(b.Own) {
+		t.Fatalf("Apply returned %d totals for %d own deltas", len(totals), len(b.Own))
+	}
+	return totals
 }
 
 // equal compares states, treating nil and empty maps and zero and absent
@@ -175,6 +181,42 @@ func testOwnDeltasAdd(t *testing.T, s store.Store) {
 	want(t, s, "c", crdt.State{P: map[string]int64{"a": 101, "b": 10}, N: map[string]int64{"a": 7}})
 }
 
+// testOwnTotalsAndFloors: Apply reports the stored slots after the batch
+// (including other writers' increments), and floors raise a slot before the
+// delta is added, never lower it.
+func testOwnTotalsAndFloors(t *testing.T, s store.Store) {
+	got := apply(t, s, store.Batch{Own: []store.OwnDelta{{Name: "t", Node: "a", DP: 3}}})
+	if got[0] != (store.OwnTotal{P: 3}) {
+		t.Fatalf("totals %+v, want {3 0}", got)
+	}
+	// Another writer with the same node id adds 4: the next Apply of the
+	// first writer reports both.
+	apply(t, s, store.Batch{Own: []store.OwnDelta{{Name: "t", Node: "a", DP: 4}}})
+	got = apply(t, s, store.Batch{Own: []store.OwnDelta{
+		{Name: "t", Node: "a", DN: 1},
+		{Name: "u", Node: "a", DP: 2, FloorP: 10}, // floor then delta: 12
+		{Name: "t", Node: "a", DP: 1, FloorP: 5},  // floor below stored: no effect
+	}})
+	want := []store.OwnTotal{{P: 7, N: 1}, {P: 12}, {P: 8, N: 1}}
+	if len(got) != len(want) || got[0] != want[0] || got[1] != want[1] || got[2] != want[2] {
+		t.Fatalf("totals %+v, want %+v", got, want)
+	}
+	// A floor alone (no delta) raises the slot.
+	got = apply(t, s, store.Batch{Own: []store.OwnDelta{{Name: "t", Node: "a", FloorN: 9}}})
+	if got[0] != (store.OwnTotal{P: 8, N: 9}) {
+		t.Fatalf("totals %+v, want {8 9}", got)
+	}
+	m := load(t, s)
+	if !equal(m["t"], crdt.State{P: map[string]int64{"a": 8}, N: map[string]int64{"a": 9}}) ||
+		!equal(m["u"], crdt.State{P: map[string]int64{"a": 12}}) {
+		t.Fatalf("stored %v", m)
+	}
+	// A floor past 2^53-1 is invalid and changes nothing.
+	if _, err := s.Apply(ctx(t), store.Batch{Own: []store.OwnDelta{{Name: "t", Node: "a", FloorP: crdt.MaxSafe, DP: 1}}}); !errors.Is(err, store.ErrInvalid) {
+		t.Fatalf("overflowing floor: %v", err)
+	}
+}
+
 // testSharedNodeWriters: two writers (tabs) sharing one node id each add
 // deltas; the stored slot is the exact sum.
 func testSharedNodeWriters(t *testing.T, s store.Store) {
@@ -188,7 +230,7 @@ func testSharedNodeWriters(t *testing.T, s store.Store) {
 					{Name: "shared", Node: "same", DP: int64(w + 1), DN: int64(i % 2)},
 					{Name: fmt.Sprintf("w%d", w), Node: "same", DP: 1},
 				}}
-				if err := s.Apply(ctx(t), b); err != nil {
+				if _, err := s.Apply(ctx(t), b); err != nil {
 					errs <- err
 					return
 				}
@@ -272,7 +314,7 @@ func testInvalidBatch(t *testing.T, s store.Store) {
 		},
 	}
 	for i, b := range bad {
-		if err := s.Apply(ctx(t), b); !errors.Is(err, store.ErrInvalid) {
+		if _, err := s.Apply(ctx(t), b); !errors.Is(err, store.ErrInvalid) {
 			t.Errorf("bad batch %d: Apply = %v, want ErrInvalid", i, err)
 		}
 	}
@@ -299,7 +341,7 @@ func testClose(t *testing.T, s store.Store) {
 	if _, err := s.LoadCounters(ctx(t)); !errors.Is(err, store.ErrClosed) {
 		t.Errorf("LoadCounters after Close = %v, want ErrClosed", err)
 	}
-	if err := s.Apply(ctx(t), store.Batch{Own: []store.OwnDelta{{Name: "k", Node: "a", DP: 1}}}); !errors.Is(err, store.ErrClosed) {
+	if _, err := s.Apply(ctx(t), store.Batch{Own: []store.OwnDelta{{Name: "k", Node: "a", DP: 1}}}); !errors.Is(err, store.ErrClosed) {
 		t.Errorf("Apply after Close = %v, want ErrClosed", err)
 	}
 	if _, err := s.NodeID(ctx(t), func() string { return "x" }); !errors.Is(err, store.ErrClosed) {
