@@ -484,3 +484,33 @@ func (c *Client) backoff(n int) time.Duration {
 	d = min(d, c.opts.MaxBackoff)
 	return time.Duration(float64(d) * (0.5 + mrand.Float64()))
 }
+
+// Reload reads the named counters back from the store and folds in what
+// another writer sharing the store (another browser tab) has written;
+// subscribers of counters whose value changed are notified. Counters this
+// client has no handle for are ignored: they load on first use.
+func (c *Client) Reload(ctx context.Context, names []string) error {
+	c.mu.Lock()
+	handles := make(map[string]*Counter, len(names))
+	for _, n := range names {
+		if cnt, ok := c.counters[n]; ok {
+			handles[n] = cnt
+		}
+	}
+	c.mu.Unlock()
+	if len(handles) == 0 {
+		return nil
+	}
+	states, err := c.store.LoadCounters(ctx)
+	if err != nil {
+		return fmt.Errorf("client: reload counters: %w", err)
+	}
+	for name, cnt := range handles {
+		if st, ok := states[name]; ok {
+			if changed, ver, v, subs := cnt.reload(st); changed {
+				notify(subs, ver, v)
+			}
+		}
+	}
+	return nil
+}

@@ -396,3 +396,35 @@ func (cnt *Counter) merge(s crdt.State) {
 		notify(subs, ver, v)
 	}
 }
+
+// Own returns this replica's own entries (p, n) of the counter: the
+// magnitudes that an AddAndGet must keep within 2^53-1.
+func (cnt *Counter) Own() (p, n int64) {
+	cnt.mu.Lock()
+	defer cnt.mu.Unlock()
+	return cnt.st.Entry(cnt.node)
+}
+
+// reload folds a state read back from the store (written there by another
+// writer sharing it, such as another browser tab) into the replica: own
+// totals as stored totals, other nodes' entries by max. It returns whether
+// the value changed, with what notify needs.
+func (cnt *Counter) reload(s crdt.State) (changed bool, ver uint64, v int64, subs []*subscriber) {
+	cnt.mu.Lock()
+	defer cnt.mu.Unlock()
+	before := cnt.st.Value()
+	cnt.persistedP = max(cnt.persistedP, s.P[cnt.node])
+	cnt.persistedN = max(cnt.persistedN, s.N[cnt.node])
+	others := crdt.State{P: maps.Clone(s.P), N: maps.Clone(s.N)}
+	delete(others.P, cnt.node)
+	delete(others.N, cnt.node)
+	if _, err := cnt.st.Merge(others); err != nil {
+		cnt.c.log.Warn("client: dropping stored counter state", "counter", cnt.name, "err", err)
+	}
+	cnt.raiseOwnLocked()
+	if cnt.st.Value() == before {
+		return false, 0, 0, nil
+	}
+	cnt.version++
+	return true, cnt.version, cnt.st.Value(), cnt.subs
+}

@@ -504,3 +504,32 @@ func TestTabsSharingStoreAndNodeID(t *testing.T) {
 	other := mustCounter(t, readyClient(t, srv.url), "tabs")
 	eventually(t, "server has 1000", func() bool { return other.Get() == 2*each })
 }
+
+// TestReloadFromSharedStore: offline, a second client on the same store
+// (another tab) writes; Reload brings its increments into the first.
+func TestReloadFromSharedStore(t *testing.T) {
+	t.Parallel()
+	st := store.NewMemory()
+	t.Cleanup(func() { st.Close() })
+	opts := client.Options{URL: "ws://127.0.0.1:1/ws", Store: st, Logger: quietLogger(), SyncDelay: time.Millisecond, MinBackoff: time.Hour}
+	a, b := newClient(t, opts), newClient(t, opts)
+	ca, cb := mustCounter(t, a, "r"), mustCounter(t, b, "r")
+	ca.AddAndGet(3)
+	cb.AddAndGet(4)
+	var seen atomic.Int64
+	ca.Subscribe(func(v int64) { seen.Store(v) })
+	// Wait until both writes reached the store (offline: Flush cannot help).
+	eventually(t, "both writes stored", func() bool {
+		m, err := st.LoadCounters(t.Context())
+		return err == nil && m["r"].P[a.NodeID()] == 7
+	})
+	if err := a.Reload(t.Context(), []string{"r", "unknown"}); err != nil {
+		t.Fatal(err)
+	}
+	if ca.Get() != 7 || seen.Load() != 7 {
+		t.Fatalf("after reload: value %d, notified %d; want 7", ca.Get(), seen.Load())
+	}
+	if p, n := ca.Own(); p != 7 || n != 0 {
+		t.Fatalf("Own() = %d, %d", p, n)
+	}
+}
