@@ -8,7 +8,10 @@ FUZZTIME    ?= 3s
 FUZZ_TARGETS := ./crdt:FuzzMergeCommutative ./crdt:FuzzMergeAssociative \
 	./crdt:FuzzMergeIdempotent ./crdt:FuzzMagnitude ./sync/wire:FuzzDecode
 
-.PHONY: run build test test-go test-wasm fuzz fuzz-short bench lint vet fmt-check staticcheck clean
+# Browser build flags, in one place.
+WASM_FLAGS  := -trimpath -ldflags="-s -w"
+
+.PHONY: run build wasm js-deps test test-go test-wasm test-js fuzz fuzz-short bench lint vet fmt-check staticcheck clean
 
 ## run: server on http://localhost:8080 (no auth, data in ./data)
 run:
@@ -17,6 +20,19 @@ run:
 ## build: the server binary in bin/
 build:
 	$(GO) build -trimpath -o bin/topgun-server ./cmd/topgun-server
+
+## wasm: the engine for browsers (bin/topgun.wasm) and the npm package build (js/dist)
+wasm: js-deps
+	GOOS=js GOARCH=wasm $(GO) build $(WASM_FLAGS) -o bin/topgun.wasm ./wasm
+	node js/go-hash.mjs > bin/topgun.wasm.stamp
+	cd js && node build.mjs
+
+js-deps:
+	@[ -d js/node_modules ] || (cd js && npm ci --no-audit --no-fund)
+
+## test-js: the npm package under Node (node:test) against the real server
+test-js: wasm build
+	cd js && TOPGUN_SERVER_BIN=$(CURDIR)/bin/topgun-server node --test test/
 
 ## test: everything CI runs
 test: lint test-go test-wasm fuzz-short

@@ -1,0 +1,120 @@
+// Types of @topgun-go/client. Hand-kept: it mirrors js/src/index.js and,
+// through it, the Go side in wasm/main.go (the js.FuncOf API and the
+// //go:wasmexport functions tg_*) and sync/client (the engine's semantics).
+// Change them together.
+
+/** Connection states of the engine (sync/client State.String()). */
+export type ConnectionState = 'idle' | 'connecting' | 'authenticating' | 'ready' | 'offline' | 'closed';
+
+/** Error with a machine-readable code (wasm/main.go errObject). */
+export class TopGunError extends Error {
+  readonly code:
+    | 'CLOSED'
+    | 'NOT_STARTED'
+    | 'FATAL'
+    | 'WASM_LOAD'
+    | 'STORAGE_UNAVAILABLE'
+    | 'INVALID_TTL'
+    | 'NOT_HOLDER'
+    | 'RATE_LIMITED'
+    | 'UNAVAILABLE'
+    | 'DISCONNECTED'
+    | 'ERROR'
+    | string;
+  constructor(code: string, message: string);
+}
+
+/** Keeps counters in memory only (tests, Node programs, no IndexedDB). */
+export class MemoryAdapter {
+  readonly kind: 'memory';
+  constructor();
+}
+
+/**
+ * Persists counters to IndexedDB (idb/), one node id per browser profile,
+ * shared by its tabs. Throws TopGunError STORAGE_UNAVAILABLE where
+ * IndexedDB is missing: use MemoryAdapter there.
+ */
+export class IDBAdapter {
+  readonly kind: 'idb';
+  readonly name: string;
+  constructor(options?: { name?: string });
+}
+
+export interface TopGunClientOptions {
+  /** ws:// or wss:// URL of a topgun-go (or TopGun) server. */
+  serverUrl: string;
+  /** Where counters persist. Default: MemoryAdapter. */
+  storage?: IDBAdapter | MemoryAdapter;
+  /** JWT sent in AUTH on every connection. */
+  token?: string;
+  /** Called before every connection attempt; returns a JWT. */
+  getToken?: () => string | Promise<string>;
+  /** Override the persisted node id (must be unique per replica and store). */
+  nodeId?: string;
+  /** Where to load the engine from. Default: topgun.wasm next to this module. */
+  wasmURL?: string | URL;
+  /** Debounce of counter syncs to the server, in ms (default 1: every tick). */
+  syncDelayMs?: number;
+  /** Log the engine's diagnostics to the console. */
+  debug?: boolean;
+}
+
+export class TopGunClient extends EventTarget {
+  constructor(options: TopGunClientOptions);
+  /** Loads the engine and local state and starts connecting. Does not wait for the network. */
+  start(): Promise<void>;
+  /** Sends pending writes, closes the connection (its locks are freed) and storage. */
+  close(): Promise<void>;
+  readonly state: ConnectionState;
+  /** Calls cb with every new state; also dispatched as a 'statechange' CustomEvent. */
+  onStateChange(cb: (state: ConnectionState) => void): () => void;
+  /** This replica's node id. */
+  readonly nodeId: string;
+  /** The same handle for every call with one name. Throws TypeError for an invalid name. */
+  getPNCounter(name: string): PNCounter;
+  /** The same handle for every call with one name. Throws TypeError for an invalid name. */
+  getLock(name: string): Lock;
+}
+
+/** A replicated PN-Counter (sync/client Counter). */
+export class PNCounter {
+  readonly name: string;
+  /** The local value; no network. */
+  get(): number;
+  /** Adds 1; returns the new value synchronously. */
+  increment(): number;
+  /** Subtracts 1; returns the new value synchronously. */
+  decrement(): number;
+  /**
+   * Adds delta and returns the new value synchronously. Throws RangeError
+   * (and changes nothing) for a non-integer, NaN, ±Infinity or unsafe delta,
+   * or when the result would leave the safe integer range.
+   */
+  addAndGet(delta: number): number;
+  /** Calls cb at once with the value, then after every local and remote change. */
+  subscribe(cb: (value: number) => void): () => void;
+  /** Whether the server has confirmed every local write. */
+  readonly synced: boolean;
+  /** Sends local writes now; resolves once the server has stored them. */
+  flush(): Promise<void>;
+}
+
+/** A named lease with a fencing token (sync/client Lock). */
+export class Lock {
+  readonly name: string;
+  /**
+   * Resolves true when granted (again by the holder: lease renewed, token
+   * kept), false when another client holds the lock (at once, or after
+   * waitMs). Rejects with TopGunError for other denials.
+   */
+  lock(ttlMs?: number, options?: { waitMs?: number }): Promise<boolean>;
+  /** Releases the lock; a no-op when not held. */
+  unlock(): Promise<void>;
+  /** Whether this client holds the lock. */
+  isLocked(): boolean;
+  /** Token of the current grant (strictly increasing per grant), or null. */
+  readonly fencingToken: number | null;
+  /** Calls cb when a held lock is lost: 'expired' (TTL) or 'disconnected'. */
+  onLost(cb: (reason: 'expired' | 'disconnected' | string) => void): () => void;
+}

@@ -1,0 +1,465 @@
+// @topgun-go/client: the JS face of the topgun-go engine (Go compiled to
+// WebAssembly, wasm/main.go). The contract with Go is written down in
+// index.d.ts; this file keeps to it.
+//
+// Hot paths never call Go through js.FuncOf (about 6 µs a call): a
+// counter's increments are applied to a JS-side cache at once, and handed
+// to Go once per tick (one scalar //go:wasmexport call per counter), where
+// the engine persists them to IndexedDB and syncs them.
+
+import '../gen/wasm_exec.js';
+
+const MAX_SAFE = Number.MAX_SAFE_INTEGER;
+const NAME_RE = /^[A-Za-z0-9_\-.:/]{1,256}$/;
+const NAME_RULE = '1-256 characters, each one of A-Z a-z 0-9 _ - . : /';
+const isNode = typeof process !== 'undefined' && !!process.versions?.node;
+
+/** Error raised by the client, with a machine-readable code. */
+export class TopGunError extends Error {
+  constructor(code, message) {
+    super(message);
+    this.name = 'TopGunError';
+    this.code = code;
+  }
+}
+
+// unwrap turns Go's {error, code} results into exceptions.
+function unwrap(v) {
+  if (v !== null && typeof v === 'object' && typeof v.error === 'string') {
+    if (v.code === 'INVALID_NAME') throw new TypeError(v.error);
+    if (v.code === 'OUT_OF_RANGE') throw new RangeError(v.error);
+    throw new TopGunError(v.code || 'ERROR', v.error);
+  }
+  return v;
+}
+
+function rethrow(e) {
+  unwrap(e);
+  throw e instanceof Error ? e : new TopGunError('ERROR', String(e));
+}
+
+function checkName(kind, name) {
+  if (typeof name !== 'string' || !NAME_RE.test(name)) {
+    throw new TypeError(`${kind} name must be ${NAME_RULE}; got ${JSON.stringify(name)}`);
+  }
+}
+
+/** Keeps counters in memory only (tests, Node programs, no IndexedDB). */
+export class MemoryAdapter {
+  constructor() {
+    this.kind = 'memory';
+  }
+}
+
+/** Persists counters to IndexedDB, shared by the tabs of a browser profile. */
+export class IDBAdapter {
+  constructor(options = {}) {
+    if (typeof indexedDB === 'undefined') {
+      throw new TopGunError(
+        'STORAGE_UNAVAILABLE',
+        'IndexedDB is not available in this environment; use `new MemoryAdapter()` as storage instead',
+      );
+    }
+    this.kind = 'idb';
+    this.name = options.name ?? 'topgun-go';
+  }
+}
+
+// ---- the Go runtime, loaded once per page ----------------------------------
+
+let runtime = null; // Promise<{api, x}> while loading or loaded
+let fatalError = null;
+
+function defaultWasmURL() {
+  return new URL('./topgun.wasm', import.meta.url);
+}
+
+async function instantiate(url, imports) {
+  const u = url instanceof URL ? url : new URL(String(url), globalThis.location?.href ?? import.meta.url);
+  if (isNode && u.protocol === 'file:') {
+    const { readFile } = await import(/* @vite-ignore */ 'node:fs/promises');
+    return WebAssembly.instantiate(await readFile(u), imports);
+  }
+  const resp = await fetch(u);
+  if (!resp.ok) throw new TopGunError('WASM_LOAD', `fetching ${u}: HTTP ${resp.status}`);
+  const type = resp.headers.get('content-type') || '';
+  if (WebAssembly.instantiateStreaming && type.startsWith('application/wasm')) {
+    return WebAssembly.instantiateStreaming(resp, imports);
+  }
+  // Servers that do not send application/wasm: instantiate from bytes.
+  return WebAssembly.instantiate(await resp.arrayBuffer(), imports);
+}
+
+function loadRuntime(wasmURL) {
+  if (fatalError) return Promise.reject(fatalError);
+  if (runtime) return runtime;
+  runtime = (async () => {
+    if (isNode && typeof globalThis.WebSocket === 'undefined') {
+      const ws = await import(/* @vite-ignore */ 'ws');
+      globalThis.WebSocket = ws.WebSocket;
+    }
+    const go = new globalThis.Go();
+    const ready = new Promise((resolve) => {
+      globalThis.__topgunGoReady = resolve;
+    });
+    const { instance } = await instantiate(wasmURL ?? defaultWasmURL(), go.importObject);
+    const exited = go.run(instance);
+    const died = exited.then(
+      () => new TopGunError('FATAL', 'the topgun Go runtime exited'),
+      (e) => new TopGunError('FATAL', `the topgun Go runtime crashed: ${e?.message ?? e}`),
+    );
+    died.then((err) => {
+      fatalError = err;
+      for (const c of liveClients) c._fatal(err);
+    });
+    const api = await Promise.race([ready, died.then((e) => Promise.reject(e))]);
+    delete globalThis.__topgunGoReady;
+    return { api, x: instance.exports };
+  })();
+  runtime.catch(() => {
+    runtime = null; // allow a retry after a failed load
+  });
+  return runtime;
+}
+
+const liveClients = new Set();
+
+// ---- client ----------------------------------------------------------------
+
+/**
+ * A connection to a topgun-go server with local persistence. Emits
+ * 'statechange' events ({detail: state}).
+ */
+export class TopGunClient extends EventTarget {
+  #opts;
+  #rt = null;
+  #id = -1;
+  #state = 'idle';
+  #counters = new Map();
+  #locks = new Map();
+  #unsubState = null;
+  #starting = null;
+  #closed = false;
+
+  constructor(options) {
+    super();
+    if (!options || typeof options.serverUrl !== 'string' || !/^wss?:\/\//.test(options.serverUrl)) {
+      throw new TypeError('TopGunClient: serverUrl must be a ws:// or wss:// URL');
+    }
+    if (options.token !== undefined && typeof options.token !== 'string') {
+      throw new TypeError('TopGunClient: token must be a string');
+    }
+    if (options.getToken !== undefined && typeof options.getToken !== 'function') {
+      throw new TypeError('TopGunClient: getToken must be a function');
+    }
+    const storage = options.storage ?? new MemoryAdapter();
+    if (storage.kind !== 'memory' && storage.kind !== 'idb') {
+      throw new TypeError('TopGunClient: storage must be an IDBAdapter or a MemoryAdapter');
+    }
+    this.#opts = { ...options, storage };
+  }
+
+  /** Loads local state and starts connecting; does not wait for the network. */
+  start() {
+    if (this.#closed) return Promise.reject(new TopGunError('CLOSED', 'client is closed'));
+    this.#starting ??= (async () => {
+      const rt = await loadRuntime(this.#opts.wasmURL);
+      const o = this.#opts;
+      const id = unwrap(
+        await rt.api
+          .createClient({
+            serverUrl: o.serverUrl,
+            token: o.token,
+            getToken: o.getToken,
+            nodeId: o.nodeId,
+            storage: { kind: o.storage.kind, name: o.storage.name },
+            syncDelayMs: o.syncDelayMs ?? 1,
+            debug: !!o.debug,
+          })
+          .catch(rethrow),
+      );
+      this.#rt = rt;
+      this.#id = id;
+      liveClients.add(this);
+      this.#setState(rt.api.clientState(id));
+      this.#unsubState = rt.api.onState(id, (s) => this.#setState(s));
+    })();
+    this.#starting.catch(() => {
+      this.#starting = null;
+    });
+    return this.#starting;
+  }
+
+  /** 'idle' before start, then 'connecting', 'authenticating', 'ready', 'offline', 'closed'. */
+  get state() {
+    return this.#state;
+  }
+
+  /** Calls cb with every new state; returns an unsubscribe function. */
+  onStateChange(cb) {
+    const h = (e) => cb(e.detail);
+    this.addEventListener('statechange', h);
+    return () => this.removeEventListener('statechange', h);
+  }
+
+  /** This replica's node id (persisted per browser profile with IDBAdapter). */
+  get nodeId() {
+    this.#api();
+    return this.#rt.api.nodeId(this.#id);
+  }
+
+  #setState(s) {
+    if (s === this.#state) return;
+    this.#state = s;
+    this.dispatchEvent(new CustomEvent('statechange', { detail: s }));
+  }
+
+  #api() {
+    if (this.#closed) throw new TopGunError('CLOSED', 'client is closed');
+    if (fatalError) throw fatalError;
+    if (this.#id < 0) throw new TopGunError('NOT_STARTED', 'call `await client.start()` first');
+    return this.#rt.api;
+  }
+
+  _fatal(err) {
+    this.#setState('closed');
+    for (const c of this.#counters.values()) c._fatal(err);
+  }
+
+  /** The counter named name; the same handle for every call with one name. */
+  getPNCounter(name) {
+    checkName('counter', name);
+    let c = this.#counters.get(name);
+    if (!c) {
+      const api = this.#api();
+      const h = unwrap(api.counter(this.#id, name));
+      c = new PNCounter(this.#rt, h, name, () => this.#api());
+      this.#counters.set(name, c);
+    }
+    return c;
+  }
+
+  /** The lock named name; the same handle for every call with one name. */
+  getLock(name) {
+    checkName('lock', name);
+    let l = this.#locks.get(name);
+    if (!l) {
+      const api = this.#api();
+      const h = unwrap(api.lock(this.#id, name));
+      l = new Lock(this.#rt, h, name, () => this.#api());
+      this.#locks.set(name, l);
+    }
+    return l;
+  }
+
+  /** Sends pending writes, closes the connection (locks are freed) and storage. */
+  async close() {
+    if (this.#closed) return;
+    if (this.#starting) await this.#starting.catch(() => {});
+    for (const c of this.#counters.values()) c._push();
+    this.#closed = true;
+    liveClients.delete(this);
+    this.#unsubState?.();
+    if (this.#id >= 0 && !fatalError) {
+      await this.#rt.api.closeClient(this.#id).catch(rethrow);
+    }
+    this.#setState('closed');
+  }
+}
+
+// ---- counters --------------------------------------------------------------
+
+/** A replicated PN-Counter. Reads and writes are local and synchronous. */
+export class PNCounter {
+  #x;
+  #api;
+  #h;
+  #name;
+  #value;
+  #ownP;
+  #ownN;
+  #pendP = 0;
+  #pendN = 0;
+  #queued = false;
+  #listeners = new Set();
+  #dead = null;
+
+  constructor(rt, h, name, api) {
+    this.#x = rt.x;
+    this.#api = api;
+    this.#h = h;
+    this.#name = name;
+    this.#value = this.#x.tg_counter_get(h);
+    this.#ownP = this.#x.tg_counter_own_p(h);
+    this.#ownN = this.#x.tg_counter_own_n(h);
+    rt.api.counterNotify(h, (v) => this.#remote(v));
+  }
+
+  get name() {
+    return this.#name;
+  }
+
+  /** The current local value. */
+  get() {
+    return this.#value;
+  }
+
+  increment() {
+    return this.addAndGet(1);
+  }
+
+  decrement() {
+    return this.addAndGet(-1);
+  }
+
+  /** Adds delta (a safe integer) and returns the new value. */
+  addAndGet(delta) {
+    if (!Number.isSafeInteger(delta)) {
+      throw new RangeError(`counter ${this.#name}: delta must be a safe integer, got ${delta}`);
+    }
+    if (this.#dead) throw this.#dead;
+    if (delta === 0) return this.#value;
+    const v = this.#value + delta;
+    if (v > MAX_SAFE || v < -MAX_SAFE) {
+      throw new RangeError(`counter ${this.#name}: ${this.#value} + ${delta} leaves the safe integer range`);
+    }
+    if (delta > 0) {
+      if (this.#ownP + this.#pendP + delta > MAX_SAFE) {
+        throw new RangeError(`counter ${this.#name}: this replica's increments would exceed 2^53-1`);
+      }
+      this.#pendP += delta;
+    } else {
+      if (this.#ownN + this.#pendN - delta > MAX_SAFE) {
+        throw new RangeError(`counter ${this.#name}: this replica's decrements would exceed 2^53-1`);
+      }
+      this.#pendN -= delta;
+    }
+    this.#value = v;
+    if (!this.#queued) {
+      this.#queued = true;
+      queueMicrotask(() => this._push());
+    }
+    for (const l of this.#listeners) l(v);
+    return v;
+  }
+
+  // _push hands this tick's writes to Go.
+  _push() {
+    this.#queued = false;
+    const p = this.#pendP;
+    const n = this.#pendN;
+    if (p === 0 && n === 0) return;
+    this.#pendP = 0;
+    this.#pendN = 0;
+    const x = this.#x;
+    let gv = NaN;
+    if (p !== 0) gv = x.tg_counter_add(this.#h, p);
+    if (n !== 0 && (p === 0 || !Number.isNaN(gv))) gv = x.tg_counter_add(this.#h, -n);
+    if (Number.isNaN(gv)) {
+      // Only a closed client can get here (ranges were checked above).
+      return;
+    }
+    this.#ownP = x.tg_counter_own_p(this.#h);
+    this.#ownN = x.tg_counter_own_n(this.#h);
+    this.#settle(gv);
+  }
+
+  #remote(gv) {
+    this.#ownP = this.#x.tg_counter_own_p(this.#h);
+    this.#ownN = this.#x.tg_counter_own_n(this.#h);
+    this.#settle(gv);
+  }
+
+  // settle sets the value from Go's plus what Go has not seen yet.
+  #settle(gv) {
+    const v = gv + this.#pendP - this.#pendN;
+    if (v === this.#value) return;
+    this.#value = v;
+    for (const l of this.#listeners) l(v);
+  }
+
+  /** Calls cb now with the value, then after every local or remote change. */
+  subscribe(cb) {
+    if (typeof cb !== 'function') throw new TypeError('subscribe needs a function');
+    this.#listeners.add(cb);
+    cb(this.#value);
+    return () => this.#listeners.delete(cb);
+  }
+
+  /** Whether the server has confirmed every local write. */
+  get synced() {
+    return this.#pendP === 0 && this.#pendN === 0 && this.#x.tg_counter_synced(this.#h) === 1;
+  }
+
+  /** Sends local writes now and resolves when the server has stored them. */
+  async flush() {
+    const api = this.#api();
+    this._push();
+    await api.flush(this.#h).catch(rethrow);
+  }
+
+  _fatal(err) {
+    this.#dead = err;
+  }
+}
+
+// ---- locks -----------------------------------------------------------------
+
+/** A named lease with a fencing token. */
+export class Lock {
+  #x;
+  #api;
+  #h;
+  #name;
+
+  constructor(rt, h, name, api) {
+    this.#x = rt.x;
+    this.#api = api;
+    this.#h = h;
+    this.#name = name;
+  }
+
+  get name() {
+    return this.#name;
+  }
+
+  /**
+   * Requests the lock for ttlMs. Resolves true when granted (again by the
+   * holder: the lease is renewed and the token kept), false when another
+   * client holds it (at once, or after waitMs). Rejects for other reasons.
+   */
+  async lock(ttlMs = 10000, options = {}) {
+    if (!Number.isSafeInteger(ttlMs) || ttlMs <= 0) {
+      throw new RangeError(`lock ${this.#name}: ttlMs must be a positive integer, got ${ttlMs}`);
+    }
+    const waitMs = options.waitMs ?? 0;
+    if (!Number.isSafeInteger(waitMs) || waitMs < 0) {
+      throw new RangeError(`lock ${this.#name}: waitMs must be a non-negative integer, got ${waitMs}`);
+    }
+    const api = this.#api();
+    return api.lockAcquire(this.#h, ttlMs, waitMs).catch(rethrow);
+  }
+
+  /** Releases the lock; a no-op when not held. */
+  async unlock() {
+    const api = this.#api();
+    await api.lockUnlock(this.#h).catch(rethrow);
+  }
+
+  /** Whether this client holds the lock (false after a lost notice). */
+  isLocked() {
+    return this.#x.tg_lock_held(this.#h) === 1;
+  }
+
+  /** The fencing token of the current grant, or null when not held. */
+  get fencingToken() {
+    return this.isLocked() ? this.#x.tg_lock_token(this.#h) : null;
+  }
+
+  /** Calls cb(reason) when a held lock is lost ('expired' or 'disconnected'). */
+  onLost(cb) {
+    if (typeof cb !== 'function') throw new TypeError('onLost needs a function');
+    const api = this.#api();
+    return api.lockOnLost(this.#h, cb);
+  }
+}

@@ -1,0 +1,505 @@
+//go:build js && wasm
+
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math"
+	"os"
+	"sync"
+	"syscall/js"
+	"time"
+
+	"github.com/topgun-go/topgun/crdt"
+	"github.com/topgun-go/topgun/idb"
+	"github.com/topgun-go/topgun/sync/client"
+	"github.com/topgun-go/topgun/sync/store"
+)
+
+// Error codes returned by tg_last_error after a hot-path call failed.
+const (
+	errNone       = 0
+	errOutOfRange = 1 // RangeError in JS
+	errClosed     = 2
+	errHandle     = 3
+	errOther      = 4
+)
+
+// handles are indices into these tables; the shim keeps them as numbers.
+var (
+	mu       sync.Mutex
+	clients  []*clientHandle
+	counters []*counterHandle
+	locks    []*client.Lock
+	lastErr  int32
+	inLocal  bool // a tg_counter_add call is running: its notification is local
+	funcs    []js.Func
+	undef    = js.Undefined()
+)
+
+type clientHandle struct {
+	c     *client.Client
+	store store.Store
+	stop  []func()
+}
+
+type counterHandle struct {
+	cnt    *client.Counter
+	notify js.Value // JS function called with the value after remote changes
+}
+
+func main() {
+	goReady := js.Global().Get("__topgunGoReady")
+	if goReady.Type() != js.TypeFunction {
+		fmt.Fprintln(os.Stderr, "topgun: load this module through @topgun-go/client")
+		return
+	}
+	api := js.Global().Get("Object").New()
+	def := func(name string, fn func(args []js.Value) any) {
+		f := js.FuncOf(func(this js.Value, args []js.Value) (ret any) {
+			defer func() {
+				if r := recover(); r != nil {
+					ret = errObject(fmt.Errorf("topgun: Go panic in %s: %v", name, r))
+				}
+			}()
+			return fn(args)
+		})
+		funcs = append(funcs, f)
+		api.Set(name, f)
+	}
+	def("createClient", createClient)
+	def("closeClient", closeClient)
+	def("clientState", clientState)
+	def("onState", onState)
+	def("nodeId", func(a []js.Value) any { return getClient(a[0]).c.NodeID() })
+	def("counter", counter)
+	def("counterNotify", counterNotify)
+	def("flush", flush)
+	def("lock", lock)
+	def("lockAcquire", lockAcquire)
+	def("lockUnlock", lockUnlock)
+	def("lockOnLost", lockOnLost)
+	goReady.Invoke(api)
+	select {} // serve calls until the page goes away
+}
+
+// errObject is a plain {error, code} result the shim turns into an
+// exception (js.FuncOf cannot throw).
+func errObject(err error) js.Value {
+	o := js.Global().Get("Object").New()
+	o.Set("error", err.Error())
+	code := "ERROR"
+	switch {
+	case errors.Is(err, client.ErrInvalidName):
+		code = "INVALID_NAME"
+	case errors.Is(err, client.ErrClosed):
+		code = "CLOSED"
+	case errors.Is(err, client.ErrNotStarted):
+		code = "NOT_STARTED"
+	case errors.Is(err, client.ErrInvalidTTL):
+		code = "INVALID_TTL"
+	case errors.Is(err, client.ErrNotHolder):
+		code = "NOT_HOLDER"
+	case errors.Is(err, client.ErrRateLimited):
+		code = "RATE_LIMITED"
+	case errors.Is(err, client.ErrUnavailable):
+		code = "UNAVAILABLE"
+	case errors.Is(err, client.ErrDisconnected):
+		code = "DISCONNECTED"
+	case errors.Is(err, idb.ErrUnavailable):
+		code = "STORAGE_UNAVAILABLE"
+	case errors.Is(err, crdt.ErrOutOfRange):
+		code = "OUT_OF_RANGE"
+	}
+	o.Set("code", code)
+	return o
+}
+
+// promise runs f in a goroutine and settles a JS Promise with its result.
+func promise(f func() (any, error)) js.Value {
+	var executor js.Func
+	executor = js.FuncOf(func(this js.Value, args []js.Value) any {
+		resolve, reject := args[0], args[1]
+		go func() {
+			defer executor.Release()
+			v, err := func() (v any, err error) {
+				defer func() {
+					if r := recover(); r != nil {
+						err = fmt.Errorf("topgun: Go panic: %v", r)
+					}
+				}()
+				return f()
+			}()
+			if err != nil {
+				reject.Invoke(errObject(err))
+				return
+			}
+			resolve.Invoke(v)
+		}()
+		return nil
+	})
+	return js.Global().Get("Promise").New(executor)
+}
+
+// await blocks the calling goroutine (never a js.FuncOf callback) until
+// the JS promise p settles.
+func await(ctx context.Context, p js.Value) (js.Value, error) {
+	if p.Type() != js.TypeObject || p.Get("then").Type() != js.TypeFunction {
+		return p, nil
+	}
+	type result struct {
+		v   js.Value
+		err error
+	}
+	ch := make(chan result, 1)
+	var ok, fail js.Func
+	ok = js.FuncOf(func(this js.Value, args []js.Value) any {
+		ch <- result{v: args[0]}
+		return nil
+	})
+	fail = js.FuncOf(func(this js.Value, args []js.Value) any {
+		msg := "rejected"
+		if len(args) > 0 && !args[0].IsUndefined() && !args[0].IsNull() {
+			msg = args[0].Call("toString").String()
+		}
+		ch <- result{err: errors.New(msg)}
+		return nil
+	})
+	defer ok.Release()
+	defer fail.Release()
+	p.Call("then", ok, fail)
+	select {
+	case r := <-ch:
+		return r.v, r.err
+	case <-ctx.Done():
+		return js.Value{}, ctx.Err()
+	}
+}
+
+func getClient(v js.Value) *clientHandle {
+	mu.Lock()
+	defer mu.Unlock()
+	i := v.Int()
+	if i < 0 || i >= len(clients) || clients[i] == nil {
+		panic(fmt.Sprintf("no client %d", i))
+	}
+	return clients[i]
+}
+
+func getCounter(h int32) *counterHandle {
+	if h < 0 || int(h) >= len(counters) {
+		return nil
+	}
+	return counters[h]
+}
+
+func getLock(v js.Value) *client.Lock {
+	mu.Lock()
+	defer mu.Unlock()
+	i := v.Int()
+	if i < 0 || i >= len(locks) {
+		panic(fmt.Sprintf("no lock %d", i))
+	}
+	return locks[i]
+}
+
+// createClient(options) → Promise<id>. options: serverUrl, token,
+// getToken (function returning a string or a Promise of one), nodeId,
+// storage {kind: "memory"|"idb", name}, syncDelayMs, debug.
+func createClient(args []js.Value) any {
+	o := args[0]
+	str := func(k string) string {
+		if v := o.Get(k); v.Type() == js.TypeString {
+			return v.String()
+		}
+		return ""
+	}
+	opts := client.Options{URL: str("serverUrl"), Token: str("token"), NodeID: str("nodeId")}
+	if o.Get("debug").Truthy() {
+		opts.Logger = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	}
+	if d := o.Get("syncDelayMs"); d.Type() == js.TypeNumber {
+		opts.SyncDelay = time.Duration(d.Float() * float64(time.Millisecond))
+	}
+	if gt := o.Get("getToken"); gt.Type() == js.TypeFunction {
+		opts.TokenFunc = func(ctx context.Context) (string, error) {
+			v, err := await(ctx, gt.Invoke())
+			if err != nil {
+				return "", fmt.Errorf("getToken: %w", err)
+			}
+			if v.Type() != js.TypeString {
+				return "", errors.New("getToken must return a string (or a Promise of one)")
+			}
+			return v.String(), nil
+		}
+	}
+	storage := o.Get("storage")
+	useIDB := storage.Type() == js.TypeObject && storage.Get("kind").String() == "idb"
+	dbName := ""
+	if useIDB && storage.Get("name").Type() == js.TypeString {
+		dbName = storage.Get("name").String()
+	}
+	return promise(func() (any, error) {
+		h := &clientHandle{}
+		if useIDB {
+			s, err := idb.Open(context.Background(), dbName)
+			if err != nil {
+				return nil, err
+			}
+			h.store = s
+		} else {
+			h.store = store.NewMemory()
+		}
+		opts.Store = h.store
+		c, err := client.New(opts)
+		if err == nil {
+			err = c.Start(context.Background())
+			if err != nil {
+				c.Close()
+			}
+		}
+		if err != nil {
+			h.store.Close()
+			return nil, err
+		}
+		h.c = c
+		if s, ok := h.store.(*idb.Store); ok {
+			// Another tab wrote to the shared database: fold it in.
+			h.stop = append(h.stop, s.OnChange(func(names []string) {
+				_ = c.Reload(context.Background(), names)
+			}))
+		}
+		mu.Lock()
+		defer mu.Unlock()
+		clients = append(clients, h)
+		return len(clients) - 1, nil
+	})
+}
+
+// closeClient(id) → Promise.
+func closeClient(args []js.Value) any {
+	h := getClient(args[0])
+	id := args[0].Int()
+	return promise(func() (any, error) {
+		for _, f := range h.stop {
+			f()
+		}
+		err := h.c.Close()
+		if cerr := h.store.Close(); err == nil && cerr != nil && !errors.Is(cerr, store.ErrClosed) {
+			err = cerr
+		}
+		mu.Lock()
+		clients[id] = nil
+		mu.Unlock()
+		if errors.Is(err, client.ErrClosed) {
+			err = nil
+		}
+		return nil, err
+	})
+}
+
+func clientState(args []js.Value) any { return getClient(args[0]).c.State().String() }
+
+// onState(id, cb) → unsubscribe function.
+func onState(args []js.Value) any {
+	h, cb := getClient(args[0]), args[1]
+	unsub := h.c.OnStateChange(func(s client.State) { cb.Invoke(s.String()) })
+	return releaser(unsub)
+}
+
+// releaser wraps unsub in a JS function that also releases itself.
+func releaser(unsub func()) js.Func {
+	var f js.Func
+	var once sync.Once
+	f = js.FuncOf(func(this js.Value, args []js.Value) any {
+		once.Do(func() {
+			unsub()
+			go f.Release() // not while it is running
+		})
+		return nil
+	})
+	return f
+}
+
+// counter(id, name) → handle number, or {error, code}.
+func counter(args []js.Value) any {
+	h := getClient(args[0])
+	cnt, err := h.c.Counter(args[1].String())
+	if err != nil {
+		return errObject(err)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	for i, ch := range counters {
+		if ch.cnt == cnt {
+			return i
+		}
+	}
+	ch := &counterHandle{cnt: cnt, notify: undef}
+	counters = append(counters, ch)
+	cnt.Subscribe(func(v int64) {
+		// Local writes come through tg_counter_add and the shim has
+		// already told its listeners; only remote changes cross back.
+		if inLocal || ch.notify.IsUndefined() {
+			return
+		}
+		ch.notify.Invoke(float64(v))
+	})
+	return len(counters) - 1
+}
+
+// counterNotify(h, fn) sets the function called after remote changes.
+func counterNotify(args []js.Value) any {
+	mu.Lock()
+	ch := getCounter(int32(args[0].Int()))
+	mu.Unlock()
+	if ch == nil {
+		return errObject(fmt.Errorf("topgun: no counter handle %d", args[0].Int()))
+	}
+	ch.notify = args[1]
+	return nil
+}
+
+// flush(h) → Promise.
+func flush(args []js.Value) any {
+	ch := getCounter(int32(args[0].Int()))
+	return promise(func() (any, error) {
+		if ch == nil {
+			return nil, errors.New("topgun: no such counter")
+		}
+		return nil, ch.cnt.Flush(context.Background())
+	})
+}
+
+// lock(id, name) → handle number, or {error, code}.
+func lock(args []js.Value) any {
+	h := getClient(args[0])
+	l, err := h.c.Lock(args[1].String())
+	if err != nil {
+		return errObject(err)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	for i, x := range locks {
+		if x == l {
+			return i
+		}
+	}
+	locks = append(locks, l)
+	return len(locks) - 1
+}
+
+// lockAcquire(h, ttlMs, waitMs) → Promise<boolean>.
+func lockAcquire(args []js.Value) any {
+	l := getLock(args[0])
+	ttl := time.Duration(args[1].Float() * float64(time.Millisecond))
+	wait := time.Duration(args[2].Float() * float64(time.Millisecond))
+	return promise(func() (any, error) {
+		var opts []client.LockOption
+		if wait > 0 {
+			opts = append(opts, client.WithWait(wait))
+		}
+		// Bounded so a client that never connects does not hang forever.
+		ctx, cancel := context.WithTimeout(context.Background(), ttl+wait+30*time.Second)
+		defer cancel()
+		return l.Acquire(ctx, ttl, opts...)
+	})
+}
+
+// lockUnlock(h) → Promise.
+func lockUnlock(args []js.Value) any {
+	l := getLock(args[0])
+	return promise(func() (any, error) {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		return nil, l.Unlock(ctx)
+	})
+}
+
+// lockOnLost(h, cb) → unsubscribe function.
+func lockOnLost(args []js.Value) any {
+	l, cb := getLock(args[0]), args[1]
+	return releaser(l.OnLost(func(reason string) { cb.Invoke(reason) }))
+}
+
+// Hot path: scalar exports. Values are float64 because JS numbers are.
+
+//go:wasmexport tg_counter_add
+func tgCounterAdd(h int32, delta float64) float64 {
+	ch := getCounter(h)
+	if ch == nil {
+		lastErr = errHandle
+		return math.NaN()
+	}
+	inLocal = true
+	v, err := ch.cnt.AddAndGet(int64(delta))
+	inLocal = false
+	switch {
+	case err == nil:
+		lastErr = errNone
+		return float64(v)
+	case errors.Is(err, crdt.ErrOutOfRange):
+		lastErr = errOutOfRange
+	case errors.Is(err, client.ErrClosed):
+		lastErr = errClosed
+	default:
+		lastErr = errOther
+	}
+	return math.NaN()
+}
+
+//go:wasmexport tg_counter_get
+func tgCounterGet(h int32) float64 {
+	if ch := getCounter(h); ch != nil {
+		return float64(ch.cnt.Get())
+	}
+	return math.NaN()
+}
+
+//go:wasmexport tg_counter_own_p
+func tgCounterOwnP(h int32) float64 {
+	if ch := getCounter(h); ch != nil {
+		p, _ := ch.cnt.Own()
+		return float64(p)
+	}
+	return math.NaN()
+}
+
+//go:wasmexport tg_counter_own_n
+func tgCounterOwnN(h int32) float64 {
+	if ch := getCounter(h); ch != nil {
+		_, n := ch.cnt.Own()
+		return float64(n)
+	}
+	return math.NaN()
+}
+
+//go:wasmexport tg_counter_synced
+func tgCounterSynced(h int32) int32 {
+	if ch := getCounter(h); ch != nil && ch.cnt.Synced() {
+		return 1
+	}
+	return 0
+}
+
+//go:wasmexport tg_lock_held
+func tgLockHeld(h int32) int32 {
+	if h >= 0 && int(h) < len(locks) && locks[h].IsLocked() {
+		return 1
+	}
+	return 0
+}
+
+//go:wasmexport tg_lock_token
+func tgLockToken(h int32) float64 {
+	if h >= 0 && int(h) < len(locks) {
+		return float64(locks[h].FencingToken())
+	}
+	return 0
+}
+
+//go:wasmexport tg_last_error
+func tgLastError() int32 { return lastErr }
