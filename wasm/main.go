@@ -75,6 +75,7 @@ func main() {
 	def("clientState", clientState)
 	def("onState", onState)
 	def("nodeId", func(a []js.Value) any { return getClient(a[0]).c.NodeID() })
+	def("retryNow", func(a []js.Value) any { getClient(a[0]).c.RetryNow(); return nil })
 	def("counter", counter)
 	def("counterNotify", counterNotify)
 	def("flush", flush)

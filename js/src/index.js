@@ -124,6 +124,12 @@ function loadRuntime(wasmURL) {
 
 const liveClients = new Set();
 
+// When the browser says the network is back, reconnect now instead of
+// waiting out the backoff.
+globalThis.addEventListener?.('online', () => {
+  for (const c of liveClients) c._retryNow();
+});
+
 // ---- client ----------------------------------------------------------------
 
 /**
@@ -219,6 +225,10 @@ export class TopGunClient extends EventTarget {
     if (fatalError) throw fatalError;
     if (this.#id < 0) throw new TopGunError('NOT_STARTED', 'call `await client.start()` first');
     return this.#rt.api;
+  }
+
+  _retryNow() {
+    if (!this.#closed && this.#id >= 0 && !fatalError) this.#rt.api.retryNow(this.#id);
   }
 
   _fatal(err) {

@@ -58,6 +58,8 @@ type Client struct {
 	dirty   map[*Counter]struct{}
 	armed   bool
 	kick    chan struct{}
+
+	retry chan struct{} // RetryNow ends a reconnect wait
 }
 
 type stateSub struct {
@@ -83,6 +85,7 @@ func New(opts Options) (*Client, error) {
 		locks:    make(map[string]*Lock),
 		dirty:    make(map[*Counter]struct{}),
 		kick:     make(chan struct{}, 1),
+		retry:    make(chan struct{}, 1),
 		done:     make(chan struct{}),
 	}
 	if c.store == nil {

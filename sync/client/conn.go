@@ -240,7 +240,20 @@ func (c *Client) run() {
 			t.Stop()
 			return
 		case <-t.C:
+		case <-c.retry:
+			t.Stop()
+			attempt = 0
 		}
+	}
+}
+
+// RetryNow ends the current reconnect wait, if any, and resets the
+// backoff: for when the network is known to be back (the browser's
+// "online" event). A no-op while connected.
+func (c *Client) RetryNow() {
+	select {
+	case c.retry <- struct{}{}:
+	default:
 	}
 }
 

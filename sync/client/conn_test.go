@@ -325,3 +325,19 @@ func TestHostileServerInput(t *testing.T) {
 		t.Fatalf("value %d after hostile frames", cnt.Get())
 	}
 }
+
+// TestRetryNow: with a long backoff, RetryNow reconnects at once once the
+// network is back (the browser's "online" event).
+func TestRetryNow(t *testing.T) {
+	t.Parallel()
+	srv := startServer(t)
+	p := newProxy(t, srv.addr)
+	p.Cut()
+	opts := fastOptions(p.url())
+	opts.MinBackoff, opts.MaxBackoff = time.Hour, time.Hour
+	c := newClient(t, opts)
+	eventually(t, "offline", func() bool { return c.State() == client.Offline })
+	p.Restore()
+	c.RetryNow()
+	waitReady(t, c)
+}
