@@ -1,3 +1,5 @@
+//go:build !js
+
 package transport
 
 import (
@@ -9,14 +11,7 @@ import (
 	"time"
 
 	"github.com/coder/websocket"
-
-	"github.com/topgun-go/topgun/sync/wire"
 )
-
-// ReadLimit is the largest message Dial's connections accept: the
-// protocol's 2 MiB frame cap plus headroom, so an oversized frame reaches
-// the decoder (which drops it) instead of killing the connection.
-const ReadLimit = wire.MaxFrameSize + 64<<10
 
 // closeGrace bounds the close handshake; a peer that does not answer in
 // time (a dead network) gets the TCP connection closed under it.

@@ -3,7 +3,15 @@ package transport
 import (
 	"context"
 	"errors"
+
+	"github.com/topgun-go/topgun/sync/wire"
 )
+
+// ReadLimit is the largest message Dial's connections accept: the
+// protocol's 2 MiB frame cap plus headroom, so an oversized frame reaches
+// the decoder (which drops it) instead of killing the connection. A larger
+// message ends the connection: Read returns an error and later Reads fail.
+const ReadLimit = wire.MaxFrameSize + 64<<10
 
 // Conn is one established connection carrying binary frames. Read is called
 // by one goroutine at a time; Write may be called concurrently with Read

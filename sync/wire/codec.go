@@ -1,817 +1,661 @@
 package wire
 
 import (
-	"bytes"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"math"
-	"sort"
-	"sync"
-
-	"github.com/vmihailenco/msgpack/v5"
-	"github.com/vmihailenco/msgpack/v5/msgpcode"
 
 	"github.com/topgun-go/topgun/crdt"
 )
 
-var errNil = errors.New("is nil")
-
-var readerPool = sync.Pool{New: func() any { return new(bytes.Reader) }}
+// Errors without detail are built once; each still wraps its sentinel.
+var (
+	errNil          = errors.New("is nil")
+	errIsNil        = fmt.Errorf("%w: %v", ErrInvalidField, errNil)
+	errKeyNotString = fmt.Errorf("%w: map key is not a string", ErrInvalidField)
+	errNotString    = fmt.Errorf("%w: not a string", ErrInvalidField)
+	errNotNumber    = fmt.Errorf("%w: not a number", ErrInvalidField)
+	errNotBool      = fmt.Errorf("%w: not a bool", ErrInvalidField)
+	errNotMap       = fmt.Errorf("%w: frame is not a map", ErrInvalidField)
+	errPayloadMap   = fmt.Errorf("%w: not a map", ErrInvalidField)
+	errMissing      = fmt.Errorf("%w: missing", ErrInvalidField)
+	errStateMap     = fmt.Errorf("%w: state is not a map", ErrInvalidField)
+	errStateSides   = fmt.Errorf("%w: state needs both p and n", ErrInvalidField)
+)
 
 // Decode parses one frame. Errors are *DecodeError values wrapping a
-// sentinel error of this package.
+// sentinel error of this package. Strings and byte slices in the message
+// are copies: the caller may reuse b once Decode returns.
 func Decode(b []byte) (Message, error) {
 	if err := check(b); err != nil {
 		return nil, &DecodeError{Err: err}
 	}
-	r := readerPool.Get().(*bytes.Reader)
-	r.Reset(b)
-	d := msgpack.GetDecoder()
-	d.Reset(r)
-	defer func() {
-		msgpack.PutDecoder(d)
-		r.Reset(nil)
-		readerPool.Put(r)
-	}()
-
-	typ, err := peekType(d)
+	d := decoder{b: b}
+	k, typ, err := d.findType()
 	if err != nil {
-		return nil, &DecodeError{Field: "type", Err: err}
+		return nil, err
 	}
-	m := newMessage(typ)
-	if m == nil {
-		return nil, &DecodeError{Type: typ, Err: ErrUnknownType}
-	}
-	r.Reset(b)
-	d.Reset(r)
-	de := &DecodeError{Type: typ}
-	if err := decodeInto(d, m, de); err != nil {
+	de := DecodeError{Type: typ}
+	var f fieldSet
+	if err := d.decodeInto(k, &f, &de); err != nil {
 		de.Err = err
-		if deref(m).wrapped() && (de.RequestID == "" || de.Name == "") {
+		if k.wrapped() && (de.RequestID == "" || de.Name == "") {
 			// Key order is free, so the bad field may have come before
 			// requestId or name; read them in a second pass.
-			r.Reset(b)
-			d.Reset(r)
-			salvageIDs(d, de)
+			d.salvageIDs(&de)
 		}
-		return nil, de
+		e := de
+		return nil, &e
 	}
-	return deref(m), nil
+	return f.build(k), nil
+}
+
+// decoder reads MessagePack from a frame that check has accepted. check
+// guarantees that the frame is one well-formed value without ext types and
+// that every declared length fits the bytes left, so the decoder trusts
+// lengths and never runs past the end (Go's bounds checks still apply).
+type decoder struct {
+	b   []byte
+	pos int
+}
+
+// findType reads the "type" key of the top-level map, wherever it is.
+func (d *decoder) findType() (msgKind, string, error) {
+	d.pos = 0
+	n, ok := d.mapLen()
+	if !ok {
+		return 0, "", &DecodeError{Field: "type", Err: errNotMap}
+	}
+	for i := 0; i < n; i++ {
+		key, err := d.key()
+		if err != nil {
+			return 0, "", &DecodeError{Field: "type", Err: err}
+		}
+		if string(key) != "type" {
+			d.skip()
+			continue
+		}
+		s, err := d.strBytes()
+		if err != nil {
+			return 0, "", &DecodeError{Field: "type", Err: err}
+		}
+		k, typ := kindOf(s)
+		if typ == "" {
+			return 0, "", &DecodeError{Type: string(s), Err: ErrUnknownType}
+		}
+		return k, typ, nil
+	}
+	return 0, "", &DecodeError{Field: "type", Err: errMissing}
+}
+
+// decodeInto decodes the fields of a message of kind k into f.
+func (d *decoder) decodeInto(k msgKind, f *fieldSet, de *DecodeError) error {
+	wrapped := k.wrapped()
+	d.pos = 0
+	n, _ := d.mapLen()
+	sawPayload := false
+	for i := 0; i < n; i++ {
+		key, err := d.key()
+		if err != nil {
+			return err
+		}
+		switch {
+		case string(key) == "type":
+			d.skip()
+		case wrapped && string(key) == "payload":
+			if d.b[d.pos] == 0xc0 {
+				d.pos++
+				break
+			}
+			sawPayload = true
+			if err := d.decodePayload(k, f, de); err != nil {
+				return err
+			}
+		case wrapped:
+			d.skip()
+		default:
+			known, err := f.field(k, key, d, de)
+			if err != nil {
+				de.Field = string(key)
+				return err
+			}
+			if !known {
+				d.skip()
+			}
+		}
+	}
+	if wrapped && !sawPayload {
+		de.Field = "payload"
+		return errMissing
+	}
+	return f.complete(k, de.seen)
+}
+
+func (d *decoder) decodePayload(k msgKind, f *fieldSet, de *DecodeError) error {
+	n, ok := d.mapLen()
+	if !ok {
+		de.Field = "payload"
+		return errPayloadMap
+	}
+	for i := 0; i < n; i++ {
+		key, err := d.key()
+		if err != nil {
+			return err
+		}
+		known, err := f.field(k, key, d, de)
+		if err != nil {
+			de.Field = "payload." + string(key)
+			return err
+		}
+		if !known {
+			d.skip()
+		}
+	}
+	return nil
 }
 
 // salvageIDs fills de.RequestID and de.Name, where still empty, from the
-// payload of a frame that check accepted but decodeInto rejected. It
-// reads only string values and gives up silently on anything unexpected.
-func salvageIDs(d *msgpack.Decoder, de *DecodeError) {
-	n, err := d.DecodeMapLen()
-	if err != nil {
-		return
-	}
+// payload of a frame that check accepted but decodeInto rejected: the
+// first non-empty string value of each key, in frame order. It stops
+// silently at the first key that is not a string.
+func (d *decoder) salvageIDs(de *DecodeError) {
+	d.pos = 0
+	n, _ := d.mapLen()
 	for i := 0; i < n; i++ {
-		k, err := readKey(d)
+		key, err := d.key()
 		if err != nil {
 			return
 		}
-		c, err := d.PeekCode()
-		if err != nil {
-			return
-		}
-		if k != "payload" || !(msgpcode.IsFixedMap(c) || c == msgpcode.Map16 || c == msgpcode.Map32) {
-			if d.Skip() != nil {
-				return
-			}
+		if string(key) != "payload" {
+			d.skip()
 			continue
 		}
-		pn, err := d.DecodeMapLen()
-		if err != nil {
-			return
+		pn, ok := d.mapLen()
+		if !ok {
+			d.skip()
+			continue
 		}
 		for j := 0; j < pn; j++ {
-			pk, err := readKey(d)
+			pk, err := d.key()
 			if err != nil {
 				return
 			}
 			var dst *string
-			switch pk {
+			switch string(pk) {
 			case "requestId":
 				dst = &de.RequestID
 			case "name":
 				dst = &de.Name
 			}
-			if vc, _ := d.PeekCode(); dst != nil && *dst == "" && msgpcode.IsString(vc) {
-				if *dst, err = d.DecodeString(); err != nil {
-					return
+			if dst != nil && *dst == "" {
+				if s, err := d.strBytes(); err == nil {
+					*dst = string(s)
+					continue
 				}
-				continue
 			}
-			if d.Skip() != nil {
-				return
-			}
+			d.skip()
 		}
 	}
 }
 
-// peekType reads the "type" key of the top-level map.
-func peekType(d *msgpack.Decoder) (string, error) {
-	n, err := d.DecodeMapLen()
-	if err != nil || n < 0 {
-		return "", fmt.Errorf("%w: frame is not a map", ErrInvalidField)
-	}
-	for i := 0; i < n; i++ {
-		k, err := readKey(d)
-		if err != nil {
-			return "", err
-		}
-		if k == "type" {
-			s, err := readString(d)
-			if err != nil {
-				return "", fieldErr("", err)
-			}
-			return s, nil
-		}
-		if err := d.Skip(); err != nil {
-			return "", fmt.Errorf("%w: %v", ErrMalformed, err)
-		}
-	}
-	return "", fmt.Errorf("%w: missing", ErrInvalidField)
+// Primitive readers. Each reads one value; on a type mismatch it returns an
+// error and the decoder is not used again.
+
+func (d *decoder) be16() int {
+	v := int(binary.BigEndian.Uint16(d.b[d.pos:]))
+	d.pos += 2
+	return v
 }
 
-// fieldDecoder is implemented by pointers to the message types.
-type fieldDecoder interface {
-	// field decodes the value of key; unknown keys are skipped by the caller
-	// when known is false.
-	field(key string, d *msgpack.Decoder, de *DecodeError) (known bool, err error)
-	// complete reports a missing required field.
-	complete(seen uint32) error
+func (d *decoder) be32() int {
+	v := int(binary.BigEndian.Uint32(d.b[d.pos:]))
+	d.pos += 4
+	return v
 }
 
-func decodeInto(d *msgpack.Decoder, m fieldDecoder, de *DecodeError) error {
-	wrapped := deref(m).wrapped()
-	n, _ := d.DecodeMapLen()
-	sawPayload := false
-	for i := 0; i < n; i++ {
-		k, err := readKey(d)
-		if err != nil {
-			return err
-		}
+// skip steps over one value, containers included. A count of values still
+// to skip is all the state it needs.
+func (d *decoder) skip() {
+	for n := 1; n > 0; n-- {
+		c := d.b[d.pos]
+		d.pos++
 		switch {
-		case k == "type":
-			err = d.Skip()
-		case wrapped && k == "payload":
-			if c, _ := d.PeekCode(); c == msgpcode.Nil {
-				err = d.Skip()
-				break
-			}
-			sawPayload = true
-			err = decodeFields(d, m, de, "payload.")
-		case wrapped:
-			err = d.Skip()
+		case c <= 0x7f || c >= 0xe0: // fixints
+		case c <= 0x8f: // fixmap
+			n += 2 * int(c&0x0f)
+		case c <= 0x9f: // fixarray
+			n += int(c & 0x0f)
+		case c <= 0xbf: // fixstr
+			d.pos += int(c & 0x1f)
 		default:
-			var known bool
-			known, err = m.field(k, d, de)
-			if err != nil {
-				de.Field = k
-			} else if !known {
-				err = d.Skip()
-			}
+			switch c {
+			case 0xcc, 0xd0:
+				d.pos++
+			case 0xcd, 0xd1:
+				d.pos += 2
+			case 0xca, 0xce, 0xd2:
+				d.pos += 4
+			case 0xcb, 0xcf, 0xd3:
+				d.pos += 8
+			case 0xc4, 0xd9: // bin8, str8
+				d.pos += 1 + int(d.b[d.pos])
+			case 0xc5, 0xda: // bin16, str16
+				d.pos += d.be16()
+			case 0xc6, 0xdb: // bin32, str32
+				d.pos += d.be32()
+			case 0xdc:
+				n += d.be16()
+			case 0xdd:
+				n += d.be32()
+			case 0xde:
+				n += 2 * d.be16()
+			case 0xdf:
+				n += 2 * d.be32()
+			} // nil, false, true: nothing more; ext and 0xc1 fail check
 		}
-		if err != nil {
-			return err
-		}
 	}
-	if wrapped && !sawPayload {
-		de.Field = "payload"
-		return fmt.Errorf("%w: missing", ErrInvalidField)
-	}
-	if err := m.complete(de.seen); err != nil {
-		return err
-	}
-	return nil
 }
 
-func decodeFields(d *msgpack.Decoder, m fieldDecoder, de *DecodeError, prefix string) error {
-	n, err := d.DecodeMapLen()
-	if err != nil || n < 0 {
-		de.Field = "payload"
-		return fmt.Errorf("%w: not a map", ErrInvalidField)
+// mapLen reads a map header; ok is false, and nothing is read, when the
+// next value is not a map (nil included).
+func (d *decoder) mapLen() (n int, ok bool) {
+	c := d.b[d.pos]
+	switch {
+	case c&0xf0 == 0x80:
+		d.pos++
+		return int(c & 0x0f), true
+	case c == 0xde:
+		d.pos++
+		return d.be16(), true
+	case c == 0xdf:
+		d.pos++
+		return d.be32(), true
+	}
+	return 0, false
+}
+
+// arrayLen is mapLen for arrays.
+func (d *decoder) arrayLen() (n int, ok bool) {
+	c := d.b[d.pos]
+	switch {
+	case c&0xf0 == 0x90:
+		d.pos++
+		return int(c & 0x0f), true
+	case c == 0xdc:
+		d.pos++
+		return d.be16(), true
+	case c == 0xdd:
+		d.pos++
+		return d.be32(), true
+	}
+	return 0, false
+}
+
+// raw reads a string (bin false) or bin (bin true) and returns its bytes,
+// aliasing the frame.
+func (d *decoder) raw(bin bool) ([]byte, bool) {
+	c := d.b[d.pos]
+	n := 0
+	switch {
+	case !bin && c&0xe0 == 0xa0:
+		d.pos++
+		n = int(c & 0x1f)
+	case !bin && c == 0xd9, bin && c == 0xc4:
+		n = int(d.b[d.pos+1])
+		d.pos += 2
+	case !bin && c == 0xda, bin && c == 0xc5:
+		d.pos++
+		n = d.be16()
+	case !bin && c == 0xdb, bin && c == 0xc6:
+		d.pos++
+		n = d.be32()
+	default:
+		return nil, false
+	}
+	s := d.b[d.pos : d.pos+n : d.pos+n]
+	d.pos += n
+	return s, true
+}
+
+// strBytes reads a string without copying it; nil gives errIsNil.
+func (d *decoder) strBytes() ([]byte, error) {
+	if s, ok := d.raw(false); ok {
+		return s, nil
+	}
+	if d.b[d.pos] == 0xc0 {
+		return nil, errIsNil
+	}
+	return nil, errNotString
+}
+
+// key reads a map key, which must be a string.
+func (d *decoder) key() ([]byte, error) {
+	if s, ok := d.raw(false); ok {
+		return s, nil
+	}
+	return nil, errKeyNotString
+}
+
+// str reads a string, copied out of the frame; nil gives errIsNil.
+func (d *decoder) str() (string, error) {
+	s, err := d.strBytes()
+	return string(s), err
+}
+
+// optStr reads a string or nil (as "").
+func (d *decoder) optStr() (string, error) {
+	if d.isNil() {
+		return "", nil
+	}
+	return d.str()
+}
+
+// isNil consumes a nil and reports whether there was one.
+func (d *decoder) isNil() bool {
+	if d.b[d.pos] == 0xc0 {
+		d.pos++
+		return true
+	}
+	return false
+}
+
+func (d *decoder) bool() (bool, error) {
+	switch d.b[d.pos] {
+	case 0xc2:
+		d.pos++
+		return false, nil
+	case 0xc3:
+		d.pos++
+		return true, nil
+	case 0xc0:
+		return false, errIsNil
+	}
+	return false, errNotBool
+}
+
+// bytes reads a bin or a string as a fresh, non-nil []byte.
+func (d *decoder) bytes() ([]byte, error) {
+	s, ok := d.raw(true)
+	if !ok {
+		if s, ok = d.raw(false); !ok {
+			return nil, fmt.Errorf("%w: data msgpack: invalid code=%x decoding string/bytes length",
+				ErrInvalidField, d.b[d.pos])
+		}
+	}
+	out := make([]byte, len(s))
+	copy(out, s)
+	return out, nil
+}
+
+// numKind says which Go type a MessagePack number decodes to.
+type numKind uint8
+
+const (
+	numInt   numKind = iota + 1 // fixints and int8–int64: int64
+	numUint                     // uint8–uint64: uint64
+	numFloat                    // float32 and float64: float64
+)
+
+// number is any MessagePack int or float, bits holding the int64, uint64
+// or float64 bits according to kind.
+type number struct {
+	kind numKind
+	bits uint64
+}
+
+func (n number) value() any {
+	switch n.kind {
+	case numInt:
+		return int64(n.bits)
+	case numUint:
+		return n.bits
+	}
+	return math.Float64frombits(n.bits)
+}
+
+// magnitude is the fast path of crdt.Magnitude: ok is false when
+// crdt.Magnitude(n.value()) would fail.
+func (n number) magnitude() (int64, bool) {
+	switch n.kind {
+	case numInt:
+		v := int64(n.bits)
+		return v, v >= 0 && v <= crdt.MaxSafe
+	case numUint:
+		return int64(n.bits), n.bits <= crdt.MaxSafe
+	}
+	f := math.Float64frombits(n.bits)
+	if f >= 0 && f <= crdt.MaxSafe && f == math.Trunc(f) { // false for NaN
+		return int64(f), true
+	}
+	return 0, false
+}
+
+// number reads any int or float.
+func (d *decoder) number() (number, error) {
+	b, p := d.b, d.pos
+	c := b[p]
+	if c <= 0x7f {
+		d.pos++
+		return number{numInt, uint64(c)}, nil
+	}
+	if c >= 0xe0 {
+		d.pos++
+		return number{numInt, uint64(int64(int8(c)))}, nil
+	}
+	var n number
+	switch c {
+	case 0xcc:
+		n, d.pos = number{numUint, uint64(b[p+1])}, p+2
+	case 0xcd:
+		n, d.pos = number{numUint, uint64(binary.BigEndian.Uint16(b[p+1:]))}, p+3
+	case 0xce:
+		n, d.pos = number{numUint, uint64(binary.BigEndian.Uint32(b[p+1:]))}, p+5
+	case 0xcf:
+		n, d.pos = number{numUint, binary.BigEndian.Uint64(b[p+1:])}, p+9
+	case 0xd0:
+		n, d.pos = number{numInt, uint64(int64(int8(b[p+1])))}, p+2
+	case 0xd1:
+		n, d.pos = number{numInt, uint64(int64(int16(binary.BigEndian.Uint16(b[p+1:]))))}, p+3
+	case 0xd2:
+		n, d.pos = number{numInt, uint64(int64(int32(binary.BigEndian.Uint32(b[p+1:]))))}, p+5
+	case 0xd3:
+		n, d.pos = number{numInt, binary.BigEndian.Uint64(b[p+1:])}, p+9
+	case 0xca:
+		f := math.Float32frombits(binary.BigEndian.Uint32(b[p+1:]))
+		n, d.pos = number{numFloat, math.Float64bits(float64(f))}, p+5
+	case 0xcb:
+		n, d.pos = number{numFloat, binary.BigEndian.Uint64(b[p+1:])}, p+9
+	case 0xc0:
+		return n, errIsNil
+	default:
+		return n, errNotNumber
+	}
+	return n, nil
+}
+
+// uint64 reads a non-negative integer, accepting integral floats (the
+// reference TS client sends timestamps as float64).
+func (d *decoder) uint64() (uint64, error) {
+	n, err := d.number()
+	if err != nil {
+		return 0, err
+	}
+	switch n.kind {
+	case numInt:
+		if x := int64(n.bits); x < 0 {
+			return 0, fmt.Errorf("%w: %d is negative", ErrInvalidField, x)
+		}
+		return n.bits, nil
+	case numUint:
+		return n.bits, nil
+	}
+	x := math.Float64frombits(n.bits)
+	if math.IsNaN(x) || math.IsInf(x, 0) || x != math.Trunc(x) || x < 0 || x >= 1<<64 {
+		return 0, fmt.Errorf("%w: %v is not a non-negative integer", ErrInvalidField, x)
+	}
+	return uint64(x), nil
+}
+
+// uint32 reads a u32 strictly as an integer, as Rust does for
+// protocolVersion and error codes.
+func (d *decoder) uint32() (uint32, error) {
+	n, err := d.number()
+	if err != nil {
+		return 0, err
+	}
+	switch n.kind {
+	case numInt:
+		if x := int64(n.bits); x >= 0 && x <= math.MaxUint32 {
+			return uint32(x), nil
+		}
+	case numUint:
+		if n.bits <= math.MaxUint32 {
+			return uint32(n.bits), nil
+		}
+	case numFloat:
+		return 0, fmt.Errorf("%w: %v must be an integer", ErrInvalidField, n.value())
+	}
+	return 0, fmt.Errorf("%w: %v out of u32 range", ErrInvalidField, n.value())
+}
+
+// any reads a loosely typed value (ERROR.details) into canonical Go types,
+// so that Decode(Encode(m)) gives m back: nil, bool, int64 (uint64 above
+// math.MaxInt64), float64, string, []byte, []any and map[string]any with
+// string keys. check has bounded the depth and every declared length.
+func (d *decoder) any() (any, error) {
+	switch c := d.b[d.pos]; {
+	case c == 0xc0:
+		d.pos++
+		return nil, nil
+	case c == 0xc2 || c == 0xc3:
+		return d.bool()
+	}
+	if s, ok := d.raw(false); ok {
+		return string(s), nil
+	}
+	if s, ok := d.raw(true); ok {
+		out := make([]byte, len(s))
+		copy(out, s)
+		return out, nil
+	}
+	if n, ok := d.arrayLen(); ok {
+		s := make([]any, n)
+		for i := range s {
+			var err error
+			if s[i], err = d.any(); err != nil {
+				return nil, err
+			}
+		}
+		return s, nil
+	}
+	if n, ok := d.mapLen(); ok {
+		m := make(map[string]any, n)
+		for i := 0; i < n; i++ {
+			k, err := d.key()
+			if err != nil {
+				return nil, err
+			}
+			v, err := d.any()
+			if err != nil {
+				return nil, err
+			}
+			m[string(k)] = v
+		}
+		return m, nil
+	}
+	n, err := d.number()
+	if err != nil {
+		return nil, err
+	}
+	if n.kind == numUint && n.bits <= math.MaxInt64 {
+		return int64(n.bits), nil
+	}
+	return n.value(), nil
+}
+
+// state reads {p, n} (or {positive, negative}); both sides required.
+func (d *decoder) state() (crdt.State, error) {
+	var s crdt.State
+	n, ok := d.mapLen()
+	if !ok {
+		return s, errStateMap
 	}
 	for i := 0; i < n; i++ {
-		k, err := readKey(d)
+		k, err := d.key()
 		if err != nil {
-			return err
+			return s, err
 		}
-		known, err := m.field(k, d, de)
+		var side *map[string]int64
+		var name string
+		switch string(k) {
+		case "p":
+			side, name = &s.P, "p"
+		case "positive":
+			side, name = &s.P, "positive"
+		case "n":
+			side, name = &s.N, "n"
+		case "negative":
+			side, name = &s.N, "negative"
+		default:
+			d.skip()
+			continue
+		}
+		m, err := d.side(name)
 		if err != nil {
-			de.Field = prefix + k
-			return err
+			return s, err
 		}
-		if !known {
-			if err := d.Skip(); err != nil {
-				return err
+		if *side == nil {
+			*side = m
+			continue
+		}
+		for node, v := range m { // p and positive both present: merge by max
+			if v > (*side)[node] {
+				(*side)[node] = v
 			}
 		}
 	}
-	return nil
+	if s.P == nil || s.N == nil {
+		return s, errStateSides
+	}
+	return s, nil
 }
 
-func readKey(d *msgpack.Decoder) (string, error) {
-	c, err := d.PeekCode()
-	if err != nil {
-		return "", fmt.Errorf("%w: %v", ErrMalformed, err)
+func (d *decoder) side(side string) (map[string]int64, error) {
+	n, ok := d.mapLen()
+	if !ok {
+		return nil, fmt.Errorf("%w: state.%s is not a map", ErrInvalidField, side)
 	}
-	if !msgpcode.IsString(c) {
-		return "", fmt.Errorf("%w: map key is not a string", ErrInvalidField)
+	m := make(map[string]int64, n)
+	for i := 0; i < n; i++ {
+		node, err := d.key()
+		if err != nil {
+			return nil, err
+		}
+		if len(node) == 0 {
+			return nil, fmt.Errorf("%w: %w: state.%s has an empty node id",
+				ErrInvalidField, crdt.ErrInvalidEntry, side)
+		}
+		v, err := d.number()
+		if err != nil {
+			return nil, fmt.Errorf("%w: %w: state.%s[%q]: %v",
+				ErrInvalidField, crdt.ErrInvalidEntry, side, node, err)
+		}
+		x, ok := v.magnitude()
+		if !ok {
+			_, err := crdt.Magnitude(v.value()) // for its error
+			return nil, fmt.Errorf("%w: state.%s[%q]: %w", ErrInvalidField, side, node, err)
+		}
+		m[string(node)] = x
 	}
-	return d.DecodeString()
+	return m, nil
 }
 
 func fieldErr(what string, err error) error {
 	if errors.Is(err, ErrInvalidField) || errors.Is(err, crdt.ErrInvalidEntry) {
 		return err
 	}
-	if what != "" {
-		return fmt.Errorf("%w: %s %v", ErrInvalidField, what, err)
-	}
-	return fmt.Errorf("%w: %v", ErrInvalidField, err)
-}
-
-// readString reads a string; nil gives errNil.
-func readString(d *msgpack.Decoder) (string, error) {
-	c, err := d.PeekCode()
-	if err != nil {
-		return "", err
-	}
-	if c == msgpcode.Nil {
-		_ = d.Skip()
-		return "", fmt.Errorf("%w: %v", ErrInvalidField, errNil)
-	}
-	if !msgpcode.IsString(c) {
-		return "", fmt.Errorf("%w: not a string", ErrInvalidField)
-	}
-	return d.DecodeString()
-}
-
-// readOptString reads a string or nil (as "").
-func readOptString(d *msgpack.Decoder) (string, error) {
-	if c, _ := d.PeekCode(); c == msgpcode.Nil {
-		return "", d.Skip()
-	}
-	return readString(d)
-}
-
-// isNil consumes a nil and reports whether there was one.
-func isNil(d *msgpack.Decoder) bool {
-	if c, _ := d.PeekCode(); c == msgpcode.Nil {
-		_ = d.Skip()
-		return true
-	}
-	return false
-}
-
-// readNumber reads any int or float as int64/uint64/float64.
-func readNumber(d *msgpack.Decoder) (any, error) {
-	c, err := d.PeekCode()
-	if err != nil {
-		return nil, err
-	}
-	switch {
-	case msgpcode.IsFixedNum(c), c == msgpcode.Int8, c == msgpcode.Int16,
-		c == msgpcode.Int32, c == msgpcode.Int64:
-		return d.DecodeInt64()
-	case c == msgpcode.Uint8, c == msgpcode.Uint16, c == msgpcode.Uint32, c == msgpcode.Uint64:
-		return d.DecodeUint64()
-	case c == msgpcode.Float, c == msgpcode.Double:
-		return d.DecodeFloat64()
-	case c == msgpcode.Nil:
-		_ = d.Skip()
-		return nil, fmt.Errorf("%w: %v", ErrInvalidField, errNil)
-	}
-	return nil, fmt.Errorf("%w: not a number", ErrInvalidField)
-}
-
-// readUint64 reads a non-negative integer, accepting integral floats
-// (the reference TS client sends timestamps as float64).
-func readUint64(d *msgpack.Decoder) (uint64, error) {
-	v, err := readNumber(d)
-	if err != nil {
-		return 0, err
-	}
-	switch x := v.(type) {
-	case int64:
-		if x < 0 {
-			return 0, fmt.Errorf("%w: %d is negative", ErrInvalidField, x)
-		}
-		return uint64(x), nil
-	case uint64:
-		return x, nil
-	case float64:
-		if math.IsNaN(x) || math.IsInf(x, 0) || x != math.Trunc(x) || x < 0 || x >= 1<<64 {
-			return 0, fmt.Errorf("%w: %v is not a non-negative integer", ErrInvalidField, x)
-		}
-		return uint64(x), nil
-	}
-	return 0, fmt.Errorf("%w: not a number", ErrInvalidField)
-}
-
-// readUint32 reads a u32 strictly as an integer, as Rust does for
-// protocolVersion and error codes.
-func readUint32(d *msgpack.Decoder) (uint32, error) {
-	v, err := readNumber(d)
-	if err != nil {
-		return 0, err
-	}
-	switch x := v.(type) {
-	case int64:
-		if x >= 0 && x <= math.MaxUint32 {
-			return uint32(x), nil
-		}
-	case uint64:
-		if x <= math.MaxUint32 {
-			return uint32(x), nil
-		}
-	case float64:
-		return 0, fmt.Errorf("%w: %v must be an integer", ErrInvalidField, x)
-	}
-	return 0, fmt.Errorf("%w: %v out of u32 range", ErrInvalidField, v)
-}
-
-func readBool(d *msgpack.Decoder) (bool, error) {
-	c, err := d.PeekCode()
-	if err != nil {
-		return false, err
-	}
-	if c != msgpcode.True && c != msgpcode.False {
-		if c == msgpcode.Nil {
-			_ = d.Skip()
-			return false, fmt.Errorf("%w: %v", ErrInvalidField, errNil)
-		}
-		return false, fmt.Errorf("%w: not a bool", ErrInvalidField)
-	}
-	return d.DecodeBool()
-}
-
-// readAny reads a loosely typed value (ERROR.details) into canonical Go
-// types, so that Decode(Encode(m)) gives m back: nil, bool, int64 (uint64
-// above math.MaxInt64), float64, string, []byte, []any and map[string]any
-// with string keys. check has bounded the depth and every declared length.
-func readAny(d *msgpack.Decoder) (any, error) {
-	c, err := d.PeekCode()
-	if err != nil {
-		return nil, err
-	}
-	switch {
-	case c == msgpcode.Nil:
-		return nil, d.Skip()
-	case c == msgpcode.True || c == msgpcode.False:
-		return d.DecodeBool()
-	case msgpcode.IsString(c):
-		return d.DecodeString()
-	case msgpcode.IsBin(c):
-		return d.DecodeBytes()
-	case msgpcode.IsFixedArray(c) || c == msgpcode.Array16 || c == msgpcode.Array32:
-		n, err := d.DecodeArrayLen()
-		if err != nil {
-			return nil, err
-		}
-		s := make([]any, n)
-		for i := range s {
-			if s[i], err = readAny(d); err != nil {
-				return nil, err
-			}
-		}
-		return s, nil
-	case msgpcode.IsFixedMap(c) || c == msgpcode.Map16 || c == msgpcode.Map32:
-		n, err := d.DecodeMapLen()
-		if err != nil {
-			return nil, err
-		}
-		m := make(map[string]any, n)
-		for i := 0; i < n; i++ {
-			k, err := readKey(d)
-			if err != nil {
-				return nil, err
-			}
-			if m[k], err = readAny(d); err != nil {
-				return nil, err
-			}
-		}
-		return m, nil
-	}
-	v, err := readNumber(d)
-	if u, ok := v.(uint64); ok && u <= math.MaxInt64 {
-		v = int64(u)
-	}
-	return v, err
-}
-
-// readState reads {p, n} (or {positive, negative}); both sides required.
-func readState(d *msgpack.Decoder) (crdt.State, error) {
-	var s crdt.State
-	n, err := d.DecodeMapLen()
-	if err != nil || n < 0 {
-		return s, fmt.Errorf("%w: state is not a map", ErrInvalidField)
-	}
-	for i := 0; i < n; i++ {
-		k, err := readKey(d)
-		if err != nil {
-			return s, err
-		}
-		var side *map[string]int64
-		switch k {
-		case "p", "positive":
-			side = &s.P
-		case "n", "negative":
-			side = &s.N
-		default:
-			if err := d.Skip(); err != nil {
-				return s, err
-			}
-			continue
-		}
-		if *side != nil { // p and positive both present: merge by max
-			m, err := readSide(d, k)
-			if err != nil {
-				return s, err
-			}
-			for node, v := range m {
-				if v > (*side)[node] {
-					(*side)[node] = v
-				}
-			}
-			continue
-		}
-		if *side, err = readSide(d, k); err != nil {
-			return s, err
-		}
-	}
-	if s.P == nil || s.N == nil {
-		return s, fmt.Errorf("%w: state needs both p and n", ErrInvalidField)
-	}
-	return s, nil
-}
-
-func readSide(d *msgpack.Decoder, side string) (map[string]int64, error) {
-	n, err := d.DecodeMapLen()
-	if err != nil || n < 0 {
-		return nil, fmt.Errorf("%w: state.%s is not a map", ErrInvalidField, side)
-	}
-	m := make(map[string]int64, n)
-	for i := 0; i < n; i++ {
-		node, err := readKey(d)
-		if err != nil {
-			return nil, err
-		}
-		if node == "" {
-			return nil, fmt.Errorf("%w: %w: state.%s has an empty node id",
-				ErrInvalidField, crdt.ErrInvalidEntry, side)
-		}
-		v, err := readNumber(d)
-		if err != nil {
-			return nil, fmt.Errorf("%w: %w: state.%s[%q]: %v",
-				ErrInvalidField, crdt.ErrInvalidEntry, side, node, err)
-		}
-		x, err := crdt.Magnitude(v)
-		if err != nil {
-			return nil, fmt.Errorf("%w: state.%s[%q]: %w", ErrInvalidField, side, node, err)
-		}
-		m[node] = x
-	}
-	return m, nil
-}
-
-func newMessage(typ string) fieldDecoder {
-	switch typ {
-	case TypeAuthRequired:
-		return &AuthRequired{}
-	case TypeAuth:
-		return &Auth{}
-	case TypeAuthAck:
-		return &AuthAck{}
-	case TypeAuthFail:
-		return &AuthFail{}
-	case TypeDeviceHello:
-		return &DeviceHello{}
-	case TypeDeviceAck:
-		return &DeviceAck{}
-	case TypePing:
-		return &Ping{}
-	case TypePong:
-		return &Pong{}
-	case TypeError:
-		return &Error{}
-	case TypeBatch:
-		return &Batch{}
-	case TypeCounterRequest:
-		return &CounterRequest{}
-	case TypeCounterResponse:
-		return &CounterResponse{}
-	case TypeCounterSync:
-		return &CounterSync{}
-	case TypeCounterUpdate:
-		return &CounterUpdate{}
-	case TypeLockRequest:
-		return &LockRequest{}
-	case TypeLockGranted:
-		return &LockGranted{}
-	case TypeLockRelease:
-		return &LockRelease{}
-	case TypeLockReleased:
-		return &LockReleased{}
-	case TypeLockLost:
-		return &LockLost{}
-	}
-	return nil
-}
-
-func deref(m fieldDecoder) Message {
-	switch x := m.(type) {
-	case *AuthRequired:
-		return *x
-	case *Auth:
-		return *x
-	case *AuthAck:
-		return *x
-	case *AuthFail:
-		return *x
-	case *DeviceHello:
-		return *x
-	case *DeviceAck:
-		return *x
-	case *Ping:
-		return *x
-	case *Pong:
-		return *x
-	case *Error:
-		return *x
-	case *Batch:
-		return *x
-	case *CounterRequest:
-		return *x
-	case *CounterResponse:
-		return *x
-	case *CounterSync:
-		return *x
-	case *CounterUpdate:
-		return *x
-	case *LockRequest:
-		return *x
-	case *LockGranted:
-		return *x
-	case *LockRelease:
-		return *x
-	case *LockReleased:
-		return *x
-	case *LockLost:
-		return *x
-	}
-	panic(fmt.Sprintf("wire: unknown message %T", m))
+	return fmt.Errorf("%w: %s %v", ErrInvalidField, what, err)
 }
 
 func missing(name string) error { return fmt.Errorf("%w: %s is required", ErrInvalidField, name) }
-
-// encoding
-
-var bufPool = sync.Pool{New: func() any { return new(bytes.Buffer) }}
-
-// Encode returns the MessagePack frame of m.
-func Encode(m Message) ([]byte, error) {
-	buf := bufPool.Get().(*bytes.Buffer)
-	buf.Reset()
-	defer bufPool.Put(buf)
-	if err := EncodeTo(buf, m); err != nil {
-		return nil, err
-	}
-	return bytes.Clone(buf.Bytes()), nil
-}
-
-// EncodeTo appends the frame of m to buf. On error buf is left as it was.
-// States that crdt.State.Validate rejects are not encoded: every peer,
-// Decode included, would drop the frame.
-func EncodeTo(buf *bytes.Buffer, m Message) error {
-	start := buf.Len()
-	if err := encodeTo(buf, m); err != nil {
-		buf.Truncate(start)
-		return err
-	}
-	return nil
-}
-
-func encodeTo(buf *bytes.Buffer, m Message) error {
-	e := msgpack.GetEncoder()
-	defer msgpack.PutEncoder(e)
-	e.Reset(buf)
-	e.UseCompactInts(true)
-	e.SetSortMapKeys(true) // deterministic ERROR.details
-	switch x := m.(type) {
-	case CounterResponse:
-		if err := x.State.Validate(); err != nil {
-			return fmt.Errorf("wire: encode %s: %w", m.Type(), err)
-		}
-	case CounterSync:
-		if err := x.State.Validate(); err != nil {
-			return fmt.Errorf("wire: encode %s: %w", m.Type(), err)
-		}
-	case CounterUpdate:
-		if err := x.State.Validate(); err != nil {
-			return fmt.Errorf("wire: encode %s: %w", m.Type(), err)
-		}
-	}
-	var fb fields
-	switch x := m.(type) {
-	case AuthRequired:
-	case Auth:
-		fb.str("token", x.Token, true)
-		fb.uint("protocolVersion", uint64(x.ProtocolVersion), false)
-		fb.str("deviceToken", x.DeviceToken, false)
-	case AuthAck:
-		fb.str("userId", x.UserID, false)
-		fb.str("deviceId", x.DeviceID, false)
-		fb.str("deviceToken", x.DeviceToken, false)
-		fb.uint("protocolVersion", uint64(x.ProtocolVersion), false)
-	case AuthFail:
-		fb.str("error", x.Error, true)
-		fb.uint("code", uint64(x.Code), false)
-	case DeviceHello:
-		fb.str("deviceToken", x.DeviceToken, false)
-	case DeviceAck:
-		fb.str("deviceId", x.DeviceID, false)
-		fb.str("deviceToken", x.DeviceToken, false)
-	case Ping:
-		fb.uint("timestamp", x.Timestamp, true)
-	case Pong:
-		fb.uint("timestamp", x.Timestamp, true)
-		fb.uint("serverTime", x.ServerTime, true)
-	case Batch:
-		fb.uint("count", uint64(x.Count), true)
-		fb.add(field{key: "data", kind: kBytes, b: x.Data})
-	case Error:
-		fb.uint("code", uint64(x.Code), true)
-		fb.str("message", x.Message, true)
-		if x.Details != nil {
-			fb.add(field{key: "details", kind: kAny, a: x.Details})
-		}
-	case CounterRequest:
-		fb.str("name", x.Name, true)
-	case CounterResponse:
-		fb.str("name", x.Name, true)
-		fb.add(field{key: "state", kind: kState, st: x.State})
-	case CounterSync:
-		fb.str("name", x.Name, true)
-		fb.add(field{key: "state", kind: kState, st: x.State})
-	case CounterUpdate:
-		fb.str("name", x.Name, true)
-		fb.add(field{key: "state", kind: kState, st: x.State})
-	case LockRequest:
-		fb.str("requestId", x.RequestID, true)
-		fb.str("name", x.Name, true)
-		if x.TTL != nil {
-			fb.uint("ttl", *x.TTL, true)
-		}
-		fb.uint("wait", x.Wait, false)
-	case LockGranted:
-		fb.str("requestId", x.RequestID, true)
-		fb.str("name", x.Name, true)
-		fb.uint("fencingToken", x.FencingToken, true)
-		fb.uint("ttl", x.TTL, false)
-	case LockRelease:
-		fb.str("requestId", x.RequestID, false)
-		fb.str("name", x.Name, true)
-		fb.uint("fencingToken", x.FencingToken, true)
-	case LockReleased:
-		fb.str("requestId", x.RequestID, true)
-		fb.str("name", x.Name, true)
-		fb.add(field{key: "success", kind: kBool, t: x.Success})
-		fb.str("reason", x.Reason, false)
-	case LockLost:
-		fb.str("name", x.Name, true)
-		fb.uint("fencingToken", x.FencingToken, true)
-		fb.str("reason", x.Reason, false)
-	default:
-		return fmt.Errorf("wire: cannot encode %T", m)
-	}
-	if m.wrapped() {
-		_ = e.EncodeMapLen(2)
-		_ = e.EncodeString("type")
-		_ = e.EncodeString(m.Type())
-		_ = e.EncodeString("payload")
-		return fb.write(e)
-	}
-	_ = e.EncodeMapLen(1 + len(fb.f))
-	_ = e.EncodeString("type")
-	_ = e.EncodeString(m.Type())
-	return fb.writeFields(e)
-}
-
-type fieldKind uint8
-
-const (
-	kStr fieldKind = iota
-	kUint
-	kBool
-	kBytes
-	kState
-	kAny
-)
-
-type field struct {
-	key  string
-	kind fieldKind
-	s    string
-	u    uint64
-	t    bool
-	b    []byte
-	st   crdt.State
-	a    any
-}
-
-type fields struct {
-	buf [6]field
-	f   []field
-}
-
-func (fb *fields) add(f field) {
-	if fb.f == nil {
-		fb.f = fb.buf[:0]
-	}
-	fb.f = append(fb.f, f)
-}
-
-func (fb *fields) str(k, v string, required bool) {
-	if v != "" || required {
-		fb.add(field{key: k, kind: kStr, s: v})
-	}
-}
-
-func (fb *fields) uint(k string, v uint64, required bool) {
-	if v != 0 || required {
-		fb.add(field{key: k, kind: kUint, u: v})
-	}
-}
-
-func (fb *fields) write(e *msgpack.Encoder) error {
-	if err := e.EncodeMapLen(len(fb.f)); err != nil {
-		return err
-	}
-	return fb.writeFields(e)
-}
-
-func (fb *fields) writeFields(e *msgpack.Encoder) error {
-	for _, f := range fb.f {
-		if err := e.EncodeString(f.key); err != nil {
-			return err
-		}
-		var err error
-		switch f.kind {
-		case kStr:
-			err = e.EncodeString(f.s)
-		case kUint:
-			err = e.EncodeUint(f.u)
-		case kBool:
-			err = e.EncodeBool(f.t)
-		case kBytes:
-			// A nil slice would be msgpack nil, which peers reject for the
-			// required BATCH.data; send an empty bin instead.
-			if err = e.EncodeBytesLen(len(f.b)); err == nil {
-				_, err = e.Writer().Write(f.b)
-			}
-		case kState:
-			err = encodeState(e, f.st)
-		case kAny:
-			err = e.Encode(f.a)
-		}
-		if err != nil {
-			return err
-		}
-	}
-	return nil
-}
-
-// encodeState writes {p, n} with float64 entries, as the Rust server does
-// and the TS client expects. Node ids are sorted so frames are
-// deterministic.
-func encodeState(e *msgpack.Encoder, s crdt.State) error {
-	_ = e.EncodeMapLen(2)
-	for _, side := range [2]struct {
-		k string
-		m map[string]int64
-	}{{"p", s.P}, {"n", s.N}} {
-		_ = e.EncodeString(side.k)
-		if err := e.EncodeMapLen(len(side.m)); err != nil {
-			return err
-		}
-		keys := make([]string, 0, len(side.m))
-		for k := range side.m {
-			keys = append(keys, k)
-		}
-		if len(keys) > 1 {
-			sort.Strings(keys)
-		}
-		for _, k := range keys {
-			_ = e.EncodeString(k)
-			if err := e.EncodeFloat64(float64(side.m[k])); err != nil {
-				return err
-			}
-		}
-	}
-	return nil
-}

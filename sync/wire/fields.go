@@ -1,14 +1,82 @@
 package wire
 
-import (
-	"fmt"
+import "github.com/topgun-go/topgun/crdt"
 
-	"github.com/vmihailenco/msgpack/v5"
+// msgKind numbers the message types; the flat ones come first.
+type msgKind uint8
 
-	"github.com/topgun-go/topgun/crdt"
+const (
+	kAuthRequired msgKind = iota
+	kAuth
+	kAuthAck
+	kAuthFail
+	kDeviceHello
+	kDeviceAck
+	kPing
+	kPong
+	kBatch
+	kError // first wrapped kind
+	kCounterRequest
+	kCounterResponse
+	kCounterSync
+	kCounterUpdate
+	kLockRequest
+	kLockGranted
+	kLockRelease
+	kLockReleased
+	kLockLost
 )
 
-// Bits of DecodeError.seen for required fields.
+func (k msgKind) wrapped() bool { return k >= kError }
+
+// kindOf maps a "type" value to its kind and constant; typ is "" for an
+// unknown type.
+func kindOf(s []byte) (k msgKind, typ string) {
+	switch string(s) {
+	case TypeAuthRequired:
+		return kAuthRequired, TypeAuthRequired
+	case TypeAuth:
+		return kAuth, TypeAuth
+	case TypeAuthAck:
+		return kAuthAck, TypeAuthAck
+	case TypeAuthFail:
+		return kAuthFail, TypeAuthFail
+	case TypeDeviceHello:
+		return kDeviceHello, TypeDeviceHello
+	case TypeDeviceAck:
+		return kDeviceAck, TypeDeviceAck
+	case TypePing:
+		return kPing, TypePing
+	case TypePong:
+		return kPong, TypePong
+	case TypeBatch:
+		return kBatch, TypeBatch
+	case TypeError:
+		return kError, TypeError
+	case TypeCounterRequest:
+		return kCounterRequest, TypeCounterRequest
+	case TypeCounterResponse:
+		return kCounterResponse, TypeCounterResponse
+	case TypeCounterSync:
+		return kCounterSync, TypeCounterSync
+	case TypeCounterUpdate:
+		return kCounterUpdate, TypeCounterUpdate
+	case TypeLockRequest:
+		return kLockRequest, TypeLockRequest
+	case TypeLockGranted:
+		return kLockGranted, TypeLockGranted
+	case TypeLockRelease:
+		return kLockRelease, TypeLockRelease
+	case TypeLockReleased:
+		return kLockReleased, TypeLockReleased
+	case TypeLockLost:
+		return kLockLost, TypeLockLost
+	}
+	return 0, ""
+}
+
+// Bits of DecodeError.seen for required fields, in the order their
+// absence is reported.
 const (
 	seenToken uint32 = 1 << iota
 	seenError
@@ -25,22 +93,206 @@ const (
 	seenSuccess
 )
 
-func need(seen, want uint32, names ...string) error {
-	for i, bit := 0, uint32(1); bit <= want; bit <<= 1 {
-		if want&bit == 0 {
-			continue
-		}
-		if seen&bit == 0 {
-			return missing(names[i])
-		}
-		i++
-	}
-	return nil
+// seenNames names the bits above.
+var seenNames = [...]string{"token", "error", "timestamp", "serverTime", "code", "message",
+	"count", "data", "name", "state", "requestId", "fencingToken", "success"}
+
+// required lists each kind's required fields.
+var required = [...]uint32{
+	kAuth:            seenToken,
+	kAuthFail:        seenError,
+	kPing:            seenTimestamp,
+	kPong:            seenTimestamp | seenServerTime,
+	kBatch:           seenCount | seenData,
+	kError:           seenCode | seenMessage,
+	kCounterRequest:  seenName,
+	kCounterResponse: seenName | seenState,
+	kCounterSync:     seenName | seenState,
+	kCounterUpdate:   seenName | seenState,
+	kLockRequest:     seenName | seenRequestID,
+	kLockGranted:     seenName | seenRequestID | seenFencing,
+	kLockRelease:     seenName | seenFencing,
+	kLockReleased:    seenName | seenRequestID | seenSuccess,
+	kLockLost:        seenName | seenFencing,
 }
 
-// str decodes a required string and marks it seen.
-func str(d *msgpack.Decoder, de *DecodeError, bit uint32, dst *string) error {
-	s, err := readString(d)
+// Sets of kinds, for the keys each kind knows.
+const (
+	bAuth         = 1 << kAuth
+	bAuthAck      = 1 << kAuthAck
+	bAuthFail     = 1 << kAuthFail
+	bDeviceHello  = 1 << kDeviceHello
+	bDeviceAck    = 1 << kDeviceAck
+	bPing         = 1 << kPing
+	bPong         = 1 << kPong
+	bBatch        = 1 << kBatch
+	bError        = 1 << kError
+	bLockRequest  = 1 << kLockRequest
+	bLockGranted  = 1 << kLockGranted
+	bLockRelease  = 1 << kLockRelease
+	bLockReleased = 1 << kLockReleased
+	bLockLost     = 1 << kLockLost
+	bCounterState = 1<<kCounterResponse | 1<<kCounterSync | 1<<kCounterUpdate
+	bNamed        = 1<<kCounterRequest | bCounterState | bLockRequest | bLockGranted |
+		bLockRelease | bLockReleased | bLockLost
+)
+
+// fieldSet holds the decoded fields of any message; build makes the
+// message of a kind from it.
+type fieldSet struct {
+	token, deviceToken, userID, deviceID, error, message string
+	name, requestID, reason                              string
+	protocolVersion, code, count                         uint32
+	timestamp, serverTime, ttl, wait, fencingToken       uint64
+	hasTTL, success                                      bool
+	details                                              any
+	data                                                 []byte
+	state                                                crdt.State
+}
+
+// field decodes the value of key for a message of kind k. known is false
+// for a key that kind does not have; the caller skips its value.
+func (f *fieldSet) field(k msgKind, key []byte, d *decoder, de *DecodeError) (known bool, err error) {
+	in := func(set uint32) bool { return uint32(1)<<k&set != 0 }
+	switch string(key) {
+	case "name":
+		if in(bNamed) {
+			return true, f.required(d, de, seenName, &f.name)
+		}
+	case "requestId":
+		if in(bLockRelease) { // optional there
+			f.requestID, err = d.optStr()
+			de.RequestID = f.requestID
+			return true, err
+		}
+		if in(bLockRequest | bLockGranted | bLockReleased) {
+			return true, f.required(d, de, seenRequestID, &f.requestID)
+		}
+	case "state":
+		if in(bCounterState) {
+			f.state, err = d.state()
+			de.seen |= seenState
+			return true, err
+		}
+	case "fencingToken":
+		if in(bLockGranted | bLockRelease | bLockLost) {
+			f.fencingToken, err = d.uint64()
+			de.seen |= seenFencing
+			return true, err
+		}
+	case "ttl":
+		if in(bLockRequest | bLockGranted) {
+			if !d.isNil() {
+				f.ttl, err = d.uint64()
+				f.hasTTL = true
+			}
+			return true, err
+		}
+	case "wait":
+		if in(bLockRequest) {
+			if !d.isNil() {
+				f.wait, err = d.uint64()
+			}
+			return true, err
+		}
+	case "success":
+		if in(bLockReleased) {
+			f.success, err = d.bool()
+			de.seen |= seenSuccess
+			return true, err
+		}
+	case "reason":
+		if in(bLockReleased | bLockLost) {
+			f.reason, err = d.optStr()
+			return true, err
+		}
+	case "timestamp":
+		if in(bPing | bPong) {
+			f.timestamp, err = d.uint64()
+			de.seen |= seenTimestamp
+			return true, err
+		}
+	case "serverTime":
+		if in(bPong) {
+			f.serverTime, err = d.uint64()
+			de.seen |= seenServerTime
+			return true, err
+		}
+	case "code":
+		if in(bError) { // required, and nil is not absent
+			f.code, err = d.uint32()
+			de.seen |= seenCode
+			return true, err
+		}
+		if in(bAuthFail) {
+			if !d.isNil() {
+				f.code, err = d.uint32()
+			}
+			return true, err
+		}
+	case "message":
+		if in(bError) {
+			return true, f.required(d, de, seenMessage, &f.message)
+		}
+	case "details":
+		if in(bError) {
+			if f.details, err = d.any(); err != nil {
+				err = fieldErr("details", err)
+			}
+			return true, err
+		}
+	case "count":
+		if in(bBatch) {
+			f.count, err = d.uint32()
+			de.seen |= seenCount
+			return true, err
+		}
+	case "data":
+		if in(bBatch) {
+			if d.isNil() {
+				return true, errIsNil
+			}
+			f.data, err = d.bytes()
+			de.seen |= seenData
+			return true, err
+		}
+	case "token":
+		if in(bAuth) {
+			return true, f.required(d, de, seenToken, &f.token)
+		}
+	case "protocolVersion":
+		if in(bAuth | bAuthAck) {
+			if !d.isNil() {
+				f.protocolVersion, err = d.uint32()
+			}
+			return true, err
+		}
+	case "deviceToken":
+		if in(bAuth | bAuthAck | bDeviceHello | bDeviceAck) {
+			f.deviceToken, err = d.optStr()
+			return true, err
+		}
+	case "deviceId":
+		if in(bAuthAck | bDeviceAck) {
+			f.deviceID, err = d.optStr()
+			return true, err
+		}
+	case "userId":
+		if in(bAuthAck) {
+			f.userID, err = d.optStr()
+			return true, err
+		}
+	case "error":
+		if in(bAuthFail) {
+			return true, f.required(d, de, seenError, &f.error)
+		}
+	}
+	return false, nil
+}
+
+// required decodes a required string and marks it seen.
+func (f *fieldSet) required(d *decoder, de *DecodeError, bit uint32, dst *string) error {
+	s, err := d.str()
 	if err != nil {
 		return err
 	}
@@ -55,313 +307,65 @@ func str(d *msgpack.Decoder, de *DecodeError, bit uint32, dst *string) error {
 	return nil
 }
 
-func (m *AuthRequired) field(string, *msgpack.Decoder, *DecodeError) (bool, error) {
-	return false, nil
-}
-func (m *AuthRequired) complete(uint32) error { return nil }
-
-func (m *Auth) field(k string, d *msgpack.Decoder, de *DecodeError) (bool, error) {
-	var err error
-	switch k {
-	case "token":
-		err = str(d, de, seenToken, &m.Token)
-	case "protocolVersion":
-		if !isNil(d) {
-			m.ProtocolVersion, err = readUint32(d)
+// complete reports the first missing required field of kind k.
+func (f *fieldSet) complete(k msgKind, seen uint32) error {
+	if int(k) >= len(required) {
+		return nil
+	}
+	want := required[k]
+	for i, bit := 0, uint32(1); bit <= want; i, bit = i+1, bit<<1 {
+		if want&bit != 0 && seen&bit == 0 {
+			return missing(seenNames[i])
 		}
-	case "deviceToken":
-		m.DeviceToken, err = readOptString(d)
-	default:
-		return false, nil
 	}
-	return true, err
+	return nil
 }
-func (m *Auth) complete(seen uint32) error { return need(seen, seenToken, "token") }
 
-func (m *AuthAck) field(k string, d *msgpack.Decoder, de *DecodeError) (bool, error) {
-	var err error
+// build returns the message of kind k.
+func (f *fieldSet) build(k msgKind) Message {
 	switch k {
-	case "userId":
-		m.UserID, err = readOptString(d)
-	case "deviceId":
-		m.DeviceID, err = readOptString(d)
-	case "deviceToken":
-		m.DeviceToken, err = readOptString(d)
-	case "protocolVersion":
-		if !isNil(d) {
-			m.ProtocolVersion, err = readUint32(d)
+	case kAuthRequired:
+		return AuthRequired{}
+	case kAuth:
+		return Auth{Token: f.token, ProtocolVersion: f.protocolVersion, DeviceToken: f.deviceToken}
+	case kAuthAck:
+		return AuthAck{UserID: f.userID, DeviceID: f.deviceID, DeviceToken: f.deviceToken,
+			ProtocolVersion: f.protocolVersion}
+	case kAuthFail:
+		return AuthFail{Error: f.error, Code: f.code}
+	case kDeviceHello:
+		return DeviceHello{DeviceToken: f.deviceToken}
+	case kDeviceAck:
+		return DeviceAck{DeviceID: f.deviceID, DeviceToken: f.deviceToken}
+	case kPing:
+		return Ping{Timestamp: f.timestamp}
+	case kPong:
+		return Pong{Timestamp: f.timestamp, ServerTime: f.serverTime}
+	case kBatch:
+		return Batch{Count: f.count, Data: f.data}
+	case kError:
+		return Error{Code: f.code, Message: f.message, Details: f.details}
+	case kCounterRequest:
+		return CounterRequest{Name: f.name}
+	case kCounterResponse:
+		return CounterResponse{Name: f.name, State: f.state}
+	case kCounterSync:
+		return CounterSync{Name: f.name, State: f.state}
+	case kCounterUpdate:
+		return CounterUpdate{Name: f.name, State: f.state}
+	case kLockRequest:
+		m := LockRequest{RequestID: f.requestID, Name: f.name, Wait: f.wait}
+		if f.hasTTL {
+			ttl := f.ttl
+			m.TTL = &ttl
 		}
-	default:
-		return false, nil
+		return m
+	case kLockGranted:
+		return LockGranted{RequestID: f.requestID, Name: f.name, FencingToken: f.fencingToken, TTL: f.ttl}
+	case kLockRelease:
+		return LockRelease{RequestID: f.requestID, Name: f.name, FencingToken: f.fencingToken}
+	case kLockReleased:
+		return LockReleased{RequestID: f.requestID, Name: f.name, Success: f.success, Reason: f.reason}
 	}
-	return true, err
-}
-func (m *AuthAck) complete(uint32) error { return nil }
-
-func (m *AuthFail) field(k string, d *msgpack.Decoder, de *DecodeError) (bool, error) {
-	var err error
-	switch k {
-	case "error":
-		err = str(d, de, seenError, &m.Error)
-	case "code":
-		if !isNil(d) {
-			m.Code, err = readUint32(d)
-		}
-	default:
-		return false, nil
-	}
-	return true, err
-}
-func (m *AuthFail) complete(seen uint32) error { return need(seen, seenError, "error") }
-
-func (m *DeviceHello) field(k string, d *msgpack.Decoder, de *DecodeError) (bool, error) {
-	if k != "deviceToken" {
-		return false, nil
-	}
-	var err error
-	m.DeviceToken, err = readOptString(d)
-	return true, err
-}
-func (m *DeviceHello) complete(uint32) error { return nil }
-
-func (m *DeviceAck) field(k string, d *msgpack.Decoder, de *DecodeError) (bool, error) {
-	var err error
-	switch k {
-	case "deviceId":
-		m.DeviceID, err = readOptString(d)
-	case "deviceToken":
-		m.DeviceToken, err = readOptString(d)
-	default:
-		return false, nil
-	}
-	return true, err
-}
-func (m *DeviceAck) complete(uint32) error { return nil }
-
-func (m *Ping) field(k string, d *msgpack.Decoder, de *DecodeError) (bool, error) {
-	if k != "timestamp" {
-		return false, nil
-	}
-	var err error
-	m.Timestamp, err = readUint64(d)
-	de.seen |= seenTimestamp
-	return true, err
-}
-func (m *Ping) complete(seen uint32) error { return need(seen, seenTimestamp, "timestamp") }
-
-func (m *Pong) field(k string, d *msgpack.Decoder, de *DecodeError) (bool, error) {
-	var err error
-	switch k {
-	case "timestamp":
-		m.Timestamp, err = readUint64(d)
-		de.seen |= seenTimestamp
-	case "serverTime":
-		m.ServerTime, err = readUint64(d)
-		de.seen |= seenServerTime
-	default:
-		return false, nil
-	}
-	return true, err
-}
-func (m *Pong) complete(seen uint32) error {
-	return need(seen, seenTimestamp|seenServerTime, "timestamp", "serverTime")
-}
-
-func (m *Error) field(k string, d *msgpack.Decoder, de *DecodeError) (bool, error) {
-	var err error
-	switch k {
-	case "code":
-		m.Code, err = readUint32(d)
-		de.seen |= seenCode
-	case "message":
-		err = str(d, de, seenMessage, &m.Message)
-	case "details":
-		m.Details, err = readAny(d)
-		if err != nil {
-			err = fieldErr("details", err)
-		}
-	default:
-		return false, nil
-	}
-	return true, err
-}
-func (m *Error) complete(seen uint32) error {
-	return need(seen, seenCode|seenMessage, "code", "message")
-}
-
-func (m *Batch) field(k string, d *msgpack.Decoder, de *DecodeError) (bool, error) {
-	var err error
-	switch k {
-	case "count":
-		m.Count, err = readUint32(d)
-		de.seen |= seenCount
-	case "data":
-		if isNil(d) { // DecodeBytes would take nil as an empty value
-			return true, fmt.Errorf("%w: %v", ErrInvalidField, errNil)
-		}
-		m.Data, err = d.DecodeBytes()
-		if err != nil {
-			err = fieldErr("data", err)
-		}
-		de.seen |= seenData
-	default:
-		return false, nil
-	}
-	return true, err
-}
-func (m *Batch) complete(seen uint32) error {
-	return need(seen, seenCount|seenData, "count", "data")
-}
-
-func (m *CounterRequest) field(k string, d *msgpack.Decoder, de *DecodeError) (bool, error) {
-	if k != "name" {
-		return false, nil
-	}
-	return true, str(d, de, seenName, &m.Name)
-}
-func (m *CounterRequest) complete(seen uint32) error { return need(seen, seenName, "name") }
-
-// counterField decodes the shared {name, state} payload.
-func counterField(k string, d *msgpack.Decoder, de *DecodeError, name *string, st *crdt.State) (bool, error) {
-	switch k {
-	case "name":
-		return true, str(d, de, seenName, name)
-	case "state":
-		s, err := readState(d)
-		if err != nil {
-			return true, err
-		}
-		*st = s
-		de.seen |= seenState
-		return true, nil
-	}
-	return false, nil
-}
-
-func (m *CounterResponse) field(k string, d *msgpack.Decoder, de *DecodeError) (bool, error) {
-	return counterField(k, d, de, &m.Name, &m.State)
-}
-func (m *CounterResponse) complete(seen uint32) error { return needCounter(seen) }
-
-func (m *CounterSync) field(k string, d *msgpack.Decoder, de *DecodeError) (bool, error) {
-	return counterField(k, d, de, &m.Name, &m.State)
-}
-func (m *CounterSync) complete(seen uint32) error { return needCounter(seen) }
-
-func (m *CounterUpdate) field(k string, d *msgpack.Decoder, de *DecodeError) (bool, error) {
-	return counterField(k, d, de, &m.Name, &m.State)
-}
-func (m *CounterUpdate) complete(seen uint32) error { return needCounter(seen) }
-
-func needCounter(seen uint32) error {
-	return need(seen, seenName|seenState, "name", "state")
-}
-
-func (m *LockRequest) field(k string, d *msgpack.Decoder, de *DecodeError) (bool, error) {
-	var err error
-	switch k {
-	case "requestId":
-		err = str(d, de, seenRequestID, &m.RequestID)
-	case "name":
-		err = str(d, de, seenName, &m.Name)
-	case "ttl":
-		if !isNil(d) {
-			var v uint64
-			v, err = readUint64(d)
-			m.TTL = &v
-		}
-	case "wait":
-		if !isNil(d) {
-			m.Wait, err = readUint64(d)
-		}
-	default:
-		return false, nil
-	}
-	return true, err
-}
-func (m *LockRequest) complete(seen uint32) error {
-	return need(seen, seenName|seenRequestID, "name", "requestId")
-}
-
-func (m *LockGranted) field(k string, d *msgpack.Decoder, de *DecodeError) (bool, error) {
-	var err error
-	switch k {
-	case "requestId":
-		err = str(d, de, seenRequestID, &m.RequestID)
-	case "name":
-		err = str(d, de, seenName, &m.Name)
-	case "fencingToken":
-		m.FencingToken, err = readUint64(d)
-		de.seen |= seenFencing
-	case "ttl":
-		if !isNil(d) {
-			m.TTL, err = readUint64(d)
-		}
-	default:
-		return false, nil
-	}
-	return true, err
-}
-func (m *LockGranted) complete(seen uint32) error {
-	return need(seen, seenName|seenRequestID|seenFencing, "name", "requestId", "fencingToken")
-}
-
-func (m *LockRelease) field(k string, d *msgpack.Decoder, de *DecodeError) (bool, error) {
-	var err error
-	switch k {
-	case "requestId":
-		m.RequestID, err = readOptString(d)
-		de.RequestID = m.RequestID
-	case "name":
-		err = str(d, de, seenName, &m.Name)
-	case "fencingToken":
-		m.FencingToken, err = readUint64(d)
-		de.seen |= seenFencing
-	default:
-		return false, nil
-	}
-	return true, err
-}
-func (m *LockRelease) complete(seen uint32) error {
-	return need(seen, seenName|seenFencing, "name", "fencingToken")
-}
-
-func (m *LockReleased) field(k string, d *msgpack.Decoder, de *DecodeError) (bool, error) {
-	var err error
-	switch k {
-	case "requestId":
-		err = str(d, de, seenRequestID, &m.RequestID)
-	case "name":
-		err = str(d, de, seenName, &m.Name)
-	case "success":
-		m.Success, err = readBool(d)
-		de.seen |= seenSuccess
-	case "reason":
-		m.Reason, err = readOptString(d)
-	default:
-		return false, nil
-	}
-	return true, err
-}
-func (m *LockReleased) complete(seen uint32) error {
-	return need(seen, seenName|seenRequestID|seenSuccess, "name", "requestId", "success")
-}
-
-func (m *LockLost) field(k string, d *msgpack.Decoder, de *DecodeError) (bool, error) {
-	var err error
-	switch k {
-	case "name":
-		err = str(d, de, seenName, &m.Name)
-	case "fencingToken":
-		m.FencingToken, err = readUint64(d)
-		de.seen |= seenFencing
-	case "reason":
-		m.Reason, err = readOptString(d)
-	default:
-		return false, nil
-	}
-	return true, err
-}
-func (m *LockLost) complete(seen uint32) error {
-	return need(seen, seenName|seenFencing, "name", "fencingToken")
+	return LockLost{Name: f.name, FencingToken: f.fencingToken, Reason: f.reason}
 }

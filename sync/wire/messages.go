@@ -86,7 +86,10 @@ type Pong struct{ Timestamp, ServerTime uint64 }
 type Error struct {
 	Code    uint32
 	Message string
-	Details any // optional; decoded loosely
+	// Details is optional and decoded loosely (see Decode). Encode accepts
+	// nil, bool, every Go int, uint and float type, string, []byte, []any
+	// and map[string]any (keys sorted), nested at most MaxDepth-2 deep.
+	Details any
 }
 
 // Batch carries several messages in Data (see SplitBatch).
