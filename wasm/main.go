@@ -76,6 +76,11 @@ func main() {
 	def("onState", onState)
 	def("nodeId", func(a []js.Value) any { return getClient(a[0]).c.NodeID() })
 	def("retryNow", func(a []js.Value) any { getClient(a[0]).c.RetryNow(); return nil })
+	// kick is called once per tick after the tick's tg_counter_add calls:
+	// goroutines woken by a //go:wasmexport call do not run until Go gets
+	// control again, and a js.FuncOf call runs them before it returns, so
+	// the worker issues the tick's IndexedDB transaction right here.
+	def("kick", func(a []js.Value) any { getClient(a[0]).c.Kick(); return nil })
 	def("counter", counter)
 	def("counterNotify", counterNotify)
 	def("flush", flush)

@@ -227,6 +227,10 @@ export class TopGunClient extends EventTarget {
     return this.#rt.api;
   }
 
+  _kick() {
+    if (!this.#closed && this.#id >= 0 && !fatalError) this.#rt.api.kick(this.#id);
+  }
+
   _retryNow() {
     if (!this.#closed && this.#id >= 0 && !fatalError) this.#rt.api.retryNow(this.#id);
   }
@@ -243,7 +247,7 @@ export class TopGunClient extends EventTarget {
     if (!c) {
       const api = this.#api();
       const h = unwrap(api.counter(this.#id, name));
-      c = new PNCounter(this.#rt, h, name, () => this.#api());
+      c = new PNCounter(this, this.#rt, h, name, () => this.#api());
       this.#counters.set(name, c);
     }
     return c;
@@ -266,7 +270,7 @@ export class TopGunClient extends EventTarget {
   async close() {
     if (this.#closed) return;
     if (this.#starting) await this.#starting.catch(() => {});
-    for (const c of this.#counters.values()) c._push();
+    pushAll();
     this.#closed = true;
     liveClients.delete(this);
     this.#unsubState?.();
@@ -279,6 +283,31 @@ export class TopGunClient extends EventTarget {
 
 // ---- counters --------------------------------------------------------------
 
+// Counters with writes not yet handed to Go, pushed once per tick.
+const dirty = new Set();
+let pushQueued = false;
+
+function queuePush(counter) {
+  dirty.add(counter);
+  if (!pushQueued) {
+    pushQueued = true;
+    queueMicrotask(pushAll);
+  }
+}
+
+function pushAll() {
+  pushQueued = false;
+  const kicks = new Set();
+  for (const c of dirty) {
+    if (c._push()) kicks.add(c._client);
+  }
+  dirty.clear();
+  for (const client of kicks) client._kick();
+}
+
+// Hand the current tick's writes to Go before the page goes away.
+globalThis.addEventListener?.('pagehide', pushAll);
+
 /** A replicated PN-Counter. Reads and writes are local and synchronous. */
 export class PNCounter {
   #x;
@@ -290,11 +319,11 @@ export class PNCounter {
   #ownN;
   #pendP = 0;
   #pendN = 0;
-  #queued = false;
   #listeners = new Set();
   #dead = null;
 
-  constructor(rt, h, name, api) {
+  constructor(client, rt, h, name, api) {
+    this._client = client;
     this.#x = rt.x;
     this.#api = api;
     this.#h = h;
@@ -345,20 +374,16 @@ export class PNCounter {
       this.#pendN -= delta;
     }
     this.#value = v;
-    if (!this.#queued) {
-      this.#queued = true;
-      queueMicrotask(() => this._push());
-    }
+    queuePush(this);
     for (const l of this.#listeners) l(v);
     return v;
   }
 
-  // _push hands this tick's writes to Go.
+  // _push hands this tick's writes to Go; true if there were any.
   _push() {
-    this.#queued = false;
     const p = this.#pendP;
     const n = this.#pendN;
-    if (p === 0 && n === 0) return;
+    if (p === 0 && n === 0) return false;
     this.#pendP = 0;
     this.#pendN = 0;
     const x = this.#x;
@@ -367,11 +392,12 @@ export class PNCounter {
     if (n !== 0 && (p === 0 || !Number.isNaN(gv))) gv = x.tg_counter_add(this.#h, -n);
     if (Number.isNaN(gv)) {
       // Only a closed client can get here (ranges were checked above).
-      return;
+      return false;
     }
     this.#ownP = x.tg_counter_own_p(this.#h);
     this.#ownN = x.tg_counter_own_n(this.#h);
     this.#settle(gv);
+    return true;
   }
 
   #remote(gv) {
@@ -404,7 +430,7 @@ export class PNCounter {
   /** Sends local writes now and resolves when the server has stored them. */
   async flush() {
     const api = this.#api();
-    this._push();
+    pushAll();
     await api.flush(this.#h).catch(rethrow);
   }
 

@@ -367,6 +367,11 @@ func (c *Client) markDirty(cnt *Counter, now bool) {
 	c.dirtyMu.Unlock()
 }
 
+// Kick runs the persistence and sync worker now for every counter with
+// pending writes, instead of after SyncDelay. The browser shim calls it
+// once per tick, so a tab that dies loses at most the current tick.
+func (c *Client) Kick() { c.signal() }
+
 func (c *Client) signal() {
 	select {
 	case c.kick <- struct{}{}:

@@ -1,0 +1,72 @@
+import { expect, type Browser, type BrowserContext, type Page } from '@playwright/test';
+
+export const base = () => {
+  const b = process.env.TOPGUN_E2E_BASE;
+  if (!b) throw new Error('TOPGUN_E2E_BASE unset: run through `make e2e` (global setup starts the server)');
+  return b;
+};
+
+/** A name unique to this run, so specs never see each other's counters. */
+export const unique = (prefix: string) => `${prefix}:${Date.now().toString(36)}${Math.random().toString(36).slice(2, 7)}`;
+
+/** Opens the harness page and starts a client on it as window.c. */
+export async function harness(page: Page, storage: 'idb' | 'memory' = 'idb') {
+  await page.goto(base() + '/harness.html');
+  await page.waitForFunction(() => (window as any).harnessReady === true);
+  await page.evaluate(async (storage) => {
+    const { TopGunClient, IDBAdapter, MemoryAdapter } = (window as any).tg;
+    const c = new TopGunClient({
+      serverUrl: 'ws://' + location.host,
+      storage: storage === 'memory' ? new MemoryAdapter() : new IDBAdapter(),
+    });
+    await c.start();
+    (window as any).c = c;
+  }, storage);
+}
+
+export async function waitReady(page: Page) {
+  await page.waitForFunction(() => (window as any).c.state === 'ready');
+}
+
+export function value(page: Page, name: string): Promise<number> {
+  return page.evaluate((n) => (window as any).c.getPNCounter(n).get(), name);
+}
+
+/** Waits until the counter's value on page equals want. */
+export async function expectValue(page: Page, name: string, want: number) {
+  await expect.poll(() => value(page, name), { message: `${name} on ${page.url()}` }).toBe(want);
+}
+
+/** What the server holds: a fresh browser profile (memory storage) loads it. */
+export async function serverValue(browser: Browser, name: string, want: number) {
+  const ctx = await browser.newContext();
+  try {
+    const p = await ctx.newPage();
+    await harness(p, 'memory');
+    await waitReady(p);
+    await p.evaluate((n) => (window as any).c.getPNCounter(n), name);
+    await expectValue(p, name, want);
+  } finally {
+    await ctx.close();
+  }
+}
+
+/** Increments name n times in page, yielding to the event loop now and then. */
+export function incrementMany(page: Page, name: string, n: number) {
+  return page.evaluate(
+    async ([name, n]) => {
+      const k = (window as any).c.getPNCounter(name);
+      for (let i = 0; i < n; i++) {
+        k.increment();
+        if (i % 25 === 0) await new Promise((r) => setTimeout(r, 0));
+      }
+    },
+    [name, n] as const,
+  );
+}
+
+export async function newHarnessPage(ctx: BrowserContext, storage: 'idb' | 'memory' = 'idb') {
+  const p = await ctx.newPage();
+  await harness(p, storage);
+  return p;
+}
