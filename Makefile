@@ -1,48 +1,73 @@
-# topgun-go — targets a newcomer can guess. Tool versions are pinned here.
+# topgun-go — targets a newcomer can guess. Tool versions are pinned here,
+# in scripts/browser-test-setup.sh and in the package-lock.json files.
 GO          ?= go
 STATICCHECK := honnef.co/go/tools/cmd/staticcheck@v0.8.2
 # Packages that must also build for the browser (GOOS=js GOARCH=wasm).
-WASM_PKGS   := ./crdt/... ./sync/...
+WASM_PKGS   := ./crdt/... ./sync/... ./idb/... ./wasm/...
+# Browser build flags, in one place.
+WASM_FLAGS  := -trimpath -ldflags="-s -w"
 FUZZTIME    ?= 3s
 # Fuzz targets as package:Target.
 FUZZ_TARGETS := ./crdt:FuzzMergeCommutative ./crdt:FuzzMergeAssociative \
 	./crdt:FuzzMergeIdempotent ./crdt:FuzzMagnitude ./sync/wire:FuzzDecode
 
-# Browser build flags, in one place.
-WASM_FLAGS  := -trimpath -ldflags="-s -w"
+# bin/ holds wasmbrowsertest as go_js_wasm_exec, which `go test` runs js/wasm
+# test binaries with (in Chromium).
+export PATH := $(CURDIR)/bin:$(PATH)
 
-.PHONY: run build wasm js-deps test test-go test-wasm test-js fuzz fuzz-short bench lint vet fmt-check staticcheck clean
+.PHONY: run build wasm demo deps test test-go test-browser test-js test-react e2e \
+	fuzz fuzz-short bench lint vet fmt-check staticcheck clean
 
-## run: server on http://localhost:8080 (no auth, data in ./data)
-run:
-	$(GO) run ./cmd/topgun-server --no-auth --data ./data --addr 127.0.0.1:8080
+## run: server on http://localhost:8080 with the demo (no auth, data in ./data)
+run: demo
+	$(GO) run ./cmd/topgun-server --no-auth --data ./data --addr 127.0.0.1:8080 --static demo/dist
 
 ## build: the server binary in bin/
 build:
 	$(GO) build -trimpath -o bin/topgun-server ./cmd/topgun-server
 
-## wasm: the engine for browsers (bin/topgun.wasm) and the npm package build (js/dist)
-wasm: js-deps
+## deps: what the tests need on a fresh machine (idempotent)
+deps:
+	bash scripts/browser-test-setup.sh
+	@for d in js react demo .; do \
+		if [ ! -d $$d/node_modules ] || [ $$d/package-lock.json -nt $$d/node_modules/.package-lock.json ]; then \
+			echo "npm ci in $$d"; (cd $$d && npm ci --no-audit --no-fund) || exit 1; \
+		fi; \
+	done
+
+## wasm: the engine for browsers (bin/topgun.wasm) and the npm package (js/dist)
+wasm:
+	@[ -d js/node_modules ] || (cd js && npm ci --no-audit --no-fund)
 	GOOS=js GOARCH=wasm $(GO) build $(WASM_FLAGS) -o bin/topgun.wasm ./wasm
 	node js/go-hash.mjs > bin/topgun.wasm.stamp
 	cd js && node build.mjs
 
-js-deps:
-	@[ -d js/node_modules ] || (cd js && npm ci --no-audit --no-fund)
-
-## test-js: the npm package under Node (node:test) against the real server
-test-js: wasm build
-	cd js && TOPGUN_SERVER_BIN=$(CURDIR)/bin/topgun-server node --test test/
+## demo: the React demo page (demo/dist), built from js/ and react/
+demo: wasm
+	@[ -d react/node_modules ] || (cd react && npm ci --no-audit --no-fund)
+	@[ -d demo/node_modules ] || (cd demo && npm ci --no-audit --no-fund)
+	cd react && npm run build
+	cd demo && npm run build
 
 ## test: everything CI runs
-test: lint test-go test-wasm fuzz-short
+test: deps lint test-go test-browser test-js test-react e2e fuzz-short
 
 test-go:
 	$(GO) test -race -count=1 ./...
 
-## test-wasm: the client packages build for the browser
-test-wasm:
-	GOOS=js GOARCH=wasm $(GO) build $(WASM_PKGS)
+## test-browser: Go packages that only run in a browser, in Chromium
+test-browser:
+	GOOS=js GOARCH=wasm $(GO) test -count=1 ./idb/...
+
+test-js: wasm build
+	cd js && TOPGUN_SERVER_BIN=$(CURDIR)/bin/topgun-server node --test test/
+
+test-react: demo build
+	cd react && TOPGUN_SERVER_BIN=$(CURDIR)/bin/topgun-server npm test
+
+## e2e: Playwright specs in Chromium against the real server and the demo
+e2e: demo build
+	npx playwright test
 
 ## fuzz-short: each fuzz target for $(FUZZTIME) (make fuzz runs them longer)
 fuzz-short:
@@ -56,7 +81,7 @@ fuzz:
 	$(MAKE) fuzz-short FUZZTIME=60s
 
 ## bench: measure and write bench/RESULTS.md
-bench:
+bench: build
 	$(GO) run ./bench -out bench/RESULTS.md
 
 ## lint: gofmt, go vet (native and js/wasm), staticcheck
@@ -78,4 +103,4 @@ staticcheck:
 	GOOS=js GOARCH=wasm bin/staticcheck $(WASM_PKGS)
 
 clean:
-	rm -rf bin data
+	rm -rf bin data js/dist js/gen react/dist demo/dist test-results

@@ -2,7 +2,6 @@ package client
 
 import (
 	"context"
-	"crypto/rand"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -480,8 +479,22 @@ func (c *Client) round(ctx context.Context, send bool) {
 	}
 }
 
-// newID returns a random 128-bit id (26 characters of base32).
-func newID() string { return rand.Text() }
+// newID returns a random 128-bit id (26 characters of base32). Ids need to
+// be unique, not secret: math/rand/v2's generator is ChaCha8 seeded from the
+// runtime's entropy (crypto.getRandomValues in browsers). crypto/rand would
+// link the FIPS module and math/big into the browser build, about 100 KB
+// brotli.
+func newID() string {
+	const alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZ234567"
+	var b [26]byte
+	hi, lo := mrand.Uint64(), mrand.Uint64()
+	for i := range b {
+		b[i] = alphabet[lo&31]
+		lo = lo>>5 | hi<<59
+		hi >>= 5
+	}
+	return string(b[:])
+}
 
 // backoff returns the delay before reconnect attempt n (0-based).
 func (c *Client) backoff(n int) time.Duration {
