@@ -3,7 +3,7 @@
 GO          ?= go
 STATICCHECK := honnef.co/go/tools/cmd/staticcheck@v0.8.2
 # Packages that must also build for the browser (GOOS=js GOARCH=wasm).
-WASM_PKGS   := ./crdt/... ./sync/... ./idb/... ./wasm/...
+WASM_PKGS   := ./crdt/... ./sync/... ./idb/... ./wasm/... ./bench/wasmsize/...
 # Browser build flags, in one place.
 WASM_FLAGS  := -trimpath -ldflags="-s -w"
 FUZZTIME    ?= 3s
@@ -80,9 +80,11 @@ fuzz-short:
 fuzz:
 	$(MAKE) fuzz-short FUZZTIME=60s
 
-## bench: measure and write bench/RESULTS.md
-bench: build
+## bench: measure and write bench/RESULTS.md (server, store, browser client)
+bench: deps build wasm
+	@command -v brotli >/dev/null || (apt-get update && apt-get install -y brotli)
 	$(GO) run ./bench -out bench/RESULTS.md
+	node bench/browser.mjs >> bench/RESULTS.md
 
 ## lint: gofmt, go vet (native and js/wasm), staticcheck
 lint: fmt-check vet staticcheck

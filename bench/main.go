@@ -358,7 +358,7 @@ func (r *report) header() {
 		rev = strings.TrimSpace(string(b))
 	}
 	r.p("# Benchmark results\n\n")
-	r.p("Produced by `make bench` (`go run ./bench -out bench/RESULTS.md`) on %s at commit %s.\n", time.Now().UTC().Format("2006-01-02 15:04 MST"), rev)
+	r.p("Produced by `make bench` (`go run ./bench -out bench/RESULTS.md`, then `node bench/browser.mjs`) on %s at commit %s.\n", time.Now().UTC().Format("2006-01-02 15:04 MST"), rev)
 	r.p("Machine: %d CPUs (%s), %s/%s, %s. Server in-process on 127.0.0.1 with the bbolt store\n", runtime.NumCPU(), cpu, runtime.GOOS, runtime.GOARCH, goVersion)
 	r.p("(durable: every acknowledged write is fsync'd); the load generator shares the same cores.\n")
 	r.p("Every figure has a baseline measured the same way in the same run.\n\n")

@@ -320,6 +320,7 @@ export class PNCounter {
   #pendP = 0;
   #pendN = 0;
   #listeners = new Set();
+  #queued = false;
   #dead = null;
 
   constructor(client, rt, h, name, api) {
@@ -374,13 +375,17 @@ export class PNCounter {
       this.#pendN -= delta;
     }
     this.#value = v;
-    queuePush(this);
-    for (const l of this.#listeners) l(v);
+    if (!this.#queued) {
+      this.#queued = true;
+      queuePush(this);
+    }
+    if (this.#listeners.size !== 0) for (const l of this.#listeners) l(v);
     return v;
   }
 
   // _push hands this tick's writes to Go; true if there were any.
   _push() {
+    this.#queued = false;
     const p = this.#pendP;
     const n = this.#pendN;
     if (p === 0 && n === 0) return false;
