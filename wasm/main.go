@@ -6,7 +6,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"log/slog"
 	"math"
 	"os"
 	"sync"
@@ -225,7 +224,7 @@ func createClient(args []js.Value) any {
 	}
 	opts := client.Options{URL: str("serverUrl"), Token: str("token"), NodeID: str("nodeId")}
 	if o.Get("debug").Truthy() {
-		opts.Logger = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
+		opts.Logger = consoleLogger{}
 	}
 	if d := o.Get("syncDelayMs"); d.Type() == js.TypeNumber {
 		opts.SyncDelay = time.Duration(d.Float() * float64(time.Millisecond))
@@ -509,3 +508,20 @@ func tgLockToken(h int32) float64 {
 
 //go:wasmexport tg_last_error
 func tgLastError() int32 { return lastErr }
+
+// consoleLogger prints the engine's diagnostics to the browser console
+// (Go's stderr) when the client is created with debug: true.
+type consoleLogger struct{}
+
+func (consoleLogger) Debug(msg string, args ...any) { logLine("DEBUG", msg, args) }
+func (consoleLogger) Info(msg string, args ...any)  { logLine("INFO", msg, args) }
+func (consoleLogger) Warn(msg string, args ...any)  { logLine("WARN", msg, args) }
+func (consoleLogger) Error(msg string, args ...any) { logLine("ERROR", msg, args) }
+
+func logLine(level, msg string, args []any) {
+	line := "topgun " + level + " " + msg
+	for i := 0; i+1 < len(args); i += 2 {
+		line += fmt.Sprintf(" %v=%v", args[i], args[i+1])
+	}
+	fmt.Fprintln(os.Stderr, line)
+}

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"log/slog"
 	mrand "math/rand/v2"
 	"sort"
 	"sync"
@@ -29,7 +28,7 @@ const persistRetry = time.Second
 // concurrent use.
 type Client struct {
 	opts     Options
-	log      *slog.Logger
+	log      Logger
 	store    store.Store
 	ownStore bool
 

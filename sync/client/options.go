@@ -2,7 +2,6 @@ package client
 
 import (
 	"context"
-	"log/slog"
 	"time"
 
 	"github.com/topgun-go/topgun/sync/store"
@@ -27,8 +26,9 @@ type Options struct {
 	NodeID string
 	// Dialer opens connections. Default transport.Dial.
 	Dialer transport.Dialer
-	// Logger receives diagnostics. Default: discard.
-	Logger *slog.Logger
+	// Logger receives diagnostics; a *slog.Logger satisfies it. Default:
+	// discard.
+	Logger Logger
 	// PingInterval between PINGs once ready (default 5s); PingTimeout
 	// without a PONG after which the connection is dropped (default 15s).
 	PingInterval, PingTimeout time.Duration
@@ -66,7 +66,7 @@ func (o *Options) setDefaults() {
 		o.Dialer = transport.Dial
 	}
 	if o.Logger == nil {
-		o.Logger = slog.New(slog.DiscardHandler)
+		o.Logger = discard{}
 	}
 }
 
@@ -99,3 +99,20 @@ func (s State) String() string {
 	}
 	return "unknown"
 }
+
+// Logger receives the engine's diagnostics as a message and key-value
+// pairs. *slog.Logger satisfies it. The engine does not import log/slog
+// itself: in the browser build it would add about 125 KB brotli.
+type Logger interface {
+	Debug(msg string, args ...any)
+	Info(msg string, args ...any)
+	Warn(msg string, args ...any)
+	Error(msg string, args ...any)
+}
+
+type discard struct{}
+
+func (discard) Debug(string, ...any) {}
+func (discard) Info(string, ...any)  {}
+func (discard) Warn(string, ...any)  {}
+func (discard) Error(string, ...any) {}
