@@ -6,7 +6,6 @@ import (
 	"math"
 	"reflect"
 	"testing"
-	"time"
 
 	"github.com/topgun-go/topgun/crdt"
 	"github.com/topgun-go/topgun/sync/wire"
@@ -157,17 +156,16 @@ func TestDecodeHugeDeclaredLengths(t *testing.T) {
 		{"map16 state side", append(openMap(2, "type", "COUNTER_SYNC", "payload"), 0x82, 0xa4, 'n', 'a', 'm', 'e', 0xa1, 'c', 0xa5, 's', 't', 'a', 't', 'e', 0x82, 0xa1, 'p', 0xde, 0xff, 0xff, 0xa1, 'n', 0x80)},
 	} {
 		t.Run(c.name, func(t *testing.T) {
-			start := time.Now()
 			var err error
-			allocs := testing.AllocsPerRun(100, func() { _, err = wire.Decode(c.frame) })
+			allocs := math.Inf(1) // least of three: see TestScanHostileCheap
+			for range 3 {
+				allocs = min(allocs, testing.AllocsPerRun(100, func() { _, err = wire.Decode(c.frame) }))
+			}
 			if !errors.Is(err, wire.ErrMalformed) {
 				t.Fatalf("err = %v, want ErrMalformed", err)
 			}
 			if allocs > 4 {
 				t.Errorf("Decode allocated %v times", allocs)
-			}
-			if d := time.Since(start); d > time.Second {
-				t.Errorf("101 Decodes took %v", d)
 			}
 		})
 	}
