@@ -15,7 +15,7 @@ FUZZ_TARGETS := ./crdt:FuzzMergeCommutative ./crdt:FuzzMergeAssociative \
 # test binaries with (in Chromium).
 export PATH := $(CURDIR)/bin:$(PATH)
 
-.PHONY: run build wasm demo deps test test-go test-browser test-js test-react e2e \
+.PHONY: run build wasm react demo deps test test-go test-browser test-js test-react e2e \
 	fuzz fuzz-short bench lint vet fmt-check staticcheck clean
 
 ## run: server on http://localhost:8080 with the demo (no auth, data in ./data)
@@ -42,11 +42,14 @@ wasm:
 	node js/go-hash.mjs > bin/topgun.wasm.stamp
 	cd js && node build.mjs
 
-## demo: the React demo page (demo/dist), built from js/ and react/
-demo: wasm
+## react: the React hooks package (react/dist)
+react: wasm
 	@[ -d react/node_modules ] || (cd react && npm ci --no-audit --no-fund)
-	@[ -d demo/node_modules ] || (cd demo && npm ci --no-audit --no-fund)
 	cd react && npm run build
+
+## demo: the page `make run` serves (demo/dist), built from js/ and react/
+demo: react
+	@[ -d demo/node_modules ] || (cd demo && npm ci --no-audit --no-fund)
 	cd demo && npm run build
 
 ## test: everything CI runs
@@ -62,7 +65,7 @@ test-browser:
 test-js: wasm build
 	cd js && TOPGUN_SERVER_BIN=$(CURDIR)/bin/topgun-server node --test test/
 
-test-react: demo build
+test-react: react build
 	cd react && TOPGUN_SERVER_BIN=$(CURDIR)/bin/topgun-server npm test
 
 ## e2e: Playwright specs in Chromium against the real server and the demo

@@ -273,6 +273,8 @@ export class TopGunClient extends EventTarget {
     pushAll();
     this.#closed = true;
     liveClients.delete(this);
+    const closed = new TopGunError('CLOSED', 'client is closed');
+    for (const c of this.#counters.values()) c._fatal(closed);
     this.#unsubState?.();
     if (this.#id >= 0 && !fatalError) {
       await this.#rt.api.closeClient(this.#id).catch(rethrow);

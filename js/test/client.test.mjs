@@ -157,8 +157,10 @@ test('a closed client frees its locks', async () => {
   await a.start();
   const b = await newClient();
   assert.equal(await a.getLock('close-frees').lock(60000), true);
+  const counter = a.getPNCounter('close-frees');
   await a.close();
   assert.equal(a.state, 'closed');
   assert.throws(() => a.getPNCounter('x'), (e) => e.code === 'CLOSED');
+  assert.throws(() => counter.increment(), (e) => e.code === 'CLOSED', 'writes to a closed client throw');
   assert.equal(await b.getLock('close-frees').lock(1000, { waitMs: 10000 }), true);
 });

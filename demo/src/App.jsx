@@ -1,0 +1,243 @@
+// The demo page: every hook of @topgun-go/react on one screen. Open it in
+// two windows (or two browser profiles) to watch them converge.
+import { useEffect, useState } from 'react';
+import { IDBAdapter, MemoryAdapter, TopGunClient } from '@topgun-go/client';
+import { TopGunProvider, useClient, useClientStatus, useLock, usePNCounter } from '@topgun-go/react';
+
+// The server of this page (make run serves both), or ?server=ws://...
+function serverURL() {
+  const q = new URLSearchParams(location.search).get('server');
+  if (q) return q;
+  return `${location.protocol === 'https:' ? 'wss' : 'ws'}://${location.host}/ws`;
+}
+
+// Offline mode points the client at an address that never answers (.invalid
+// is reserved: RFC 2606), so counters keep working locally and persist to
+// IndexedDB until a client with the real server picks them up. The client
+// has no setOnline() yet: see the report that came with this demo.
+const OFFLINE_URL = 'ws://offline.invalid/';
+
+function makeStorage() {
+  try {
+    return { storage: new IDBAdapter(), persistent: true };
+  } catch {
+    return { storage: new MemoryAdapter(), persistent: false };
+  }
+}
+const { storage, persistent } = makeStorage();
+
+function makeClient(online) {
+  return new TopGunClient({ serverUrl: online ? serverURL() : OFFLINE_URL, storage });
+}
+
+export function App() {
+  const [online, setOnline] = useState(true);
+  const [client, setClient] = useState(() => makeClient(true));
+  const [switching, setSwitching] = useState(false);
+
+  // Free this tab's locks at once when it goes away.
+  useEffect(() => {
+    const bye = () => client.close();
+    addEventListener('pagehide', bye);
+    return () => removeEventListener('pagehide', bye);
+  }, [client]);
+
+  async function toggleOnline() {
+    setSwitching(true);
+    // One client per IndexedDB store at a time: close (which persists
+    // pending writes) before the next one opens it.
+    await client.close().catch(() => {});
+    setClient(makeClient(!online));
+    setOnline(!online);
+    setSwitching(false);
+  }
+
+  return (
+    <TopGunProvider client={client}>
+      <Header online={online} switching={switching} onToggle={toggleOnline} />
+      <main>
+        <Likes disabled={switching} />
+        <Stock disabled={switching} />
+        <LockPanel disabled={switching} />
+      </main>
+      <footer className="muted">
+        {persistent ? 'Counters persist in IndexedDB. ' : 'IndexedDB is unavailable: counters live in memory. '}
+        Open this page in a second window to watch the counters converge.
+      </footer>
+    </TopGunProvider>
+  );
+}
+
+function Header({ online, switching, onToggle }) {
+  const { state, loading, error } = useClientStatus();
+  const client = useClient();
+  let nodeId = '';
+  try {
+    nodeId = loading ? '' : client.nodeId; // throws once the client is closed
+  } catch {}
+  return (
+    <header>
+      <h1>
+        topgun-go<small>offline-first counters and locks</small>
+      </h1>
+      <span className="muted">
+        connection{' '}
+        <span className={`pill ${state}`} data-testid="conn-state" id="conn-state">
+          {state}
+        </span>
+      </span>
+      {nodeId && (
+        <span className="muted" title="this replica's node id">
+          node {nodeId.slice(0, 8)}
+        </span>
+      )}
+      <label className="switch muted">
+        <input
+          type="checkbox"
+          data-testid="offline-toggle"
+          id="offline-toggle"
+          checked={!online}
+          disabled={switching}
+          onChange={onToggle}
+        />
+        offline
+      </label>
+      {error && (
+        <div className="note bad" data-testid="client-error" style={{ flexBasis: '100%' }}>
+          The client did not start: {error.message}
+        </div>
+      )}
+    </header>
+  );
+}
+
+function Synced({ testid, synced, loading }) {
+  const s = loading ? 'loading' : synced ? 'synced' : 'pending';
+  return (
+    <span className={`pill ${s}`} data-testid={testid} id={testid} data-synced={String(synced)}>
+      {s}
+    </span>
+  );
+}
+
+function Likes({ disabled }) {
+  const { value, increment, loading, synced } = usePNCounter('likes:demo');
+  return (
+    <section>
+      <h2>Likes</h2>
+      <div className="row">
+        <button
+          className="primary like"
+          data-testid="like-button"
+          id="like-button"
+          disabled={loading || disabled}
+          onClick={increment}
+        >
+          ♥ Like
+        </button>
+        <span className="big" data-testid="like-count" id="like-count">
+          {value}
+        </span>
+      </div>
+      <p className="muted">
+        usePNCounter('likes:demo') <Synced testid="like-synced" synced={synced} loading={loading} />
+      </p>
+      <p className="muted">Likes made offline count here at once and reach the server when you are back online.</p>
+    </section>
+  );
+}
+
+function Stock({ disabled }) {
+  const { value, increment, decrement, loading, synced } = usePNCounter('stock:demo');
+  return (
+    <section>
+      <h2>Stock</h2>
+      <div className="row">
+        <button className="round" aria-label="one less" data-testid="stock-dec" id="stock-dec" disabled={loading || disabled} onClick={decrement}>
+          −
+        </button>
+        <span className="big" data-testid="stock-value" id="stock-value">
+          {value}
+        </span>
+        <button className="round" aria-label="one more" data-testid="stock-inc" id="stock-inc" disabled={loading || disabled} onClick={increment}>
+          +
+        </button>
+      </div>
+      <p className="muted">
+        usePNCounter('stock:demo') <Synced testid="stock-synced" synced={synced} loading={loading} />
+      </p>
+      <p className="muted">A PN-Counter goes both ways: concurrent + and − from every window add up.</p>
+    </section>
+  );
+}
+
+function LockPanel({ disabled }) {
+  const [ttl, setTTL] = useState('10000');
+  const [busy, setBusy] = useState(false);
+  const { held, fencingToken, state, error, lostReason, lock, unlock } = useLock('demo-lock');
+  const { loading } = useClientStatus();
+
+  async function acquire() {
+    setBusy(false);
+    try {
+      setBusy(!(await lock(Number(ttl))));
+    } catch {
+      // shown from the hook's error
+    }
+  }
+
+  return (
+    <section>
+      <h2>Lock “demo-lock”</h2>
+      <div className="row">
+        <label className="muted" htmlFor="lock-ttl">
+          TTL ms
+        </label>
+        <input
+          type="number"
+          min="1"
+          step="1000"
+          id="lock-ttl"
+          data-testid="lock-ttl"
+          value={ttl}
+          onChange={(e) => setTTL(e.target.value)}
+        />
+      </div>
+      <div className="row" style={{ marginTop: 10 }}>
+        <button className="primary" data-testid="lock-acquire" id="lock-acquire" disabled={loading || disabled} onClick={acquire}>
+          {held ? 'Renew' : 'Lock'}
+        </button>
+        <button data-testid="lock-release" id="lock-release" disabled={loading || disabled || !held} onClick={() => unlock().catch(() => {})}>
+          Unlock
+        </button>
+      </div>
+      <dl>
+        <dt>state</dt>
+        <dd>
+          <span className={`pill ${state}`} data-testid="lock-state" id="lock-state">
+            {state}
+          </span>
+        </dd>
+        <dt>fencing token</dt>
+        <dd data-testid="lock-token" id="lock-token">
+          {held && fencingToken !== null ? String(fencingToken) : ''}
+        </dd>
+      </dl>
+      {lostReason && (
+        <p className="note bad" data-testid="lock-lost" id="lock-lost">
+          Lock lost ({lostReason}): another client may hold it now.
+        </p>
+      )}
+      {busy && state === 'idle' && (
+        <p className="note warn" data-testid="lock-busy" id="lock-busy">
+          Another client holds the lock.
+        </p>
+      )}
+      {state === 'error' && error && (
+        <p className="note bad" data-testid="lock-error" id="lock-error">
+          {error.message}
+        </p>
+      )}
+    </section>
+  );
+}

@@ -1,0 +1,104 @@
+// @topgun-go/react: React hooks over the stores in store.js, each one a
+// useSyncExternalStore call. The API is written down in index.d.ts.
+//
+// The provider starts the client: it calls client.start() once (start() is
+// shared between callers, so an app that starts the client itself loses
+// nothing), and the hooks report loading until it has resolved.
+
+import { createContext, createElement, useCallback, useContext, useEffect, useMemo, useSyncExternalStore } from 'react';
+import { TopGunReactError, getClientStore, getCounterStore, getLockStore } from './store.js';
+
+export { TopGunReactError } from './store.js';
+
+const ClientContext = createContext(null);
+ClientContext.displayName = 'TopGunClient';
+
+function useClientStore(hook) {
+  const store = useContext(ClientContext);
+  if (!store) {
+    throw new TopGunReactError(
+      'NO_PROVIDER',
+      `${hook} must be used inside <TopGunProvider client={...}>; wrap your app: ` +
+        'const client = new TopGunClient({ serverUrl: "ws://host:8080" }); ' +
+        'root.render(<TopGunProvider client={client}><App /></TopGunProvider>)',
+    );
+  }
+  return store;
+}
+
+function useStore(store) {
+  return useSyncExternalStore(store.subscribe, store.getSnapshot, store.getSnapshot);
+}
+
+/**
+ * TopGunProvider makes client available to the hooks below it and starts
+ * it (once) after the first render. With a fallback it renders that, not
+ * children, until the client has started.
+ */
+export function TopGunProvider({ client, children, fallback }) {
+  const store = getClientStore(client);
+  useEffect(() => {
+    // A failure is kept for useClientStatus().error.
+    store.start().catch(() => {});
+  }, [store]);
+  const { started } = useStore(store);
+  const body = fallback !== undefined && !started ? fallback : children;
+  return createElement(ClientContext.Provider, { value: store }, body);
+}
+
+/** useClient returns the provider's TopGunClient. */
+export function useClient() {
+  return useClientStore('useClient').client;
+}
+
+/** useClientStatus returns {state, loading, error} of the provider's client. */
+export function useClientStatus() {
+  const snap = useStore(useClientStore('useClientStatus'));
+  return useMemo(() => ({ state: snap.state, loading: !snap.started, error: snap.error }), [snap]);
+}
+
+/**
+ * usePNCounter returns {value, loading, synced, increment, decrement, add}
+ * for the counter name; the functions keep their identity across renders.
+ */
+export function usePNCounter(name) {
+  const cs = useClientStore('usePNCounter');
+  const store = getCounterStore(cs.client, name);
+  const snap = useStore(store);
+  return useMemo(
+    () => ({
+      value: snap.value,
+      loading: snap.loading,
+      synced: snap.synced,
+      increment: store.increment,
+      decrement: store.decrement,
+      add: store.add,
+    }),
+    [snap, store],
+  );
+}
+
+/**
+ * useLock returns {held, fencingToken, state, error, lostReason, lock,
+ * unlock} for the lock name. options.ttlMs is the lease lock() asks for
+ * when called without one.
+ */
+export function useLock(name, options) {
+  const cs = useClientStore('useLock');
+  const store = getLockStore(cs.client, name);
+  const snap = useStore(store);
+  const defTTL = options?.ttlMs;
+  const lock = useCallback((ttlMs, opts) => store.lock(ttlMs ?? defTTL, opts), [store, defTTL]);
+  return useMemo(
+    () => ({
+      held: snap.held,
+      fencingToken: snap.fencingToken,
+      state: snap.state,
+      error: snap.error,
+      lostReason: snap.lostReason,
+      lock,
+      unlock: store.unlock,
+    }),
+    [snap, store, lock],
+  );
+}

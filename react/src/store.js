@@ -1,0 +1,459 @@
+// @topgun-go/react/store: external stores over a TopGunClient, with no
+// React in them (the zustand vanilla/react split). The hooks in index.js
+// are thin useSyncExternalStore wrappers over these; other view layers can
+// use them directly.
+//
+// Every store has subscribe(listener) → unsubscribe and getSnapshot() →
+// an immutable object that keeps its identity until something changes, as
+// useSyncExternalStore requires. Stores are cached per client (and name),
+// so components that use the same counter share one store. They attach to
+// the client lazily, on the first subscribe, and detach when the last
+// listener leaves, so creating one during render has no side effects.
+
+/** Error raised by @topgun-go/react, with a machine-readable code. */
+export class TopGunReactError extends Error {
+  constructor(code, message) {
+    super(message);
+    this.name = 'TopGunReactError';
+    this.code = code;
+  }
+}
+
+// How often a counter that is not synced re-reads `synced`: the client has
+// no event for it.
+export const SYNC_POLL_MS = 500;
+
+function checkClient(client, who) {
+  if (
+    !client ||
+    typeof client.start !== 'function' ||
+    typeof client.getPNCounter !== 'function' ||
+    typeof client.onStateChange !== 'function'
+  ) {
+    throw new TypeError(`${who}: expected a TopGunClient from @topgun-go/client, got ${String(client)}`);
+  }
+}
+
+// A tiny listener set.
+function listeners() {
+  const set = new Set();
+  return {
+    add(l) {
+      set.add(l);
+      return () => set.delete(l);
+    },
+    emit() {
+      for (const l of [...set]) l();
+    },
+    get size() {
+      return set.size;
+    },
+  };
+}
+
+// ---- client ------------------------------------------------------------------
+
+const clientStores = new WeakMap();
+
+/**
+ * The store of a client's lifecycle: {state, started, error}. started turns
+ * true once client.start() has resolved (or at once for a client that was
+ * already started); error holds the reason start() failed.
+ */
+export function getClientStore(client) {
+  checkClient(client, 'getClientStore');
+  let s = clientStores.get(client);
+  if (!s) {
+    s = createClientStore(client);
+    clientStores.set(client, s);
+  }
+  return s;
+}
+
+function createClientStore(client) {
+  const ls = listeners();
+  // The engine never reports 'idle': any other state means start() has
+  // created it (or the client is closed).
+  let started = client.state !== 'idle' && client.state !== 'closed';
+  let error = null;
+  let starting = null;
+  let snap = Object.freeze({ state: client.state, started, error });
+  let off = null;
+
+  function read() {
+    const state = client.state;
+    if (state !== snap.state || started !== snap.started || error !== snap.error) {
+      snap = Object.freeze({ state, started, error });
+    }
+    return snap;
+  }
+  // emitted is the last snapshot listeners were told about: getSnapshot
+  // may see a change first, and they must still hear of it.
+  let emitted = snap;
+  function changed() {
+    if (read() !== emitted) {
+      emitted = snap;
+      ls.emit();
+    }
+  }
+
+  return {
+    client,
+    getSnapshot: read,
+    subscribe(listener) {
+      if (ls.size === 0) emitted = read();
+      const un = ls.add(listener);
+      if (!off) off = client.onStateChange(changed);
+      return () => {
+        un();
+        if (ls.size === 0 && off) {
+          off();
+          off = null;
+        }
+      };
+    },
+    /**
+     * Calls client.start() (the client shares one start between callers, so
+     * this is safe when the app has started it too). Resolves when started;
+     * a failure is kept in the snapshot's error and rejects. Calling it again
+     * after a failure retries.
+     */
+    start() {
+      if (started) return Promise.resolve();
+      starting ??= client.start().then(
+        () => {
+          started = true;
+          error = null;
+          changed();
+        },
+        (e) => {
+          starting = null;
+          error = e instanceof Error ? e : new Error(String(e));
+          changed();
+          throw error;
+        },
+      );
+      return starting;
+    },
+    /** Calls f once the client has started (now, if it has); returns a canceller. */
+    whenStarted(f) {
+      if (started) {
+        f();
+        return () => {};
+      }
+      let done = false;
+      const un = ls.add(() => {
+        if (!done && started) {
+          done = true;
+          un();
+          f();
+        }
+      });
+      return () => {
+        done = true;
+        un();
+      };
+    },
+    get started() {
+      return started;
+    },
+  };
+}
+
+// startQuietly starts the client for a store that got a subscriber; a
+// failure is kept in the client store's snapshot (useClientStatus().error).
+function startQuietly(cs) {
+  if (!cs.started) cs.start().catch(() => {});
+}
+
+function perName(cache, client, name, create) {
+  let m = cache.get(client);
+  if (!m) {
+    m = new Map();
+    cache.set(client, m);
+  }
+  let s = m.get(name);
+  if (!s) {
+    s = create();
+    m.set(name, s);
+  }
+  return s;
+}
+
+// ---- counters ----------------------------------------------------------------
+
+const counterStores = new WeakMap();
+
+/**
+ * The store of the PN-Counter name: snapshots {value, loading, synced}.
+ * value is 0 while loading (until the client has started); synced is
+ * re-read on every value change, on every connection state change and
+ * every SYNC_POLL_MS while it is false.
+ */
+export function getCounterStore(client, name) {
+  checkClient(client, 'getCounterStore');
+  return perName(counterStores, client, name, () => createCounterStore(client, name));
+}
+
+const LOADING_COUNTER = Object.freeze({ value: 0, loading: true, synced: false });
+
+function createCounterStore(client, name) {
+  const cs = getClientStore(client);
+  const ls = listeners();
+  let snap = LOADING_COUNTER;
+  let handle = null;
+  let detach = null;
+  let timer = null;
+
+  // counter returns the handle once the client has started. It throws
+  // TypeError for an invalid name, during render, where it belongs.
+  function counter() {
+    if (!handle && cs.started) handle = client.getPNCounter(name);
+    return handle;
+  }
+
+  function read() {
+    const h = counter();
+    if (!h) return snap; // loading
+    const value = h.get();
+    const synced = h.synced;
+    if (snap.loading || value !== snap.value || synced !== snap.synced) {
+      snap = Object.freeze({ value, loading: false, synced });
+    }
+    return snap;
+  }
+
+  // emitted is the last snapshot listeners were told about: getSnapshot
+  // may see a change first, and they must still hear of it.
+  let emitted = snap;
+  function refresh() {
+    if (read() !== emitted) {
+      emitted = snap;
+      ls.emit();
+    }
+    const poll = ls.size > 0 && !snap.loading && !snap.synced;
+    if (poll && !timer) {
+      timer = setInterval(refresh, SYNC_POLL_MS);
+      timer.unref?.(); // never keep a Node process alive
+    } else if (!poll && timer) {
+      clearInterval(timer);
+      timer = null;
+    }
+  }
+
+  function attach() {
+    let offValue = null;
+    let offState = null;
+    const cancel = cs.whenStarted(() => {
+      try {
+        offValue = counter().subscribe(refresh);
+      } catch {
+        return; // closed meanwhile, or an invalid name: render reports it
+      }
+      offState = client.onStateChange(refresh);
+    });
+    detach = () => {
+      cancel();
+      offValue?.();
+      offState?.();
+    };
+    startQuietly(cs);
+  }
+
+  function need(op) {
+    const h = counter();
+    if (!h) {
+      throw new TopGunReactError(
+        'NOT_READY',
+        `counter ${name}: ${op}() before the client has started; wait until loading is false`,
+      );
+    }
+    return h;
+  }
+
+  return {
+    name,
+    getSnapshot: read,
+    subscribe(listener) {
+      if (ls.size === 0) emitted = read(); // no one to tell
+      const un = ls.add(listener);
+      if (!detach) attach();
+      refresh();
+      return () => {
+        un();
+        if (ls.size === 0) {
+          detach?.();
+          detach = null;
+          refresh(); // stops the poll
+        }
+      };
+    },
+    /** Adds 1; returns the new value. */
+    increment: () => need('increment').increment(),
+    /** Subtracts 1; returns the new value. */
+    decrement: () => need('decrement').decrement(),
+    /** Adds delta (a safe integer); returns the new value. */
+    add: (delta) => need('add').addAndGet(delta),
+  };
+}
+
+// ---- locks -------------------------------------------------------------------
+
+const lockStores = new WeakMap();
+
+/**
+ * The store of the lock name: snapshots {held, fencingToken, state, error,
+ * lostReason}. state is 'idle', 'acquiring', 'held', 'lost' (after an
+ * onLost notice: lostReason says why) or 'error' (error says why).
+ */
+export function getLockStore(client, name) {
+  checkClient(client, 'getLockStore');
+  return perName(lockStores, client, name, () => createLockStore(client, name));
+}
+
+const IDLE_LOCK = Object.freeze({ held: false, fencingToken: null, state: 'idle', error: null, lostReason: null });
+
+function createLockStore(client, name) {
+  const cs = getClientStore(client);
+  const ls = listeners();
+  let snap = IDLE_LOCK;
+  let handle = null;
+  let detach = null;
+  // What the last operation left: the snapshot's state, error, lostReason.
+  let state = 'idle';
+  let error = null;
+  let lostReason = null;
+  let op = 0; // only the latest lock()/unlock() may set the state
+  let releasing = false; // unlock() in flight: not held is no loss
+
+  function lk() {
+    if (!handle && cs.started) handle = client.getLock(name);
+    return handle;
+  }
+
+  function read() {
+    const h = lk();
+    const held = h ? h.isLocked() : false;
+    const fencingToken = held ? h.fencingToken : null;
+    // A lease that ended while no one listened for onLost was lost too.
+    if (state === 'held' && !held && !releasing) {
+      state = 'lost';
+      lostReason ??= 'expired';
+    }
+    if (
+      held !== snap.held ||
+      fencingToken !== snap.fencingToken ||
+      state !== snap.state ||
+      error !== snap.error ||
+      lostReason !== snap.lostReason
+    ) {
+      snap = Object.freeze({ held, fencingToken, state, error, lostReason });
+    }
+    return snap;
+  }
+
+  let emitted = snap; // as in the counter store
+  function refresh() {
+    if (read() !== emitted) {
+      emitted = snap;
+      ls.emit();
+    }
+  }
+
+  function set(s, e = null) {
+    state = s;
+    error = e;
+    refresh();
+  }
+
+  function attach() {
+    let offLost = null;
+    let offState = null;
+    const cancel = cs.whenStarted(() => {
+      try {
+        offLost = lk().onLost((reason) => {
+          op++; // a pending renewal's answer is stale now
+          releasing = false;
+          lostReason = String(reason);
+          set('lost');
+        });
+      } catch {
+        return; // closed meanwhile, or an invalid name: render reports it
+      }
+      offState = client.onStateChange(refresh);
+    });
+    detach = () => {
+      cancel();
+      offLost?.();
+      offState?.();
+    };
+    startQuietly(cs);
+  }
+
+  function need(what) {
+    const h = lk();
+    if (!h) {
+      throw new TopGunReactError(
+        'NOT_READY',
+        `lock ${name}: ${what}() before the client has started; wait until the client is ready`,
+      );
+    }
+    return h;
+  }
+
+  return {
+    name,
+    getSnapshot: read,
+    subscribe(listener) {
+      if (ls.size === 0) emitted = read(); // no one to tell
+      const un = ls.add(listener);
+      if (!detach) attach();
+      refresh();
+      return () => {
+        un();
+        if (ls.size === 0) {
+          detach?.();
+          detach = null;
+        }
+      };
+    },
+    /**
+     * The handle's lock(ttlMs, options): resolves true when granted, false
+     * when another client holds the lock; rejects as the handle does. The
+     * snapshot follows: 'acquiring', then 'held', 'idle' (busy) or 'error'.
+     */
+    async lock(ttlMs, options) {
+      const h = need('lock');
+      const my = ++op;
+      releasing = false;
+      lostReason = null;
+      set('acquiring');
+      try {
+        const ok = await h.lock(ttlMs, options);
+        if (my === op) set(ok ? 'held' : 'idle');
+        return ok;
+      } catch (e) {
+        if (my === op) set('error', e);
+        throw e;
+      }
+    },
+    /** The handle's unlock(); the snapshot goes to 'idle' (or 'error'). */
+    async unlock() {
+      const h = need('unlock');
+      const my = ++op;
+      releasing = true;
+      try {
+        await h.unlock();
+        if (my === op) {
+          lostReason = null;
+          set('idle');
+        }
+      } catch (e) {
+        if (my === op) set('error', e);
+        throw e;
+      } finally {
+        if (my === op) releasing = false;
+      }
+    },
+  };
+}
