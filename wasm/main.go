@@ -6,7 +6,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"math"
 	"os"
 	"sync"
 	"syscall/js"
@@ -18,22 +17,12 @@ import (
 	"github.com/topgun-go/topgun/sync/store"
 )
 
-// Error codes returned by tg_last_error after a hot-path call failed.
-const (
-	errNone       = 0
-	errOutOfRange = 1 // RangeError in JS
-	errClosed     = 2
-	errHandle     = 3
-	errOther      = 4
-)
-
 // handles are indices into these tables; the shim keeps them as numbers.
 var (
 	mu       sync.Mutex
 	clients  []*clientHandle
 	counters []*counterHandle
 	locks    []*client.Lock
-	lastErr  int32
 	inLocal  bool // a tg_counter_add call is running: its notification is local
 	funcs    []js.Func
 	undef    = js.Undefined()
@@ -429,85 +418,6 @@ func lockOnLost(args []js.Value) any {
 	l, cb := getLock(args[0]), args[1]
 	return releaser(l.OnLost(func(reason string) { cb.Invoke(reason) }))
 }
-
-// Hot path: scalar exports. Values are float64 because JS numbers are.
-
-//go:wasmexport tg_counter_add
-func tgCounterAdd(h int32, delta float64) float64 {
-	ch := getCounter(h)
-	if ch == nil {
-		lastErr = errHandle
-		return math.NaN()
-	}
-	inLocal = true
-	v, err := ch.cnt.AddAndGet(int64(delta))
-	inLocal = false
-	switch {
-	case err == nil:
-		lastErr = errNone
-		return float64(v)
-	case errors.Is(err, crdt.ErrOutOfRange):
-		lastErr = errOutOfRange
-	case errors.Is(err, client.ErrClosed):
-		lastErr = errClosed
-	default:
-		lastErr = errOther
-	}
-	return math.NaN()
-}
-
-//go:wasmexport tg_counter_get
-func tgCounterGet(h int32) float64 {
-	if ch := getCounter(h); ch != nil {
-		return float64(ch.cnt.Get())
-	}
-	return math.NaN()
-}
-
-//go:wasmexport tg_counter_own_p
-func tgCounterOwnP(h int32) float64 {
-	if ch := getCounter(h); ch != nil {
-		p, _ := ch.cnt.Own()
-		return float64(p)
-	}
-	return math.NaN()
-}
-
-//go:wasmexport tg_counter_own_n
-func tgCounterOwnN(h int32) float64 {
-	if ch := getCounter(h); ch != nil {
-		_, n := ch.cnt.Own()
-		return float64(n)
-	}
-	return math.NaN()
-}
-
-//go:wasmexport tg_counter_synced
-func tgCounterSynced(h int32) int32 {
-	if ch := getCounter(h); ch != nil && ch.cnt.Synced() {
-		return 1
-	}
-	return 0
-}
-
-//go:wasmexport tg_lock_held
-func tgLockHeld(h int32) int32 {
-	if h >= 0 && int(h) < len(locks) && locks[h].IsLocked() {
-		return 1
-	}
-	return 0
-}
-
-//go:wasmexport tg_lock_token
-func tgLockToken(h int32) float64 {
-	if h >= 0 && int(h) < len(locks) {
-		return float64(locks[h].FencingToken())
-	}
-	return 0
-}
-
-//go:wasmexport tg_last_error
-func tgLastError() int32 { return lastErr }
 
 // consoleLogger prints the engine's diagnostics to the browser console
 // (Go's stderr) when the client is created with debug: true.
