@@ -170,6 +170,7 @@ try {
 
   let out = '';
   const p = (s = '') => (out += s + '\n');
+  p();
   p(`## Browser client (\`node bench/browser.mjs\`, Chromium ${chromiumVersion}, same run)`);
   p();
   p('### Size');
