@@ -50,6 +50,35 @@ func (s State) Clone() State {
 	return c
 }
 
+// Raise raises every entry of s to at least the entry of o (a per-node
+// max, without validation or value bookkeeping: for deltas and caches, not
+// for replicas, which use Counter.Merge). s's maps must be non-nil when o
+// has entries on that side; see Clone and RaiseInto.
+func (s State) Raise(o State) {
+	for k, v := range o.P {
+		if v > s.P[k] {
+			s.P[k] = v
+		}
+	}
+	for k, v := range o.N {
+		if v > s.N[k] {
+			s.N[k] = v
+		}
+	}
+}
+
+// RaiseInto is Raise for a *State whose maps may be nil: it allocates them
+// as needed.
+func RaiseInto(dst *State, o State) {
+	if dst.P == nil && len(o.P) > 0 {
+		dst.P = make(map[string]int64, len(o.P))
+	}
+	if dst.N == nil && len(o.N) > 0 {
+		dst.N = make(map[string]int64, len(o.N))
+	}
+	dst.Raise(o)
+}
+
 // Validate reports whether every entry of s is a magnitude in [0, MaxSafe]
 // and node ids are non-empty.
 func (s State) Validate() error {

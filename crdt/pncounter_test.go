@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"maps"
 	"math"
+	"reflect"
 	"slices"
 	"testing"
 )
@@ -868,5 +869,24 @@ func TestNew(t *testing.T) {
 	c := New()
 	if c.Value() != 0 || c.State().Len() != 0 {
 		t.Fatalf("New() not empty: %v", c.State())
+	}
+}
+
+func TestRaise(t *testing.T) {
+	t.Parallel()
+	s := State{P: map[string]int64{"a": 5, "b": 1}, N: map[string]int64{"a": 2}}
+	s.Raise(State{P: map[string]int64{"a": 3, "b": 4, "c": 7}, N: map[string]int64{"a": 9}})
+	want := State{P: map[string]int64{"a": 5, "b": 4, "c": 7}, N: map[string]int64{"a": 9}}
+	if !reflect.DeepEqual(s, want) {
+		t.Fatalf("Raise: %v, want %v", s, want)
+	}
+	var d State // nil maps
+	RaiseInto(&d, State{N: map[string]int64{"x": 2}})
+	if d.P != nil || d.N["x"] != 2 {
+		t.Fatalf("RaiseInto: %+v", d)
+	}
+	RaiseInto(&d, State{})
+	if d.P != nil || len(d.N) != 1 {
+		t.Fatalf("RaiseInto of nothing changed %+v", d)
 	}
 }

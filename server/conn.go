@@ -115,16 +115,7 @@ func (c *conn) pushUpdate(name string, delta crdt.State) {
 		c.updates[name] = cur
 		c.order = append(c.order, name)
 	}
-	for k, v := range delta.P {
-		if v > cur.P[k] {
-			cur.P[k] = v
-		}
-	}
-	for k, v := range delta.N {
-		if v > cur.N[k] {
-			cur.N[k] = v
-		}
-	}
+	cur.Raise(delta)
 	c.mu.Unlock()
 	c.signal()
 }

@@ -173,7 +173,7 @@ func (h *counterHub) sync(c *conn, m wire.CounterSync) {
 		} else if e.from != c {
 			e.from = nil
 		}
-		maxInto(e.pending, changed)
+		e.pending.Raise(changed)
 		if !e.writing {
 			h.startWriter(e)
 		}
@@ -225,7 +225,7 @@ func (h *counterHub) write(e *counterEntry) {
 			// by a later write. Replies that depend on them are refused,
 			// so their senders keep their state and resend.
 			h.s.log.Error("persist counter", "name", e.name, "err", err)
-			maxInto(e.pending, batch)
+			e.pending.Raise(batch)
 			e.from = nil
 		} else {
 			e.durable = upto
@@ -268,20 +268,6 @@ func (e *counterEntry) takeWaiters(upto uint64) []counterReply {
 	clear(e.waiters[:n])
 	e.waiters = e.waiters[n:]
 	return ready
-}
-
-// maxInto raises dst's entries to src's.
-func maxInto(dst, src crdt.State) {
-	for k, v := range src.P {
-		if v > dst.P[k] {
-			dst.P[k] = v
-		}
-	}
-	for k, v := range src.N {
-		if v > dst.N[k] {
-			dst.N[k] = v
-		}
-	}
 }
 
 // checkOwners returns the first node whose entries s would raise and that

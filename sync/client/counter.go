@@ -279,26 +279,7 @@ func (cnt *Counter) restorePersist(s persistSnap) {
 	cnt.pendingN -= s.dn
 	cnt.unappliedP += s.dp
 	cnt.unappliedN += s.dn
-	mergeMax(&cnt.remote, s.remote)
-}
-
-func mergeMax(dst *crdt.State, src crdt.State) {
-	for k, v := range src.P {
-		if dst.P == nil {
-			dst.P = make(map[string]int64)
-		}
-		if v > dst.P[k] {
-			dst.P[k] = v
-		}
-	}
-	for k, v := range src.N {
-		if dst.N == nil {
-			dst.N = make(map[string]int64)
-		}
-		if v > dst.N[k] {
-			dst.N[k] = v
-		}
-	}
+	crdt.RaiseInto(&cnt.remote, s.remote)
 }
 
 // ownPersisted returns this replica's persisted entries as a state.
@@ -378,7 +359,7 @@ func (cnt *Counter) merge(s crdt.State) {
 		cnt.c.log.Warn("client: dropping counter state from server", "counter", cnt.name, "err", err)
 		return
 	}
-	mergeMax(&cnt.remote, changed)
+	crdt.RaiseInto(&cnt.remote, changed)
 	cnt.raiseOwnLocked()
 	dirty := changed.Len() > 0 || cnt.confP > cnt.persistedP || cnt.confN > cnt.persistedN
 	v := cnt.st.Value()

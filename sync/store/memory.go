@@ -75,17 +75,7 @@ func (m *Memory) Apply(ctx context.Context, b Batch) ([]OwnTotal, error) {
 		return s
 	}
 	for name, r := range b.Remote {
-		s := get(name)
-		for k, v := range r.P {
-			if v > s.P[k] {
-				s.P[k] = v
-			}
-		}
-		for k, v := range r.N {
-			if v > s.N[k] {
-				s.N[k] = v
-			}
-		}
+		get(name).Raise(r)
 	}
 	totals := make([]OwnTotal, len(b.Own))
 	for i, d := range b.Own {
