@@ -3,12 +3,11 @@ package server
 import (
 	"context"
 	"fmt"
+	"github.com/topgun-go/topgun/internal/leakcheck"
 	"io"
 	"log/slog"
 	"net"
 	"os"
-	"runtime"
-	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -19,39 +18,7 @@ import (
 	"github.com/topgun-go/topgun/sync/wire"
 )
 
-func TestMain(m *testing.M) {
-	code := m.Run()
-	if code == 0 {
-		if err := checkLeaks(); err != nil {
-			fmt.Fprintln(os.Stderr, err)
-			code = 1
-		}
-	}
-	os.Exit(code)
-}
-
-// checkLeaks waits for goroutines started by this package to end.
-func checkLeaks() error {
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		buf := make([]byte, 1<<20)
-		stacks := string(buf[:runtime.Stack(buf, true)])
-		var leaked []string
-		for _, g := range strings.Split(stacks, "\n\n") {
-			if strings.Contains(g, "topgun/server.") && !strings.Contains(g, "TestMain") &&
-				!strings.Contains(g, "checkLeaks") {
-				leaked = append(leaked, g)
-			}
-		}
-		if len(leaked) == 0 {
-			return nil
-		}
-		if time.Now().After(deadline) {
-			return fmt.Errorf("leaked %d goroutines:\n%s", len(leaked), strings.Join(leaked, "\n\n"))
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-}
+func TestMain(m *testing.M) { leakcheck.Main(m, "topgun/server.") }
 
 func quietLogger() *slog.Logger {
 	if testing.Verbose() {

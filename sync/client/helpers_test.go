@@ -2,13 +2,11 @@ package client_test
 
 import (
 	"context"
-	"fmt"
+	"github.com/topgun-go/topgun/internal/leakcheck"
 	"io"
 	"log/slog"
 	"net"
 	"os"
-	"runtime"
-	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -20,39 +18,7 @@ import (
 	"github.com/topgun-go/topgun/sync/wire"
 )
 
-func TestMain(m *testing.M) {
-	code := m.Run()
-	if code == 0 {
-		if err := checkLeaks(); err != nil {
-			fmt.Fprintln(os.Stderr, err)
-			code = 1
-		}
-	}
-	os.Exit(code)
-}
-
-// checkLeaks waits for the engine's and transport's goroutines to end.
-func checkLeaks() error {
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		buf := make([]byte, 4<<20)
-		stacks := string(buf[:runtime.Stack(buf, true)])
-		var leaked []string
-		for _, g := range strings.Split(stacks, "\n\n") {
-			if (strings.Contains(g, "topgun/sync/client.") || strings.Contains(g, "topgun/sync/transport.")) &&
-				!strings.Contains(g, "checkLeaks") {
-				leaked = append(leaked, g)
-			}
-		}
-		if len(leaked) == 0 {
-			return nil
-		}
-		if time.Now().After(deadline) {
-			return fmt.Errorf("leaked %d goroutines:\n%s", len(leaked), strings.Join(leaked, "\n\n"))
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-}
+func TestMain(m *testing.M) { leakcheck.Main(m, "topgun/sync/client.", "topgun/sync/transport.") }
 
 // waitTimeout bounds every wait for a condition; conditions are polled, so
 // it only matters when a test is about to fail.
