@@ -64,6 +64,7 @@ func main() {
 	def("onState", onState)
 	def("nodeId", func(a []js.Value) any { return getClient(a[0]).c.NodeID() })
 	def("retryNow", func(a []js.Value) any { getClient(a[0]).c.RetryNow(); return nil })
+	def("setOnline", func(a []js.Value) any { getClient(a[0]).c.SetOnline(a[1].Bool()); return nil })
 	// kick is called once per tick after the tick's tg_counter_add calls:
 	// goroutines woken by a //go:wasmexport call do not run until Go gets
 	// control again, and a js.FuncOf call runs them before it returns, so
@@ -103,6 +104,8 @@ func errObject(err error) js.Value {
 		code = "UNAVAILABLE"
 	case errors.Is(err, client.ErrDisconnected):
 		code = "DISCONNECTED"
+	case errors.Is(err, client.ErrOffline):
+		code = "OFFLINE"
 	case errors.Is(err, idb.ErrUnavailable):
 		code = "STORAGE_UNAVAILABLE"
 	case errors.Is(err, crdt.ErrOutOfRange):

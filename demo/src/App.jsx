@@ -11,12 +11,6 @@ function serverURL() {
   return `${location.protocol === 'https:' ? 'wss' : 'ws'}://${location.host}/ws`;
 }
 
-// Offline mode points the client at an address that never answers (.invalid
-// is reserved: RFC 2606), so counters keep working locally and persist to
-// IndexedDB until a client with the real server picks them up. The client
-// has no setOnline() yet: see the report that came with this demo.
-const OFFLINE_URL = 'ws://offline.invalid/';
-
 function makeStorage() {
   try {
     return { storage: new IDBAdapter(), persistent: true };
@@ -26,39 +20,30 @@ function makeStorage() {
 }
 const { storage, persistent } = makeStorage();
 
-function makeClient(online) {
-  return new TopGunClient({ serverUrl: online ? serverURL() : OFFLINE_URL, storage });
-}
+const client = new TopGunClient({ serverUrl: serverURL(), storage });
 
 export function App() {
   const [online, setOnline] = useState(true);
-  const [client, setClient] = useState(() => makeClient(true));
-  const [switching, setSwitching] = useState(false);
 
   // Free this tab's locks at once when it goes away.
   useEffect(() => {
     const bye = () => client.close();
     addEventListener('pagehide', bye);
     return () => removeEventListener('pagehide', bye);
-  }, [client]);
+  }, []);
 
-  async function toggleOnline() {
-    setSwitching(true);
-    // One client per IndexedDB store at a time: close (which persists
-    // pending writes) before the next one opens it.
-    await client.close().catch(() => {});
-    setClient(makeClient(!online));
+  function toggleOnline() {
+    client.setOnline(!online); // offline: counters keep working, locks are lost
     setOnline(!online);
-    setSwitching(false);
   }
 
   return (
     <TopGunProvider client={client}>
-      <Header online={online} switching={switching} onToggle={toggleOnline} />
+      <Header online={online} onToggle={toggleOnline} />
       <main>
-        <Likes disabled={switching} />
-        <Stock disabled={switching} />
-        <LockPanel disabled={switching} />
+        <Likes />
+        <Stock />
+        <LockPanel />
       </main>
       <footer className="muted">
         {persistent ? 'Counters persist in IndexedDB. ' : 'IndexedDB is unavailable: counters live in memory. '}
@@ -68,12 +53,12 @@ export function App() {
   );
 }
 
-function Header({ online, switching, onToggle }) {
+function Header({ online, onToggle }) {
   const { state, loading, error } = useClientStatus();
   const client = useClient();
   let nodeId = '';
   try {
-    nodeId = loading ? '' : client.nodeId; // throws once the client is closed
+    nodeId = loading ? '' : client.nodeId;
   } catch {}
   return (
     <header>
@@ -97,7 +82,6 @@ function Header({ online, switching, onToggle }) {
           data-testid="offline-toggle"
           id="offline-toggle"
           checked={!online}
-          disabled={switching}
           onChange={onToggle}
         />
         offline
@@ -120,7 +104,7 @@ function Synced({ testid, synced, loading }) {
   );
 }
 
-function Likes({ disabled }) {
+function Likes() {
   const { value, increment, loading, synced } = usePNCounter('likes:demo');
   return (
     <section>
@@ -130,7 +114,7 @@ function Likes({ disabled }) {
           className="primary like"
           data-testid="like-button"
           id="like-button"
-          disabled={loading || disabled}
+          disabled={loading}
           onClick={increment}
         >
           ♥ Like
@@ -147,19 +131,19 @@ function Likes({ disabled }) {
   );
 }
 
-function Stock({ disabled }) {
+function Stock() {
   const { value, increment, decrement, loading, synced } = usePNCounter('stock:demo');
   return (
     <section>
       <h2>Stock</h2>
       <div className="row">
-        <button className="round" aria-label="one less" data-testid="stock-dec" id="stock-dec" disabled={loading || disabled} onClick={decrement}>
+        <button className="round" aria-label="one less" data-testid="stock-dec" id="stock-dec" disabled={loading} onClick={decrement}>
           −
         </button>
         <span className="big" data-testid="stock-value" id="stock-value">
           {value}
         </span>
-        <button className="round" aria-label="one more" data-testid="stock-inc" id="stock-inc" disabled={loading || disabled} onClick={increment}>
+        <button className="round" aria-label="one more" data-testid="stock-inc" id="stock-inc" disabled={loading} onClick={increment}>
           +
         </button>
       </div>
@@ -171,7 +155,7 @@ function Stock({ disabled }) {
   );
 }
 
-function LockPanel({ disabled }) {
+function LockPanel() {
   const [ttl, setTTL] = useState('10000');
   const [busy, setBusy] = useState(false);
   const { held, fencingToken, state, error, lostReason, lock, unlock } = useLock('demo-lock');
@@ -204,10 +188,10 @@ function LockPanel({ disabled }) {
         />
       </div>
       <div className="row" style={{ marginTop: 10 }}>
-        <button className="primary" data-testid="lock-acquire" id="lock-acquire" disabled={loading || disabled} onClick={acquire}>
+        <button className="primary" data-testid="lock-acquire" id="lock-acquire" disabled={loading} onClick={acquire}>
           {held ? 'Renew' : 'Lock'}
         </button>
-        <button data-testid="lock-release" id="lock-release" disabled={loading || disabled || !held} onClick={() => unlock().catch(() => {})}>
+        <button data-testid="lock-release" id="lock-release" disabled={loading || !held} onClick={() => unlock().catch(() => {})}>
           Unlock
         </button>
       </div>

@@ -26,6 +26,19 @@ test('demo: a like in one window shows in the other', async ({ browser }) => {
   await expect(b.getByTestId('lock-token')).toHaveText('');
   await a.getByTestId('lock-release').click();
   await expect(a.getByTestId('lock-token')).toHaveText('');
+
+  // The offline switch: likes made offline count at once and reach the
+  // other window when back online.
+  const likes = Number(await a.getByTestId('like-count').textContent());
+  await a.getByTestId('offline-toggle').check();
+  await expect(a.getByTestId('conn-state')).toHaveText('offline');
+  await a.getByTestId('like-button').click();
+  await a.getByTestId('like-button').click();
+  await expect(a.getByTestId('like-count')).toHaveText(String(likes + 2));
+  await expect(b.getByTestId('like-count')).toHaveText(String(likes));
+  await a.getByTestId('offline-toggle').uncheck();
+  await expect(a.getByTestId('conn-state')).toHaveText('ready');
+  await expect(b.getByTestId('like-count')).toHaveText(String(likes + 2));
   await ca.close();
   await cb.close();
 });

@@ -19,6 +19,7 @@ export class TopGunError extends Error {
     | 'RATE_LIMITED'
     | 'UNAVAILABLE'
     | 'DISCONNECTED'
+    | 'OFFLINE'
     | 'ERROR'
     | string;
   constructor(code: string, message: string);
@@ -69,8 +70,17 @@ export class TopGunClient extends EventTarget {
   readonly state: ConnectionState;
   /** Calls cb with every new state; also dispatched as a 'statechange' CustomEvent. */
   onStateChange(cb: (state: ConnectionState) => void): () => void;
-  /** This replica's node id. */
+  /** This replica's node id (still readable after close()). */
   readonly nodeId: string;
+  /**
+   * setOnline(false) takes the client offline on purpose: the connection is
+   * closed (held locks are lost with 'disconnected' and freed by the server)
+   * and not redialled; counters keep working and persisting. setOnline(true)
+   * reconnects at once.
+   */
+  setOnline(online: boolean): void;
+  /** False after setOnline(false). */
+  readonly online: boolean;
   /** The same handle for every call with one name. Throws TypeError for an invalid name. */
   getPNCounter(name: string): PNCounter;
   /** The same handle for every call with one name. Throws TypeError for an invalid name. */

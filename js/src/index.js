@@ -146,6 +146,8 @@ export class TopGunClient extends EventTarget {
   #unsubState = null;
   #starting = null;
   #closed = false;
+  #online = true;
+  #nodeId = null;
 
   constructor(options) {
     super();
@@ -208,10 +210,26 @@ export class TopGunClient extends EventTarget {
     return () => this.removeEventListener('statechange', h);
   }
 
+  /**
+   * Takes the client offline on purpose (false) or back online (true).
+   * Offline, counters keep working and persisting; the connection is closed,
+   * so held locks are lost ('disconnected') and freed by the server.
+   */
+  setOnline(online) {
+    if (typeof online !== 'boolean') throw new TypeError('setOnline needs a boolean');
+    this.#api().setOnline(this.#id, online);
+    this.#online = online;
+  }
+
+  /** False after setOnline(false). */
+  get online() {
+    return this.#online;
+  }
+
   /** This replica's node id (persisted per browser profile with IDBAdapter). */
   get nodeId() {
-    this.#api();
-    return this.#rt.api.nodeId(this.#id);
+    if (this.#nodeId === null) this.#nodeId = this.#api().nodeId(this.#id);
+    return this.#nodeId;
   }
 
   #setState(s) {

@@ -164,3 +164,24 @@ test('a closed client frees its locks', async () => {
   assert.throws(() => counter.increment(), (e) => e.code === 'CLOSED', 'writes to a closed client throw');
   assert.equal(await b.getLock('close-frees').lock(1000, { waitMs: 10000 }), true);
 });
+
+test('setOnline(false) keeps counters working offline; setOnline(true) syncs them', async () => {
+  const a = await newClient();
+  const b = await newClient();
+  await until('a ready', () => a.state === 'ready');
+  const ka = a.getPNCounter('set-online');
+  const kb = b.getPNCounter('set-online');
+  const l = a.getLock('set-online');
+  assert.equal(await l.lock(60000), true);
+  const lost = new Promise((r) => l.onLost(r));
+  a.setOnline(false);
+  assert.equal(a.online, false);
+  assert.equal(await lost, 'disconnected');
+  await until('a offline', () => a.state === 'offline');
+  assert.equal(ka.addAndGet(4), 4);
+  assert.equal(await b.getLock('set-online').lock(1000, { waitMs: 10000 }), true, 'the server freed the lock');
+  assert.equal(kb.get(), 0);
+  a.setOnline(true);
+  await until('b sees 4', () => kb.get() === 4);
+  assert.throws(() => a.setOnline('yes'), TypeError);
+});

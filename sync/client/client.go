@@ -57,7 +57,9 @@ type Client struct {
 	armed   bool
 	kick    chan struct{}
 
-	retry chan struct{} // RetryNow ends a reconnect wait
+	retry  chan struct{}              // RetryNow ends a reconnect wait
+	paused atomic.Bool                // SetOnline(false)
+	cur    atomic.Pointer[connection] // the connection being served, if any
 }
 
 type stateSub struct {

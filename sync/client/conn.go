@@ -221,6 +221,14 @@ func (c *Client) run() {
 	defer c.wg.Done()
 	attempt := 0
 	for {
+		for c.paused.Load() { // SetOnline(false): no connection until resumed
+			c.setState(Offline, ErrOffline)
+			select {
+			case <-c.ctx.Done():
+				return
+			case <-c.retry:
+			}
+		}
 		wasReady, err := c.connectOnce()
 		if c.ctx.Err() != nil {
 			return
@@ -247,6 +255,23 @@ func (c *Client) run() {
 	}
 }
 
+// SetOnline(false) takes the client offline on purpose: the connection is
+// closed (its locks are freed by the server and lost here, pending lock
+// requests fail) and no new one is dialled, while counters keep working,
+// persisting and queueing their syncs. SetOnline(true) reconnects at once.
+func (c *Client) SetOnline(online bool) {
+	c.paused.Store(!online)
+	if !online {
+		if cn := c.cur.Load(); cn != nil {
+			cn.kill(ErrOffline)
+		}
+	}
+	c.RetryNow()
+}
+
+// Online reports whether the client may connect (see SetOnline).
+func (c *Client) Online() bool { return !c.paused.Load() }
+
 // RetryNow ends the current reconnect wait, if any, and resets the
 // backoff: for when the network is known to be back (the browser's
 // "online" event). A no-op while connected.
@@ -268,6 +293,11 @@ func (c *Client) connectOnce() (wasReady bool, err error) {
 	}
 	cn := newConnection(c, t)
 	defer c.teardown(cn)
+	c.cur.Store(cn)
+	defer c.cur.Store(nil)
+	if c.paused.Load() { // SetOnline(false) while dialling
+		return false, ErrOffline
+	}
 	c.setState(Authenticating, nil)
 	if err := cn.handshake(hctx); err != nil {
 		return false, err

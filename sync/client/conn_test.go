@@ -341,3 +341,45 @@ func TestRetryNow(t *testing.T) {
 	c.RetryNow()
 	waitReady(t, c)
 }
+
+// TestSetOnline: offline on purpose drops the connection (locks lost and
+// freed), keeps counters working, and reconnects when back online.
+func TestSetOnline(t *testing.T) {
+	t.Parallel()
+	srv := startServer(t)
+	c := readyClient(t, srv.url)
+	other := readyClient(t, srv.url)
+	l := mustLock(t, c, "set-online")
+	lost := make(chan string, 1)
+	l.OnLost(func(r string) { lost <- r })
+	if ok, err := l.Acquire(ctxT(t), time.Minute); !ok || err != nil {
+		t.Fatalf("Acquire = %v, %v", ok, err)
+	}
+	k := mustCounter(t, c, "set-online")
+	c.SetOnline(false)
+	if c.Online() {
+		t.Fatal("Online() after SetOnline(false)")
+	}
+	if r := <-lost; r != client.LostDisconnected {
+		t.Fatalf("lost reason %q", r)
+	}
+	eventually(t, "offline", func() bool { return c.State() == client.Offline })
+	if !errors.Is(c.Err(), client.ErrOffline) {
+		t.Fatalf("Err() = %v, want ErrOffline", c.Err())
+	}
+	// The server freed the lock with the connection.
+	if ok, err := mustLock(t, other, "set-online").Acquire(ctxT(t), time.Minute, client.WithWait(30*time.Second)); !ok || err != nil {
+		t.Fatalf("other Acquire = %v, %v", ok, err)
+	}
+	k.AddAndGet(7)
+	if c.State() != client.Offline {
+		t.Fatalf("state %v while offline", c.State())
+	}
+	c.SetOnline(true)
+	waitReady(t, c)
+	if err := k.Flush(ctxT(t)); err != nil {
+		t.Fatal(err)
+	}
+	ok := mustCounter(t, other, "set-online")
+	eventually(t, "other sees 7", func() bool { return ok.Get() == 7 })
+}

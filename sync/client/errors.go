@@ -27,6 +27,8 @@ var (
 	// ErrHandshakeTimeout: the server did not complete the handshake
 	// within Options.ConnectTimeout.
 	ErrHandshakeTimeout = errors.New("client: handshake timed out")
+	// ErrOffline: the client was taken offline with SetOnline(false).
+	ErrOffline = errors.New("client: offline (SetOnline(false))")
 	// ErrHeartbeat: no PONG within Options.PingTimeout.
 	ErrHeartbeat = errors.New("client: heartbeat timed out")
 
