@@ -15,7 +15,7 @@ FUZZ_TARGETS := ./crdt:FuzzMergeCommutative ./crdt:FuzzMergeAssociative \
 # test binaries with (in Chromium).
 export PATH := $(CURDIR)/bin:$(PATH)
 
-.PHONY: run build wasm react demo deps test test-go test-browser test-js test-react e2e \
+.PHONY: run build wasm react demo deps test test-go test-browser test-js test-react e2e e2e-pack \
 	fuzz fuzz-short bench lint vet fmt-check staticcheck clean
 
 ## run: server on http://localhost:8080 with the demo (no auth, data in ./data)
@@ -68,8 +68,12 @@ test-js: wasm build
 test-react: react build
 	cd react && TOPGUN_SERVER_BIN=$(CURDIR)/bin/topgun-server npm test
 
-## e2e: Playwright specs in Chromium against the real server and the demo
-e2e: demo build
+## e2e-pack: js/ and react/ from `npm pack` installed into a fresh Vite app
+e2e-pack: react
+	node e2e/pack/build.mjs
+
+## e2e: Playwright specs in Chromium against the real server, the demo and the packed app
+e2e: demo build e2e-pack
 	npx playwright test
 
 ## fuzz-short: each fuzz target for $(FUZZTIME) (make fuzz runs them longer)
@@ -108,4 +112,4 @@ staticcheck:
 	GOOS=js GOARCH=wasm bin/staticcheck $(WASM_PKGS)
 
 clean:
-	rm -rf bin data js/dist js/gen react/dist demo/dist test-results
+	rm -rf bin data js/dist js/gen react/dist demo/dist test-results e2e/pack/.app
