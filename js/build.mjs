@@ -27,18 +27,24 @@ if (process.argv[1] === fileURLToPath(import.meta.url)) {
   fs.mkdirSync(path.join(here, 'gen'), { recursive: true });
   fs.copyFileSync(path.join(goroot, 'lib', 'wasm', 'wasm_exec.js'), path.join(here, 'gen', 'wasm_exec.js'));
   fs.rmSync(path.join(here, 'dist'), { recursive: true, force: true });
-  await esbuild.build({
-    entryPoints: [path.join(here, 'src', 'index.js')],
-    outfile: path.join(here, 'dist', 'index.js'),
-    bundle: true,
-    format: 'esm',
-    platform: 'neutral',
-    target: 'es2022',
-    external: ['ws', 'node:*'],
-    minify: true,
-    legalComments: 'inline',
-    sourcemap: true,
-  });
+  // Two bundles of one source: dist/index.js for browsers and bundlers
+  // (the Node-only branches are compiled out, so bundlers see no node:
+  // imports) and dist/index.node.js for Node (the "node" export condition).
+  for (const [out, node] of [['index.js', false], ['index.node.js', true]]) {
+    await esbuild.build({
+      entryPoints: [path.join(here, 'src', 'index.js')],
+      outfile: path.join(here, 'dist', out),
+      bundle: true,
+      format: 'esm',
+      platform: 'neutral',
+      target: 'es2022',
+      external: ['ws', 'node:*'],
+      define: { __TOPGUN_NODE__: String(node) },
+      minify: true,
+      legalComments: 'inline',
+      sourcemap: true,
+    });
+  }
   fs.copyFileSync(path.join(here, 'src', 'index.d.ts'), path.join(here, 'dist', 'index.d.ts'));
   fs.copyFileSync(wasm, path.join(here, 'dist', 'topgun.wasm'));
   fs.writeFileSync(

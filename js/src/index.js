@@ -12,7 +12,10 @@ import '../gen/wasm_exec.js';
 const MAX_SAFE = Number.MAX_SAFE_INTEGER;
 const NAME_RE = /^[A-Za-z0-9_\-.:/]{1,256}$/;
 const NAME_RULE = '1-256 characters, each one of A-Z a-z 0-9 _ - . : /';
-const isNode = typeof process !== 'undefined' && !!process.versions?.node;
+// __TOPGUN_NODE__ is set by build.mjs: false in dist/index.js (browsers and
+// bundlers: no Node code in the bundle), true in dist/index.node.js (the
+// "node" export condition).
+/* global __TOPGUN_NODE__ */
 
 /** Error raised by the client, with a machine-readable code. */
 export class TopGunError extends Error {
@@ -76,8 +79,8 @@ function defaultWasmURL() {
 
 async function instantiate(url, imports) {
   const u = url instanceof URL ? url : new URL(String(url), globalThis.location?.href ?? import.meta.url);
-  if (isNode && u.protocol === 'file:') {
-    const { readFile } = await import(/* @vite-ignore */ 'node:fs/promises');
+  if (__TOPGUN_NODE__ && u.protocol === 'file:') {
+    const { readFile } = await import('node:fs/promises');
     return WebAssembly.instantiate(await readFile(u), imports);
   }
   const resp = await fetch(u);
@@ -94,8 +97,8 @@ function loadRuntime(wasmURL) {
   if (fatalError) return Promise.reject(fatalError);
   if (runtime) return runtime;
   runtime = (async () => {
-    if (isNode && typeof globalThis.WebSocket === 'undefined') {
-      const ws = await import(/* @vite-ignore */ 'ws');
+    if (__TOPGUN_NODE__ && typeof globalThis.WebSocket === 'undefined') {
+      const ws = await import('ws');
       globalThis.WebSocket = ws.WebSocket;
     }
     const go = new globalThis.Go();

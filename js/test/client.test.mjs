@@ -5,7 +5,7 @@ import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import fs from 'node:fs';
 import { goSourceHash } from '../go-hash.mjs';
-import { TopGunClient, MemoryAdapter, IDBAdapter, TopGunError } from '../dist/index.js';
+import { TopGunClient, MemoryAdapter, IDBAdapter, TopGunError } from '../dist/index.node.js';
 
 let server; // {proc, url}
 
