@@ -7,13 +7,14 @@
 //   - increment() calls per second through the public API against a
 //     pure-JS Map-based PN-counter in the same page.
 // Usage: node bench/browser.mjs >> bench/RESULTS.md (make bench does this).
-import { spawn, execFileSync } from 'node:child_process';
+import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import zlib from 'node:zlib';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { chromium } from '@playwright/test';
+import { startServer } from '../scripts/server-process.mjs';
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 const esbuild = await import(pathToFileURL(path.join(root, 'js/node_modules/esbuild/lib/main.js')).href);
@@ -48,19 +49,8 @@ fs.writeFileSync(
 </script>`,
 );
 
-const server = spawn(path.join(root, 'bin/topgun-server'), ['--no-auth', '--data', 'memory', '--addr', '127.0.0.1:0', '--static', site], {
-  stdio: ['ignore', 'ignore', 'pipe'],
-});
-const addr = await new Promise((resolve, reject) => {
-  let buf = '';
-  server.stderr.on('data', (d) => {
-    buf += d;
-    const m = /msg=listening addr=(\S+)/.exec(buf);
-    if (m) resolve(m[1]);
-  });
-  server.on('exit', (c) => reject(new Error(`server exited ${c}: ${buf}`)));
-});
-const base = `http://${addr}`;
+const server = await startServer(['--no-auth', '--data', 'memory', '--static', site]);
+const base = server.http;
 
 const browser = await chromium.launch({
   executablePath: process.env.CHROMIUM_PATH || '/usr/bin/chromium',
@@ -225,6 +215,6 @@ try {
   process.stdout.write(out);
 } finally {
   await browser.close();
-  server.kill('SIGTERM');
+  await server.stop();
   fs.rmSync(site, { recursive: true, force: true });
 }

@@ -2,10 +2,10 @@
 // (at /), the built npm package (at /client/) and the harness page, and
 // hands its address to the specs through TOPGUN_E2E_BASE. Teardown kills
 // the server by PID.
-import { spawn } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
+import { startServer } from '../scripts/server-process.mjs';
 
 const root = path.resolve(import.meta.dirname, '..');
 
@@ -14,7 +14,6 @@ function need(p: string, hint: string) {
 }
 
 export default async function globalSetup() {
-  need('bin/topgun-server', 'run `make build`');
   need('js/dist/index.js', 'run `make wasm`');
   const demo = process.env.TOPGUN_E2E_DEMO_DIR || path.join(root, 'demo/dist');
   if (!fs.existsSync(path.join(demo, 'index.html'))) throw new Error(`${demo}/index.html is missing: run \`make demo\``);
@@ -24,24 +23,10 @@ export default async function globalSetup() {
   fs.cpSync(path.join(root, 'e2e/site'), site, { recursive: true });
   const data = fs.mkdtempSync(path.join(os.tmpdir(), 'topgun-e2e-data-'));
 
-  const proc = spawn(
-    path.join(root, 'bin/topgun-server'),
-    ['--no-auth', '--addr', '127.0.0.1:0', '--data', data, '--static', site, '--lock-ttl-max', '10m'],
-    { stdio: ['ignore', 'ignore', 'pipe'] },
-  );
-  const addr = await new Promise<string>((resolve, reject) => {
-    let buf = '';
-    proc.stderr!.on('data', (d) => {
-      buf += d;
-      const m = /msg=listening addr=(\S+)/.exec(buf);
-      if (m) resolve(m[1]);
-    });
-    proc.on('exit', (code) => reject(new Error(`server exited (${code}): ${buf}`)));
-  });
-  process.env.TOPGUN_E2E_BASE = `http://${addr}`;
+  const server = await startServer(['--no-auth', '--data', data, '--static', site, '--lock-ttl-max', '10m']);
+  process.env.TOPGUN_E2E_BASE = server.http;
   return async () => {
-    proc.kill('SIGTERM');
-    await new Promise((r) => proc.once('exit', r));
+    await server.stop();
     fs.rmSync(site, { recursive: true, force: true });
     fs.rmSync(data, { recursive: true, force: true });
   };

@@ -1,33 +1,22 @@
 // Test helpers (outside test/, which node --test runs file by file): the
 // real server as a process, clients with MemoryAdapter, polling.
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
 import fs from 'node:fs';
 import { after } from 'node:test';
 import { TopGunClient, MemoryAdapter } from '@topgun-go/client';
+import { startServer as startProcess } from '../scripts/server-process.mjs';
 
 /**
- * Starts TOPGUN_SERVER_BIN on a free port; resolves {proc, url}. Kill proc
- * in a top-level after(): one registered inside before() runs at once.
+ * Starts the built server (TOPGUN_SERVER_BIN) on a free port; resolves
+ * {proc, url, stop}. Stop it in a top-level after(): one registered inside
+ * before() runs at once.
  */
 export function startServer() {
-  const bin = process.env.TOPGUN_SERVER_BIN;
   assert.ok(
-    bin && fs.existsSync(bin),
+    process.env.TOPGUN_SERVER_BIN && fs.existsSync(process.env.TOPGUN_SERVER_BIN),
     'TOPGUN_SERVER_BIN must name the built server: `make build`, then TOPGUN_SERVER_BIN=$PWD/../bin/topgun-server npm test',
   );
-  const proc = spawn(bin, ['--no-auth', '--data', 'memory', '--addr', '127.0.0.1:0', '--lock-ttl-max', '1m'], {
-    stdio: ['ignore', 'ignore', 'pipe'],
-  });
-  return new Promise((resolve, reject) => {
-    let buf = '';
-    proc.stderr.on('data', (d) => {
-      buf += d;
-      const m = /msg=listening addr=(\S+)/.exec(buf);
-      if (m) resolve({ proc, url: `ws://${m[1]}` });
-    });
-    proc.on('exit', (code) => reject(new Error(`server exited (${code}): ${buf}`)));
-  });
+  return startProcess(['--no-auth', '--data', 'memory', '--lock-ttl-max', '1m']);
 }
 
 const clients = [];

@@ -2,36 +2,19 @@
 // WebSocket), against the real server started as a process.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
 import fs from 'node:fs';
 import { goSourceHash } from '../go-hash.mjs';
+import { startServer } from '../../scripts/server-process.mjs';
 import { TopGunClient, MemoryAdapter, IDBAdapter, TopGunError } from '../dist/index.node.js';
 
-let server; // {proc, url}
-
-function startServer(args = []) {
-  const bin = process.env.TOPGUN_SERVER_BIN;
-  assert.ok(bin && fs.existsSync(bin), 'TOPGUN_SERVER_BIN must name the built server (run `make test-js`)');
-  const proc = spawn(bin, ['--no-auth', '--data', 'memory', '--addr', '127.0.0.1:0', '--lock-ttl-max', '1m', ...args], {
-    stdio: ['ignore', 'ignore', 'pipe'],
-  });
-  return new Promise((resolve, reject) => {
-    let buf = '';
-    proc.stderr.on('data', (d) => {
-      buf += d;
-      const m = /msg=listening addr=(\S+)/.exec(buf);
-      if (m) resolve({ proc, url: `ws://${m[1]}` });
-    });
-    proc.on('exit', (code) => reject(new Error(`server exited (${code}): ${buf}`)));
-  });
-}
+let server; // scripts/server-process.mjs
 
 before(async () => {
-  server = await startServer();
+  server = await startServer(['--no-auth', '--data', 'memory', '--lock-ttl-max', '1m']);
 });
 
-after(() => {
-  server?.proc.kill('SIGTERM');
+after(async () => {
+  await server?.stop();
 });
 
 const clients = [];

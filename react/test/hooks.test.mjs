@@ -20,7 +20,7 @@ let server;
 before(async () => {
   server = await startServer();
 });
-after(() => server?.proc.kill('SIGTERM'));
+after(async () => server?.stop());
 
 // render renders f's JSON under a provider of client (none when null).
 function render(client, f, props = {}) {

@@ -10,7 +10,7 @@ before(async () => {
   server = await startServer();
   url = server.url;
 });
-after(() => server?.proc.kill('SIGTERM'));
+after(async () => server?.stop());
 
 // record subscribes to store and keeps every snapshot it is told about.
 function record(store) {
