@@ -292,6 +292,7 @@ export class TopGunClient extends EventTarget {
     if (this.#closed) return;
     if (this.#starting) await this.#starting.catch(() => {});
     pushAll();
+    kickAll();
     this.#closed = true;
     liveClients.delete(this);
     const closed = new TopGunError('CLOSED', 'client is closed');
@@ -306,9 +307,21 @@ export class TopGunClient extends EventTarget {
 
 // ---- counters --------------------------------------------------------------
 
-// Counters with writes not yet handed to Go, pushed once per tick.
+// Counters with writes not yet handed to Go. A microtask hands them over
+// (one //go:wasmexport call per counter); a task queued behind the current
+// one then kicks the engine, which writes everything handed over in one
+// IndexedDB transaction. So writes are coalesced per event-loop task and at
+// most the current task's writes are at risk when a tab dies, while code
+// that yields with await many times within one task pays for one kick.
 const dirty = new Set();
 let pushQueued = false;
+const toKick = new Set();
+let kickQueued = false;
+const kickChannel = typeof MessageChannel === 'function' ? new MessageChannel() : null;
+if (kickChannel) {
+  kickChannel.port1.onmessage = kickAll;
+  kickChannel.port1.unref?.(); // Node: a queued kick must not keep the process alive
+}
 
 function queuePush(counter) {
   dirty.add(counter);
@@ -320,16 +333,29 @@ function queuePush(counter) {
 
 function pushAll() {
   pushQueued = false;
-  const kicks = new Set();
   for (const c of dirty) {
-    if (c._push()) kicks.add(c._client);
+    if (c._push()) toKick.add(c._client);
   }
   dirty.clear();
-  for (const client of kicks) client._kick();
+  if (toKick.size !== 0 && !kickQueued) {
+    kickQueued = true;
+    if (kickChannel) kickChannel.port2.postMessage(null);
+    else setTimeout(kickAll, 0);
+  }
 }
 
-// Hand the current tick's writes to Go before the page goes away.
-globalThis.addEventListener?.('pagehide', pushAll);
+function kickAll() {
+  kickQueued = false;
+  for (const client of toKick) client._kick();
+  toKick.clear();
+}
+
+// Hand the current task's writes to Go and persist them before the page
+// goes away.
+globalThis.addEventListener?.('pagehide', () => {
+  pushAll();
+  kickAll();
+});
 
 /** A replicated PN-Counter. Reads and writes are local and synchronous. */
 export class PNCounter {
@@ -459,6 +485,7 @@ export class PNCounter {
   async flush() {
     const api = this.#api();
     pushAll();
+    kickAll();
     await api.flush(this.#h).catch(rethrow);
   }
 
