@@ -154,15 +154,17 @@ func (h *counterHub) sync(c *conn, m wire.CounterSync) {
 	// A new subscriber gets the whole state; a subscriber only needs the
 	// merged values of what it sent (everything else reaches it as
 	// updates), which keeps steady-state replies O(1).
+	// The decoded state is ours and Merge kept none of it, so the reply
+	// reuses its maps.
 	var reply crdt.State
 	if !subscribed {
 		reply = e.ctr.State()
 	} else {
-		reply = crdt.State{P: make(map[string]int64, len(m.State.P)), N: make(map[string]int64, len(m.State.N))}
-		for k := range m.State.P {
+		reply = m.State
+		for k := range reply.P {
 			reply.P[k], _ = e.ctr.Entry(k)
 		}
-		for k := range m.State.N {
+		for k := range reply.N {
 			_, reply.N[k] = e.ctr.Entry(k)
 		}
 	}
