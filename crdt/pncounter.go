@@ -281,8 +281,18 @@ func errSums() error {
 // range or Σp or Σn would exceed 2^62-1 (ErrOutOfRange), nothing is merged and
 // the error says why.
 func (c *Counter) Merge(s State) (changed State, err error) {
+	_, err = c.MergeInto(s, &changed)
+	return changed, err
+}
+
+// MergeInto is Merge writing the changed entries into *changed instead of
+// new maps (allocating its maps only if they are nil and needed), so a
+// caller that accumulates changes, such as a pending write, pays no
+// allocation per merge. Values already in *changed are raised, never
+// lowered. It returns how many entries changed.
+func (c *Counter) MergeInto(s State, changed *State) (n int, err error) {
 	if err := s.Validate(); err != nil {
-		return State{}, err
+		return 0, err
 	}
 	// The increments are summed with an overflow guard: a state with more
 	// than ~1024 entries near MaxSafe would otherwise wrap int64 and slip a
@@ -291,7 +301,7 @@ func (c *Counter) Merge(s State) (changed State, err error) {
 	for k, v := range s.P {
 		if inc := v - c.p[k]; inc > 0 {
 			if dp > maxSum-inc {
-				return State{}, errSums()
+				return 0, errSums()
 			}
 			dp += inc
 		}
@@ -299,21 +309,21 @@ func (c *Counter) Merge(s State) (changed State, err error) {
 	for k, v := range s.N {
 		if inc := v - c.n[k]; inc > 0 {
 			if dn > maxSum-inc {
-				return State{}, errSums()
+				return 0, errSums()
 			}
 			dn += inc
 		}
 	}
 	if dp == 0 && dn == 0 {
-		return State{}, nil
+		return 0, nil
 	}
 	// c.sumP, c.sumN, dp and dn are all in [0, maxSum]: no int64 overflow.
 	sp, sn := c.sumP+dp, c.sumN+dn
 	if sp > maxSum || sn > maxSum {
-		return State{}, errSums()
+		return 0, errSums()
 	}
 	if sp-sn > MaxSafe || sp-sn < -MaxSafe {
-		return State{}, fmt.Errorf("%w: merged value would leave the safe range", ErrOutOfRange)
+		return 0, fmt.Errorf("%w: merged value would leave the safe range", ErrOutOfRange)
 	}
 	for k, v := range s.P {
 		if v > c.p[k] {
@@ -324,7 +334,8 @@ func (c *Counter) Merge(s State) (changed State, err error) {
 				changed.P = make(map[string]int64)
 			}
 			c.p[k] = v
-			changed.P[k] = v
+			changed.P[k] = max(changed.P[k], v)
+			n++
 		}
 	}
 	for k, v := range s.N {
@@ -336,11 +347,12 @@ func (c *Counter) Merge(s State) (changed State, err error) {
 				changed.N = make(map[string]int64)
 			}
 			c.n[k] = v
-			changed.N[k] = v
+			changed.N[k] = max(changed.N[k], v)
+			n++
 		}
 	}
 	c.sumP, c.sumN = sp, sn
-	return changed, nil
+	return n, nil
 }
 
 // State returns a deep copy of the whole state.

@@ -890,3 +890,25 @@ func TestRaise(t *testing.T) {
 		t.Fatalf("RaiseInto of nothing changed %+v", d)
 	}
 }
+
+func TestMergeInto(t *testing.T) {
+	t.Parallel()
+	c, _ := FromState(State{P: map[string]int64{"a": 5}})
+	pending := State{P: map[string]int64{"z": 9}, N: map[string]int64{}}
+	n, err := c.MergeInto(State{P: map[string]int64{"a": 7, "b": 1}, N: map[string]int64{"a": 0}}, &pending)
+	if err != nil || n != 2 {
+		t.Fatalf("MergeInto = %d, %v", n, err)
+	}
+	want := State{P: map[string]int64{"z": 9, "a": 7, "b": 1}, N: map[string]int64{}}
+	if !reflect.DeepEqual(pending, want) || c.Value() != 8 {
+		t.Fatalf("pending %v value %d", pending, c.Value())
+	}
+	// Nothing new: nothing changes, pending included.
+	if n, err := c.MergeInto(State{P: map[string]int64{"a": 6}}, &pending); n != 0 || err != nil || !reflect.DeepEqual(pending, want) {
+		t.Fatalf("no-op MergeInto = %d, %v, %v", n, err, pending)
+	}
+	// An invalid state merges nothing and leaves pending alone.
+	if _, err := c.MergeInto(State{P: map[string]int64{"a": 100, "x": -1}}, &pending); !errors.Is(err, ErrInvalidEntry) || !reflect.DeepEqual(pending, want) {
+		t.Fatalf("invalid MergeInto: %v, %v", err, pending)
+	}
+}

@@ -142,7 +142,9 @@ func (h *counterHub) sync(c *conn, m wire.CounterSync) {
 			return
 		}
 	}
-	changed, err := e.ctr.Merge(m.State)
+	// Changed entries go straight into the pending write.
+	wasEmpty := e.pending.Len() == 0
+	n, err := e.ctr.MergeInto(m.State, &e.pending)
 	if err != nil {
 		c.sendError(400, "COUNTER_SYNC %q: %v", m.Name, err)
 		return
@@ -168,14 +170,13 @@ func (h *counterHub) sync(c *conn, m wire.CounterSync) {
 			_, reply.N[k] = e.ctr.Entry(k)
 		}
 	}
-	if changed.Len() > 0 {
+	if n > 0 {
 		e.seq++
-		if e.pending.Len() == 0 {
+		if wasEmpty {
 			e.from = c
 		} else if e.from != c {
 			e.from = nil
 		}
-		e.pending.Raise(changed)
 		if !e.writing {
 			h.startWriter(e)
 		}
