@@ -41,10 +41,11 @@ type conn struct {
 	limiter *rate.Limiter
 	user    string // JWT subject; "" in no-auth mode
 
-	lastSeen atomic.Int64             // unix nanos of the last frame read
-	pending  atomic.Int64             // replies waiting for durability
-	subs     map[string]*counterEntry // reader goroutine only
-	waiting  int                      // queued lock requests; under lockManager.mu
+	lastSeen    atomic.Int64             // unix nanos of the last frame read
+	idleClosing atomic.Bool              // the reaper is closing it
+	pending     atomic.Int64             // replies waiting for durability
+	subs        map[string]*counterEntry // reader goroutine only
+	waiting     int                      // queued lock requests; under lockManager.mu
 
 	mu      sync.Mutex
 	out     [][]byte              // encoded frames for the writer

@@ -231,7 +231,9 @@ func TestIdleConnectionClosed(t *testing.T) {
 			time.Sleep(50 * time.Millisecond)
 		}
 	}()
-	idle.closed()
+	if st := websocket.CloseStatus(idle.closed()); st != websocket.StatusPolicyViolation {
+		t.Errorf("idle connection closed with %v, want a close frame with %v", st, websocket.StatusPolicyViolation)
+	}
 	<-done
 	busy.send(wire.Ping{Timestamp: 99})
 	for {

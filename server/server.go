@@ -189,9 +189,14 @@ func (s *Server) reap() {
 			limit := now.Add(-s.cfg.IdleTimeout).UnixNano()
 			s.mu.Lock()
 			for c := range s.conns {
-				if c.lastSeen.Load() < limit {
+				if c.lastSeen.Load() < limit && c.idleClosing.CompareAndSwap(false, true) {
 					c.log.Info("closing idle connection", "idle", s.cfg.IdleTimeout)
-					c.cancel()
+					// A close handshake, not a cancelled read (which drops
+					// the TCP connection and shows as 1006 to the client).
+					go func() {
+						_ = c.ws.Close(websocket.StatusPolicyViolation, "idle: nothing received for "+s.cfg.IdleTimeout.String())
+						c.cancel()
+					}()
 				}
 			}
 			s.mu.Unlock()

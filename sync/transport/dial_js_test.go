@@ -211,7 +211,7 @@ func TestJSServerCloses(t *testing.T) {
 		send []byte // nil: stay idle
 		want string // in the error
 	}{
-		{"idle", os.Getenv(envIdleURL), nil, "status"},
+		{"idle", os.Getenv(envIdleURL), nil, "status 1008"},
 		{"frame over the server's limit", os.Getenv(envURL), paddedPing(1, wire.MaxFrameSize+1), "status 1009"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
