@@ -3,6 +3,7 @@ package client_test
 import (
 	"context"
 	"github.com/topgun-go/topgun/internal/leakcheck"
+	"github.com/topgun-go/topgun/internal/testserver"
 	"io"
 	"log/slog"
 	"net"
@@ -12,7 +13,6 @@ import (
 	"time"
 
 	"github.com/topgun-go/topgun/server"
-	"github.com/topgun-go/topgun/server/storage"
 	"github.com/topgun-go/topgun/sync/client"
 	"github.com/topgun-go/topgun/sync/transport"
 	"github.com/topgun-go/topgun/sync/wire"
@@ -39,10 +39,7 @@ type testServer struct {
 // startServer runs a real no-auth server on 127.0.0.1 for the test.
 func startServer(t *testing.T, mod ...func(*server.Config)) testServer {
 	t.Helper()
-	st := storage.NewMemory()
 	cfg := server.Config{
-		NoAuth:         true,
-		Store:          st,
 		DefaultLockTTL: 30 * time.Second,
 		MaxLockTTL:     time.Hour,
 		Logger:         quietLogger(),
@@ -50,24 +47,8 @@ func startServer(t *testing.T, mod ...func(*server.Config)) testServer {
 	for _, f := range mod {
 		f(&cfg)
 	}
-	srv, err := server.New(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	done := make(chan error, 1)
-	go func() { done <- srv.Serve(ln) }()
-	t.Cleanup(func() {
-		if err := srv.Close(); err != nil {
-			t.Errorf("server close: %v", err)
-		}
-		<-done
-		st.Close()
-	})
-	return testServer{url: "ws://" + ln.Addr().String() + "/ws", addr: ln.Addr().String()}
+	addr := testserver.Start(t, cfg)
+	return testServer{url: "ws://" + addr + "/ws", addr: addr}
 }
 
 // fastOptions are Options tuned for quick tests.

@@ -5,6 +5,7 @@ package transport_test
 import (
 	"context"
 	"errors"
+	"github.com/topgun-go/topgun/internal/testserver"
 	"log/slog"
 	"net"
 	"os"
@@ -17,7 +18,6 @@ import (
 	"time"
 
 	"github.com/topgun-go/topgun/server"
-	"github.com/topgun-go/topgun/server/storage"
 )
 
 // TestBrowserTransport runs this package's js/wasm tests (dial_js_test.go)
@@ -103,28 +103,8 @@ func cleanEnv(env []string) []string {
 // returns its WebSocket URL.
 func startServer(t *testing.T, cfg server.Config) string {
 	t.Helper()
-	cfg.NoAuth = true
-	cfg.Store = storage.NewMemory()
 	cfg.Logger = slog.New(slog.NewTextHandler(t.Output(), &slog.HandlerOptions{Level: slog.LevelWarn}))
-	srv, err := server.New(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	served := make(chan error, 1)
-	go func() { served <- srv.Serve(ln) }()
-	t.Cleanup(func() {
-		if err := srv.Close(); err != nil {
-			t.Errorf("server Close: %v", err)
-		}
-		if err := <-served; err != nil {
-			t.Errorf("server Serve: %v", err)
-		}
-	})
-	return "ws://" + ln.Addr().String() + "/ws"
+	return "ws://" + testserver.Start(t, cfg) + "/ws"
 }
 
 // startSilent listens on a free port, accepts connections and never
