@@ -60,7 +60,7 @@ test-go:
 
 ## test-browser: Go packages that only run in a browser, in Chromium
 test-browser:
-	GOOS=js GOARCH=wasm $(GO) test -count=1 ./idb/...
+	GOOS=js GOARCH=wasm $(GO) test -count=1 ./idb/... ./wasm/...
 
 test-js: wasm build
 	cd js && TOPGUN_SERVER_BIN=$(CURDIR)/bin/topgun-server node --test test/

@@ -47,14 +47,7 @@ func main() {
 	}
 	api := js.Global().Get("Object").New()
 	def := func(name string, fn func(args []js.Value) any) {
-		f := js.FuncOf(func(this js.Value, args []js.Value) (ret any) {
-			defer func() {
-				if r := recover(); r != nil {
-					ret = errObject(fmt.Errorf("topgun: Go panic in %s: %v", name, r))
-				}
-			}()
-			return fn(args)
-		})
+		f := apiFunc(name, fn)
 		funcs = append(funcs, f)
 		api.Set(name, f)
 	}
@@ -79,6 +72,19 @@ func main() {
 	def("lockOnLost", lockOnLost)
 	goReady.Invoke(api)
 	select {} // serve calls until the page goes away
+}
+
+// apiFunc wraps fn for JS: a Go panic becomes an {error, code} result
+// instead of ending the program.
+func apiFunc(name string, fn func(args []js.Value) any) js.Func {
+	return js.FuncOf(func(this js.Value, args []js.Value) (ret any) {
+		defer func() {
+			if r := recover(); r != nil {
+				ret = errObject(fmt.Errorf("topgun: Go panic in %s: %v", name, r))
+			}
+		}()
+		return fn(args)
+	})
 }
 
 // errObject is a plain {error, code} result the shim turns into an
