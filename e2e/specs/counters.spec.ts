@@ -1,5 +1,5 @@
 import { test, expect } from '@playwright/test';
-import { expectValue, harness, incrementMany, newHarnessPage, serverValue, unique, value, waitReady } from './helpers';
+import { expectValue, harness, incrementMany, newHarnessPage, serverValue, startClient, unique, value, waitReady } from './helpers';
 
 test('two browser profiles increment concurrently and converge to the exact total', async ({ browser }) => {
   const name = unique('converge');
@@ -26,7 +26,6 @@ test('offline: writes persist across a reload and reach the server when back onl
   await watcher.evaluate((n) => (window as any).c.getPNCounter(n), name);
 
   const page = await newHarnessPage(ctx);
-  if (process.env.E2E_DEBUG) page.on('console', (m) => console.log('console:', m.text().slice(0, 160)));
   await waitReady(page);
   await incrementMany(page, name, 3);
   await expectValue(watcher, name, 3);
@@ -43,28 +42,14 @@ test('offline: writes persist across a reload and reach the server when back onl
     return route.fulfill({ response: resp });
   });
   await page.reload();
-  await page.waitForFunction(() => (window as any).harnessReady === true);
-
   await ctx.setOffline(true);
-  await page.evaluate(async () => {
-    const { TopGunClient, IDBAdapter } = (window as any).tg;
-    const c = new TopGunClient({ serverUrl: 'ws://' + location.host, storage: new IDBAdapter() });
-    await c.start();
-    (window as any).c = c;
-  });
+  await startClient(page);
   await page.waitForFunction(() => (window as any).c.state !== 'ready');
   await incrementMany(page, name, 7);
   expect(await value(page, name)).toBe(10);
 
   await page.reload(); // offline: served from the cache above
-  if (process.env.E2E_DEBUG) page.on('console', (m) => console.log('console2:', m.text().slice(0, 200)));
-  await page.waitForFunction(() => (window as any).harnessReady === true);
-  await page.evaluate(async () => {
-    const { TopGunClient, IDBAdapter } = (window as any).tg;
-    const c = new TopGunClient({ serverUrl: 'ws://' + location.host, storage: new IDBAdapter() });
-    await c.start();
-    (window as any).c = c;
-  });
+  await startClient(page);
   expect(await value(page, name), 'the offline writes survived the reload').toBe(10);
   expect(await watcher.evaluate((n) => (window as any).c.getPNCounter(n).get(), name)).toBe(3);
 

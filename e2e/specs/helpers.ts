@@ -12,6 +12,11 @@ export const unique = (prefix: string) => `${prefix}:${Date.now().toString(36)}$
 /** Opens the harness page and starts a client on it as window.c. */
 export async function harness(page: Page, storage: 'idb' | 'memory' = 'idb') {
   await page.goto(base() + '/harness.html');
+  await startClient(page, storage);
+}
+
+/** Starts a client as window.c on an already loaded harness page. */
+export async function startClient(page: Page, storage: 'idb' | 'memory' = 'idb') {
   await page.waitForFunction(() => (window as any).harnessReady === true);
   await page.evaluate(async (storage) => {
     const { TopGunClient, IDBAdapter, MemoryAdapter } = (window as any).tg;
