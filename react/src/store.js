@@ -166,6 +166,29 @@ function startQuietly(cs) {
   if (!cs.started) cs.start().catch(() => {});
 }
 
+// attachHandle starts the client if needed and, once it has started,
+// subscribes to the handle (subscribe returns an unsubscribe function) and
+// to the client's state changes. It returns the function that undoes all
+// of it.
+function attachHandle(cs, client, subscribe, refresh) {
+  let offHandle = null;
+  let offState = null;
+  const cancel = cs.whenStarted(() => {
+    try {
+      offHandle = subscribe();
+    } catch {
+      return; // closed meanwhile, or an invalid name: render reports it
+    }
+    offState = client.onStateChange(refresh);
+  });
+  startQuietly(cs);
+  return () => {
+    cancel();
+    offHandle?.();
+    offState?.();
+  };
+}
+
 function perName(cache, client, name, create) {
   let m = cache.get(client);
   if (!m) {
@@ -242,22 +265,7 @@ function createCounterStore(client, name) {
   }
 
   function attach() {
-    let offValue = null;
-    let offState = null;
-    const cancel = cs.whenStarted(() => {
-      try {
-        offValue = counter().subscribe(refresh);
-      } catch {
-        return; // closed meanwhile, or an invalid name: render reports it
-      }
-      offState = client.onStateChange(refresh);
-    });
-    detach = () => {
-      cancel();
-      offValue?.();
-      offState?.();
-    };
-    startQuietly(cs);
+    detach = attachHandle(cs, client, () => counter().subscribe(refresh), refresh);
   }
 
   function need(op) {
@@ -367,27 +375,13 @@ function createLockStore(client, name) {
   }
 
   function attach() {
-    let offLost = null;
-    let offState = null;
-    const cancel = cs.whenStarted(() => {
-      try {
-        offLost = lk().onLost((reason) => {
-          op++; // a pending renewal's answer is stale now
-          releasing = false;
-          lostReason = String(reason);
-          set('lost');
-        });
-      } catch {
-        return; // closed meanwhile, or an invalid name: render reports it
-      }
-      offState = client.onStateChange(refresh);
-    });
-    detach = () => {
-      cancel();
-      offLost?.();
-      offState?.();
+    const onLost = (reason) => {
+      op++; // a pending renewal's answer is stale now
+      releasing = false;
+      lostReason = String(reason);
+      set('lost');
     };
-    startQuietly(cs);
+    detach = attachHandle(cs, client, () => lk().onLost(onLost), refresh);
   }
 
   function need(what) {
