@@ -37,6 +37,21 @@ type Store interface {
 	Close() error
 }
 
+// CounterWatcher is implemented by stores that several server nodes share
+// (etcd). A node watches the counters its clients subscribe to, so writes
+// made through other nodes reach them.
+type CounterWatcher interface {
+	// WatchCounter returns the stored state of counter name and then calls
+	// fn, from one goroutine at a time, with the entries stored after that
+	// state was read, by any node, until ctx is done; the values given are
+	// the stored (maximum) values. When the watch breaks (compaction, lost
+	// connection), the store reloads the whole state and passes it to fn,
+	// so applying each fn argument as a max-merge never misses a change.
+	// fn is not called after WatchCounter's goroutines have seen ctx done;
+	// they exit then.
+	WatchCounter(ctx context.Context, name string, fn func(crdt.State)) (crdt.State, error)
+}
+
 // Sentinel errors. Use errors.Is; returned errors may wrap these with detail.
 var (
 	// ErrClosed: the store has been closed.
