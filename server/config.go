@@ -6,6 +6,8 @@ import (
 	"net/http"
 	"time"
 
+	clientv3 "go.etcd.io/etcd/client/v3"
+
 	"github.com/topgun-go/topgun/server/storage"
 )
 
@@ -47,6 +49,23 @@ type Config struct {
 	// the protocol.
 	Static http.Handler
 
+	// Etcd, if set, makes this server one node of a cluster sharing an etcd
+	// cluster: locks live in etcd (fencing tokens are etcd revisions) and
+	// Store should be an etcdstore on the same cluster, whose counter
+	// watches carry writes made through other nodes to this node's
+	// clients. The server does not close Etcd.
+	Etcd *clientv3.Client
+	// EtcdPrefix is the key prefix of the locks ("/topgun").
+	EtcdPrefix string
+	// EtcdLeaseTTL is the lease of the locks granted through this node
+	// (10 s, whole seconds): when the node dies, its clients' locks are
+	// freed once it runs out.
+	EtcdLeaseTTL time.Duration
+	// EtcdRequestTimeout bounds one etcd request made for a lock (2 s).
+	// After an etcd leader loss, lock handoff resumes at most this long
+	// after the new leader is elected.
+	EtcdRequestTimeout time.Duration
+
 	// Logger receives structured logs (slog.Default()).
 	Logger *slog.Logger
 }
@@ -78,6 +97,18 @@ func (c *Config) setDefaults() error {
 	}
 	if c.IdleTimeout <= 0 {
 		c.IdleTimeout = 60 * time.Second
+	}
+	if c.EtcdPrefix == "" {
+		c.EtcdPrefix = "/topgun"
+	}
+	if c.EtcdLeaseTTL <= 0 {
+		c.EtcdLeaseTTL = 10 * time.Second
+	}
+	if c.EtcdLeaseTTL < time.Second {
+		c.EtcdLeaseTTL = time.Second
+	}
+	if c.EtcdRequestTimeout <= 0 {
+		c.EtcdRequestTimeout = 2 * time.Second
 	}
 	if c.Logger == nil {
 		c.Logger = slog.Default()

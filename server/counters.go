@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/topgun-go/topgun/crdt"
+	"github.com/topgun-go/topgun/server/storage"
 	"github.com/topgun-go/topgun/sync/wire"
 )
 
@@ -23,10 +24,19 @@ const storeTimeout = 30 * time.Second
 // the counter's durable sequence reaches s, so nothing is acknowledged,
 // or forwarded to other subscribers, before it is stored. Writes are in
 // order, so waiting is a queue ordered by sequence, not a set of futures.
+//
+// An entry lives while it has subscribers or unfinished writes; then it is
+// evicted (dead) and a later request loads it again. With a store shared by
+// several nodes (storage.CounterWatcher) a live entry also watches the
+// store, and changes made through other nodes are merged in and forwarded
+// to its subscribers.
 type counterHub struct {
-	s  *Server
-	mu sync.Mutex
-	m  map[string]*counterEntry
+	s       *Server
+	watcher storage.CounterWatcher // nil unless the store is shared
+	ctx     context.Context        // ends at close: stops the watches
+	cancel  context.CancelFunc
+	mu      sync.Mutex
+	m       map[string]*counterEntry
 
 	ownersMu sync.RWMutex
 	owners   map[string]string // node id → user, cache of Store.ClaimNode
@@ -36,6 +46,7 @@ type counterEntry struct {
 	name    string
 	loaded  chan struct{}
 	loadErr error
+	stop    context.CancelFunc // ends the store watch, if any
 
 	mu      sync.Mutex
 	ctr     crdt.Counter
@@ -46,6 +57,7 @@ type counterEntry struct {
 	from    *conn      // sole contributor of pending, nil if several
 	writing bool       // a writer goroutine is running
 	waiters []counterReply
+	dead    bool // evicted: look the name up again
 }
 
 // counterReply is a reply waiting for durability.
@@ -56,8 +68,14 @@ type counterReply struct {
 }
 
 func newCounterHub(s *Server) *counterHub {
-	return &counterHub{s: s, m: make(map[string]*counterEntry), owners: make(map[string]string)}
+	h := &counterHub{s: s, m: make(map[string]*counterEntry), owners: make(map[string]string)}
+	h.watcher, _ = s.cfg.Store.(storage.CounterWatcher)
+	h.ctx, h.cancel = context.WithCancel(context.Background())
+	return h
 }
+
+// close stops the store watches (server shutdown).
+func (h *counterHub) close() { h.cancel() }
 
 func emptyState() crdt.State {
 	return crdt.State{P: map[string]int64{}, N: map[string]int64{}}
@@ -78,13 +96,16 @@ func (h *counterHub) get(name string) (*counterEntry, error) {
 	}
 	h.mu.Unlock()
 	if !ok {
-		ctx, cancel := context.WithTimeout(context.Background(), storeTimeout)
-		st, err := h.s.cfg.Store.LoadCounter(ctx, name)
-		cancel()
+		st, err := h.load(e)
 		if err == nil {
+			e.mu.Lock()
 			_, err = e.ctr.Merge(st)
+			e.mu.Unlock()
 		}
 		if err != nil {
+			if e.stop != nil {
+				e.stop()
+			}
 			e.loadErr = err
 			h.mu.Lock()
 			delete(h.m, name) // let a later call retry
@@ -96,19 +117,96 @@ func (h *counterHub) get(name string) (*counterEntry, error) {
 	return e, e.loadErr
 }
 
+// load reads e's stored state, and with a shared store starts watching it.
+func (h *counterHub) load(e *counterEntry) (crdt.State, error) {
+	if h.watcher == nil {
+		ctx, cancel := context.WithTimeout(context.Background(), storeTimeout)
+		defer cancel()
+		return h.s.cfg.Store.LoadCounter(ctx, e.name)
+	}
+	ctx, stop := context.WithCancel(h.ctx)
+	e.stop = stop
+	var once sync.Once
+	t := time.AfterFunc(storeTimeout, func() { once.Do(stop) }) // bounds the load only
+	st, err := h.watcher.WatchCounter(ctx, e.name, func(d crdt.State) { h.remote(e, d) })
+	if !t.Stop() && err == nil {
+		err = context.DeadlineExceeded
+	}
+	return st, err
+}
+
+// remote merges changes stored through other nodes and forwards what
+// changed to the subscribers.
+func (h *counterHub) remote(e *counterEntry, d crdt.State) {
+	e.mu.Lock()
+	delta := emptyState()
+	n, err := e.ctr.MergeInto(d, &delta)
+	if err != nil || n == 0 || e.dead {
+		e.mu.Unlock()
+		if err != nil {
+			h.s.log.Warn("counter change from the store", "name", e.name, "err", err)
+		}
+		return
+	}
+	subs := make([]*conn, 0, len(e.subs))
+	for o := range e.subs {
+		subs = append(subs, o)
+	}
+	e.mu.Unlock()
+	for _, o := range subs {
+		o.pushUpdate(e.name, delta)
+	}
+}
+
+// lockLive returns the live entry for name, locked.
+func (h *counterHub) lockLive(name string) (*counterEntry, error) {
+	for {
+		e, err := h.get(name)
+		if err != nil {
+			return nil, err
+		}
+		e.mu.Lock()
+		if !e.dead {
+			return e, nil
+		}
+		e.mu.Unlock()
+	}
+}
+
+// idleLocked marks e dead if nothing keeps it in memory and reports
+// whether it did; the caller then calls forget without e.mu. e.mu held.
+func (e *counterEntry) idleLocked() bool {
+	if e.dead || len(e.subs) > 0 || e.writing || len(e.waiters) > 0 || e.pending.Len() > 0 {
+		return false
+	}
+	e.dead = true
+	return true
+}
+
+// forget removes a dead entry and stops its watch.
+func (h *counterHub) forget(e *counterEntry) {
+	h.mu.Lock()
+	if h.m[e.name] == e {
+		delete(h.m, e.name)
+	}
+	h.mu.Unlock()
+	if e.stop != nil {
+		e.stop()
+	}
+}
+
 // request answers COUNTER_REQUEST: subscribe and send the full state.
 func (h *counterHub) request(c *conn, name string) {
 	if err := wire.ValidName(name); err != nil {
 		c.sendError(400, "COUNTER_REQUEST: %v", err)
 		return
 	}
-	e, err := h.get(name)
+	e, err := h.lockLive(name)
 	if err != nil {
 		c.log.Error("load counter", "name", name, "err", err)
 		c.sendError(500, "counter %q could not be loaded; retry", name)
 		return
 	}
-	e.mu.Lock()
 	e.subs[c] = struct{}{}
 	c.subs[name] = e
 	msg := wire.CounterResponse{Name: name, State: e.ctr.State()}
@@ -124,13 +222,12 @@ func (h *counterHub) sync(c *conn, m wire.CounterSync) {
 		c.sendError(400, "COUNTER_SYNC: %v", err)
 		return
 	}
-	e, err := h.get(m.Name)
+	e, err := h.lockLive(m.Name)
 	if err != nil {
 		c.log.Error("load counter", "name", m.Name, "err", err)
 		c.sendError(500, "counter %q could not be loaded; retry", m.Name)
 		return
 	}
-	e.mu.Lock()
 	defer e.mu.Unlock()
 	if !h.s.cfg.NoAuth {
 		if node, err := h.checkOwners(c, e, m.State); err != nil {
@@ -210,7 +307,6 @@ func (h *counterHub) startWriter(e *counterEntry) {
 func (h *counterHub) write(e *counterEntry) {
 	defer h.s.wg.Done()
 	e.mu.Lock()
-	defer e.mu.Unlock()
 	for e.pending.Len() > 0 {
 		batch, from, upto := e.pending, e.from, e.seq
 		e.pending, e.from = emptyState(), nil
@@ -258,6 +354,11 @@ func (h *counterHub) write(e *counterEntry) {
 		}
 	}
 	e.writing = false
+	idle := e.idleLocked()
+	e.mu.Unlock()
+	if idle {
+		h.forget(e)
+	}
 }
 
 // takeWaiters removes and returns the waiters with seq ≤ upto. e.mu held.
@@ -319,7 +420,11 @@ func (h *counterHub) unsubscribeAll(c *conn) {
 	for _, e := range c.subs {
 		e.mu.Lock()
 		delete(e.subs, c)
+		idle := e.idleLocked()
 		e.mu.Unlock()
+		if idle {
+			h.forget(e)
+		}
 	}
 	clear(c.subs)
 }

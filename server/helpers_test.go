@@ -9,16 +9,78 @@ import (
 	"net"
 	"os"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/coder/websocket"
 
+	"github.com/topgun-go/topgun/internal/etcdtest"
 	"github.com/topgun-go/topgun/server/storage"
 	"github.com/topgun-go/topgun/sync/wire"
 )
 
-func TestMain(m *testing.M) { leakcheck.Main(m, "topgun/server.") }
+func TestMain(m *testing.M) {
+	code := m.Run()
+	if sharedEtcd.c != nil {
+		sharedEtcd.c.Stop()
+		os.RemoveAll(sharedEtcd.dir)
+	}
+	if code == 0 {
+		if err := leakcheck.Wait(10*time.Second, "topgun/server."); err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			code = 1
+		}
+	}
+	os.Exit(code)
+}
+
+// sharedEtcd is one etcd member for the package's tests, started on first
+// use; each test uses its own key prefix.
+var sharedEtcd struct {
+	once sync.Once
+	c    *etcdtest.Cluster
+	dir  string
+	err  error
+}
+
+// lockMode turns a test's Config into one of the modes the lock tests run
+// in.
+type lockMode func(t *testing.T, cfg Config) Config
+
+// eachLockMode runs fn against a single-node server and against a node of
+// an etcd cluster: locks behave alike in both.
+func eachLockMode(t *testing.T, fn func(t *testing.T, mode lockMode)) {
+	t.Parallel()
+	t.Run("local", func(t *testing.T) {
+		t.Parallel()
+		fn(t, func(t *testing.T, cfg Config) Config { return cfg })
+	})
+	t.Run("etcd", func(t *testing.T) {
+		t.Parallel()
+		fn(t, withEtcd)
+	})
+}
+
+var prefixSeq atomic.Uint64
+
+// withEtcd sets cfg up as a node of the shared etcd, under a key prefix of
+// its own (one per call site: call it once per test).
+func withEtcd(t *testing.T, cfg Config) Config {
+	t.Helper()
+	sharedEtcd.once.Do(func() {
+		sharedEtcd.dir, sharedEtcd.err = os.MkdirTemp("", "topgun-server-etcd")
+		if sharedEtcd.err == nil {
+			sharedEtcd.c, sharedEtcd.err = etcdtest.Start(context.Background(), 1, sharedEtcd.dir, nil)
+		}
+	})
+	if sharedEtcd.err != nil {
+		t.Fatal(sharedEtcd.err)
+	}
+	cfg.Etcd = sharedEtcd.c.Client(t)
+	cfg.EtcdPrefix = fmt.Sprintf("/test/%d", prefixSeq.Add(1))
+	return cfg
+}
 
 func quietLogger() *slog.Logger {
 	if testing.Verbose() {

@@ -17,6 +17,33 @@ const (
 	maxWaitingPerConn = 1024
 )
 
+// lockService grants leases on names: lockManager on one node, etcdLocks
+// across the nodes of a cluster. Both behave alike to clients.
+type lockService interface {
+	acquire(c *conn, r wire.LockRequest)
+	release(c *conn, r wire.LockRelease)
+	disconnect(c *conn) // c's reader is done: drop its requests, free its locks
+	close()             // server shutdown, after every connection is gone
+}
+
+// lockParams validates r and returns its lease, or the reason to deny it.
+func (s *Server) lockParams(r wire.LockRequest) (ttl time.Duration, reason string) {
+	if err := wire.ValidName(r.Name); err != nil {
+		return 0, wire.ReasonInvalidName
+	}
+	ttl = s.cfg.DefaultLockTTL
+	if r.TTL != nil {
+		if *r.TTL == 0 || *r.TTL > uint64(s.cfg.MaxLockTTL/time.Millisecond) {
+			return 0, wire.ReasonInvalidTTL
+		}
+		ttl = time.Duration(*r.TTL) * time.Millisecond
+	}
+	if r.Wait > uint64(s.cfg.MaxLockTTL/time.Millisecond) {
+		return 0, wire.ReasonInvalidTTL
+	}
+	return ttl, ""
+}
+
 // lockManager grants leases on names. One mutex guards everything: lock
 // operations are short and in memory, except the occasional durable
 // reservation of a fencing block.
@@ -72,20 +99,9 @@ func (m *lockManager) fence() (uint64, error) {
 
 // acquire answers LOCK_REQUEST.
 func (m *lockManager) acquire(c *conn, r wire.LockRequest) {
-	if err := wire.ValidName(r.Name); err != nil {
-		c.send(deny(r, wire.ReasonInvalidName))
-		return
-	}
-	ttl := m.s.cfg.DefaultLockTTL
-	if r.TTL != nil {
-		if *r.TTL == 0 || *r.TTL > uint64(m.s.cfg.MaxLockTTL/time.Millisecond) {
-			c.send(deny(r, wire.ReasonInvalidTTL))
-			return
-		}
-		ttl = time.Duration(*r.TTL) * time.Millisecond
-	}
-	if r.Wait > uint64(m.s.cfg.MaxLockTTL/time.Millisecond) {
-		c.send(deny(r, wire.ReasonInvalidTTL))
+	ttl, reason := m.s.lockParams(r)
+	if reason != "" {
+		c.send(deny(r, reason))
 		return
 	}
 

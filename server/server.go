@@ -24,7 +24,7 @@ type Server struct {
 	log      *slog.Logger
 	verifier *verifier
 	counters *counterHub
-	locks    *lockManager
+	locks    lockService
 	http     *http.Server
 
 	nextID  atomic.Uint64
@@ -55,7 +55,20 @@ func New(cfg Config) (*Server, error) {
 		s.verifier = v
 	}
 	s.counters = newCounterHub(s)
-	s.locks = newLockManager(s)
+	if cfg.Etcd != nil {
+		el := newEtcdLocks(s)
+		// Serve lock requests from the first connection on.
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		err := el.waitLease(ctx)
+		cancel()
+		if err != nil {
+			el.close()
+			return nil, err
+		}
+		s.locks = el
+	} else {
+		s.locks = newLockManager(s)
+	}
 	s.http = &http.Server{
 		Handler:           s.Handler(),
 		ReadHeaderTimeout: 10 * time.Second,
@@ -128,6 +141,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	err := s.http.Shutdown(ctx)
 	s.wg.Wait()
 	s.locks.close()
+	s.counters.close()
 	return err
 }
 
