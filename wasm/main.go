@@ -56,6 +56,7 @@ func main() {
 	def("clientState", clientState)
 	def("onState", onState)
 	def("nodeId", func(a []js.Value) any { return getClient(a[0]).c.NodeID() })
+	def("clientUrl", func(a []js.Value) any { return getClient(a[0]).c.URL() })
 	def("retryNow", func(a []js.Value) any { getClient(a[0]).c.RetryNow(); return nil })
 	def("setOnline", func(a []js.Value) any { getClient(a[0]).c.SetOnline(a[1].Bool()); return nil })
 	// kick is called once per tick after the tick's tg_counter_add calls:
@@ -209,9 +210,10 @@ func getLock(v js.Value) *client.Lock {
 	return locks[i]
 }
 
-// createClient(options) → Promise<id>. options: serverUrl, token,
-// getToken (function returning a string or a Promise of one), nodeId,
-// storage {kind: "memory"|"idb", name}, syncDelayMs, debug.
+// createClient(options) → Promise<id>. options: serverUrl (a string or an
+// array of strings: Options.URLs), token, getToken (function returning a
+// string or a Promise of one), nodeId, storage {kind: "memory"|"idb", name},
+// syncDelayMs, debug.
 func createClient(args []js.Value) any {
 	o := args[0]
 	str := func(k string) string {
@@ -220,7 +222,8 @@ func createClient(args []js.Value) any {
 		}
 		return ""
 	}
-	opts := client.Options{URL: str("serverUrl"), Token: str("token"), NodeID: str("nodeId")}
+	urls, urlErr := stringList(o.Get("serverUrl"))
+	opts := client.Options{URLs: urls, Token: str("token"), NodeID: str("nodeId")}
 	if o.Get("debug").Truthy() {
 		opts.Logger = consoleLogger{}
 	}
@@ -246,6 +249,9 @@ func createClient(args []js.Value) any {
 		dbName = storage.Get("name").String()
 	}
 	return promise(func() (any, error) {
+		if urlErr != nil {
+			return nil, fmt.Errorf("topgun: serverUrl: %w", urlErr)
+		}
 		h := &clientHandle{}
 		if useIDB {
 			s, err := idb.Open(context.Background(), dbName)
@@ -280,6 +286,25 @@ func createClient(args []js.Value) any {
 		clients = append(clients, h)
 		return len(clients) - 1, nil
 	})
+}
+
+// stringList reads a string or an array of strings.
+func stringList(v js.Value) ([]string, error) {
+	if v.Type() == js.TypeString {
+		return []string{v.String()}, nil
+	}
+	if !js.Global().Get("Array").Call("isArray", v).Bool() {
+		return nil, fmt.Errorf("want a string or an array of strings, got %s", v.Type())
+	}
+	list := make([]string, v.Length())
+	for i := range list {
+		e := v.Index(i)
+		if e.Type() != js.TypeString {
+			return nil, fmt.Errorf("element %d is a %s, not a string", i, e.Type())
+		}
+		list[i] = e.String()
+	}
+	return list, nil
 }
 
 // closeClient(id) → Promise.

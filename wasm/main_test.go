@@ -4,6 +4,7 @@ package main
 
 import (
 	"errors"
+	"slices"
 	"strings"
 	"syscall/js"
 	"testing"
@@ -52,6 +53,35 @@ func TestErrObjectCodes(t *testing.T) {
 	} {
 		if got := errObject(err).Get("code").String(); got != code {
 			t.Errorf("errObject(%v).code = %s, want %s", err, got, code)
+		}
+	}
+}
+
+// TestStringList: serverUrl is a string or an array of strings.
+func TestStringList(t *testing.T) {
+	tests := []struct {
+		in   any
+		want []string // nil: an error
+	}{
+		{"ws://a/ws", []string{"ws://a/ws"}},
+		{[]any{"ws://a/ws", "ws://b/ws"}, []string{"ws://a/ws", "ws://b/ws"}},
+		{[]any{}, []string{}},
+		{[]any{"ws://a/ws", 1}, nil},
+		{42, nil},
+		{nil, nil},
+		{js.Undefined(), nil},
+		{map[string]any{"0": "ws://a/ws"}, nil},
+	}
+	for _, tt := range tests {
+		got, err := stringList(js.ValueOf(tt.in))
+		if tt.want == nil {
+			if err == nil {
+				t.Errorf("stringList(%v) = %q, want an error", tt.in, got)
+			}
+			continue
+		}
+		if err != nil || !slices.Equal(got, tt.want) {
+			t.Errorf("stringList(%v) = %q, %v; want %q", tt.in, got, err, tt.want)
 		}
 	}
 }

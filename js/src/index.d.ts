@@ -43,8 +43,18 @@ export class IDBAdapter {
 }
 
 export interface TopGunClientOptions {
-  /** ws:// or wss:// URL of a topgun-go (or TopGun) server. */
-  serverUrl: string;
+  /**
+   * ws:// or wss:// URL of a topgun-go (or TopGun) server, or a non-empty
+   * array of them (the nodes of a cluster sharing one storage; duplicates
+   * are dropped). Anything else throws TypeError. The client uses one URL at
+   * a time, starting with the first, and fails over to the next, round-robin,
+   * after a failed attempt or a lost connection: the first try after losing
+   * a ready connection comes within half a second (jittered), later ones
+   * back off (1 s doubling to 30 s, jittered).
+   * Every counter resyncs on the new connection; held locks are lost
+   * ('disconnected'), as on any disconnect (sync/client Options.URLs).
+   */
+  serverUrl: string | string[];
   /** Where counters persist. Default: MemoryAdapter. */
   storage?: IDBAdapter | MemoryAdapter;
   /** JWT sent in AUTH on every connection. */
@@ -70,6 +80,12 @@ export class TopGunClient extends EventTarget {
   readonly state: ConnectionState;
   /** Calls cb with every new state; also dispatched as a 'statechange' CustomEvent. */
   onStateChange(cb: (state: ConnectionState) => void): () => void;
+  /**
+   * The server URL in use: the one connected or connecting to, or, between
+   * attempts, the one dialled next (sync/client Client.URL). The first of
+   * serverUrl before start(); the last one used after close().
+   */
+  readonly url: string;
   /** This replica's node id (still readable after close()). */
   readonly nodeId: string;
   /**

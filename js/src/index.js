@@ -41,6 +41,25 @@ function rethrow(e) {
   throw e instanceof Error ? e : new TopGunError('ERROR', String(e));
 }
 
+const URL_RULE = 'a ws:// or wss:// URL, or a non-empty array of them';
+
+function show(v) {
+  try {
+    return JSON.stringify(v) ?? String(v);
+  } catch {
+    return String(v);
+  }
+}
+
+// serverUrls returns serverUrl as a list (a copy), or throws TypeError.
+function serverUrls(v) {
+  const list = Array.isArray(v) ? [...v] : [v];
+  if (list.length === 0 || !list.every((u) => typeof u === 'string' && /^wss?:\/\//.test(u))) {
+    throw new TypeError(`TopGunClient: serverUrl must be ${URL_RULE}; got ${show(v)}`);
+  }
+  return list;
+}
+
 function checkName(kind, name) {
   if (typeof name !== 'string' || !NAME_RE.test(name)) {
     throw new TypeError(`${kind} name must be ${NAME_RULE}; got ${JSON.stringify(name)}`);
@@ -151,12 +170,11 @@ export class TopGunClient extends EventTarget {
   #closed = false;
   #online = true;
   #nodeId = null;
+  #url;
 
   constructor(options) {
     super();
-    if (!options || typeof options.serverUrl !== 'string' || !/^wss?:\/\//.test(options.serverUrl)) {
-      throw new TypeError('TopGunClient: serverUrl must be a ws:// or wss:// URL');
-    }
+    const urls = serverUrls(options?.serverUrl);
     if (options.token !== undefined && typeof options.token !== 'string') {
       throw new TypeError('TopGunClient: token must be a string');
     }
@@ -167,7 +185,8 @@ export class TopGunClient extends EventTarget {
     if (storage.kind !== 'memory' && storage.kind !== 'idb') {
       throw new TypeError('TopGunClient: storage must be an IDBAdapter or a MemoryAdapter');
     }
-    this.#opts = { ...options, storage };
+    this.#opts = { ...options, serverUrl: urls, storage };
+    this.#url = urls[0];
   }
 
   /** Loads local state and starts connecting; does not wait for the network. */
@@ -227,6 +246,15 @@ export class TopGunClient extends EventTarget {
   /** False after setOnline(false). */
   get online() {
     return this.#online;
+  }
+
+  /**
+   * The server URL in use: the one connected or connecting to, or, between
+   * attempts, the one dialled next. The first of serverUrl before start().
+   */
+  get url() {
+    if (!this.#closed && this.#id >= 0 && !fatalError) this.#url = this.#rt.api.clientUrl(this.#id);
+    return this.#url;
   }
 
   /** This replica's node id (persisted per browser profile with IDBAdapter). */

@@ -31,3 +31,17 @@ func TestBackoff(t *testing.T) {
 		}
 	}
 }
+
+func TestFailoverDelay(t *testing.T) {
+	t.Parallel()
+	c, err := New(Options{URLs: []string{"ws://127.0.0.1:1/ws", "ws://127.0.0.1:2/ws"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	for range 200 {
+		if d := c.failoverDelay(); d < 0 || d >= time.Second/2 {
+			t.Fatalf("failoverDelay() = %v, want in [0, 500ms)", d)
+		}
+	}
+}

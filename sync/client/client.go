@@ -23,9 +23,9 @@ const finalPersistTimeout = 5 * time.Second
 // persistRetry is the delay before a failed Store.Apply is retried.
 const persistRetry = time.Second
 
-// Client is the engine: one connection to a server, the counters and locks
-// used through it, and their local persistence. Its methods are safe for
-// concurrent use.
+// Client is the engine: one connection to a server (one of its URLs at a
+// time), the counters and locks used through it, and their local
+// persistence. Its methods are safe for concurrent use.
 type Client struct {
 	opts     Options
 	log      Logger
@@ -38,9 +38,11 @@ type Client struct {
 	wg     sync.WaitGroup
 	closed atomic.Bool
 
-	nodeID string // set once by Start, read-only afterwards
+	nodeID string   // set once by Start, read-only afterwards
+	urls   []string // Options.URL then Options.URLs, without duplicates
 
 	mu        sync.Mutex
+	urlIdx    int // urls[urlIdx] is in use; only run changes it
 	started   bool
 	state     State
 	stateCh   chan struct{} // closed and replaced on every state change
@@ -69,8 +71,9 @@ type stateSub struct {
 
 // New returns a client for opts. It does no I/O; call Start.
 func New(opts Options) (*Client, error) {
-	if opts.URL == "" {
-		return nil, errors.New("client: Options.URL is required")
+	urls, err := serverURLs(opts)
+	if err != nil {
+		return nil, err
 	}
 	if opts.NodeID != "" && len(opts.NodeID) > maxNodeLen {
 		return nil, fmt.Errorf("client: node id longer than %d bytes", maxNodeLen)
@@ -79,6 +82,7 @@ func New(opts Options) (*Client, error) {
 	c := &Client{
 		opts:     opts,
 		log:      opts.Logger,
+		urls:     urls,
 		store:    opts.Store,
 		stateCh:  make(chan struct{}),
 		counters: make(map[string]*Counter),
@@ -94,6 +98,31 @@ func New(opts Options) (*Client, error) {
 	}
 	c.ctx, c.cancel = context.WithCancel(context.Background())
 	return c, nil
+}
+
+// serverURLs returns opts.URL followed by opts.URLs, each once.
+func serverURLs(opts Options) ([]string, error) {
+	urls := make([]string, 0, 1+len(opts.URLs))
+	seen := make(map[string]bool, 1+len(opts.URLs))
+	add := func(u string) {
+		if !seen[u] {
+			seen[u] = true
+			urls = append(urls, u)
+		}
+	}
+	if opts.URL != "" {
+		add(opts.URL)
+	}
+	for i, u := range opts.URLs {
+		if u == "" {
+			return nil, fmt.Errorf("client: Options.URLs[%d] is empty", i)
+		}
+		add(u)
+	}
+	if len(urls) == 0 {
+		return nil, errors.New("client: Options.URL is required")
+	}
+	return urls, nil
 }
 
 // Start loads the node id and every stored counter, then starts connecting
@@ -186,6 +215,28 @@ func (c *Client) NodeID() string {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	return c.nodeID
+}
+
+// URL returns the server URL in use: the one the client is connected or
+// connecting to or, between attempts, the one it dials next. It changes
+// only with more than one URL (Options.URLs), after an attempt failed or a
+// connection was lost, and before the state becomes Offline.
+func (c *Client) URL() string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.urls[c.urlIdx]
+}
+
+// nextURL moves to the next server URL, round-robin, and reports whether
+// that is another URL than before.
+func (c *Client) nextURL() bool {
+	if len(c.urls) < 2 {
+		return false
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.urlIdx = (c.urlIdx + 1) % len(c.urls)
+	return true
 }
 
 // State returns the current connection state.
@@ -505,6 +556,14 @@ func (c *Client) backoff(n int) time.Duration {
 	}
 	d = min(d, c.opts.MaxBackoff)
 	return time.Duration(float64(d) * (0.5 + mrand.Float64()))
+}
+
+// failoverDelay returns the delay before the first attempt on the next URL
+// after a ready connection was lost: short, since that server is not known
+// to be down, but jittered, so that the clients of a node that died do not
+// all reach the next node in the same instant.
+func (c *Client) failoverDelay() time.Duration {
+	return time.Duration(float64(c.opts.MinBackoff) * 0.5 * mrand.Float64())
 }
 
 // Reload reads the named counters back from the store and folds in what

@@ -2,6 +2,7 @@ package client
 
 import (
 	"context"
+	"errors"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -229,18 +230,31 @@ func (c *Client) run() {
 			case <-c.retry:
 			}
 		}
-		wasReady, err := c.connectOnce()
+		url := c.URL()
+		wasReady, err := c.connectOnce(url)
 		if c.ctx.Err() != nil {
 			return
 		}
 		if wasReady {
 			attempt = 0
 		}
-		c.log.Info("client: connection ended", "err", err, "ready", wasReady)
+		c.log.Info("client: connection ended", "url", url, "err", err, "ready", wasReady)
+		// Every failed attempt and lost connection moves on to the next URL,
+		// except going offline on purpose, which says nothing about the
+		// server.
+		switched := !errors.Is(err, ErrOffline) && c.nextURL()
 		c.setState(Offline, err)
-		d := c.backoff(attempt)
-		if attempt < 32 {
-			attempt++
+		var d time.Duration
+		if wasReady && switched {
+			// Failover: the next server is probably up, so try it at once
+			// (with jitter), and keep the backoff for when it is not.
+			d = c.failoverDelay()
+			c.log.Info("client: failing over", "url", c.URL(), "delay", d)
+		} else {
+			d = c.backoff(attempt)
+			if attempt < 32 {
+				attempt++
+			}
 		}
 		t := time.NewTimer(d)
 		select {
@@ -282,12 +296,13 @@ func (c *Client) RetryNow() {
 	}
 }
 
-// connectOnce dials, handshakes and serves one connection until it ends.
-func (c *Client) connectOnce() (wasReady bool, err error) {
+// connectOnce dials url, handshakes and serves one connection until it
+// ends.
+func (c *Client) connectOnce(url string) (wasReady bool, err error) {
 	c.setState(Connecting, nil)
 	hctx, cancel := context.WithTimeout(c.ctx, c.opts.ConnectTimeout)
 	defer cancel()
-	t, err := c.opts.Dialer(hctx, c.opts.URL)
+	t, err := c.opts.Dialer(hctx, url)
 	if err != nil {
 		return false, err
 	}

@@ -13,8 +13,8 @@
 // # Connection
 //
 // Start loads the node id (created once and persisted by the Store) and every
-// stored counter, then connects in the background. Each attempt dials
-// Options.URL and sends AUTH with Options.Token or TokenFunc's token (ready on
+// stored counter, then connects in the background. Each attempt dials the
+// current server URL (URL reports it) and sends AUTH with Options.Token or TokenFunc's token (ready on
 // AUTH_ACK), or, without a token, DEVICE_HELLO (ready on DEVICE_ACK, on any
 // other message but AUTH_REQUIRED, or after HelloTimeout). State and
 // OnStateChange report Connecting, Authenticating, Ready, Offline and Closed;
@@ -24,6 +24,20 @@
 // when no PONG came for PingTimeout. Failed or dropped connections are retried
 // after min(MinBackoff·2^attempt, MaxBackoff) × uniform[0.5, 1.5); the attempt
 // count resets whenever a connection becomes ready.
+//
+// # Several servers
+//
+// Options.URL and Options.URLs list the servers, for instance the nodes of a
+// cluster sharing one storage; the client uses one at a time, in that order,
+// duplicates dropped. After every failed attempt (dial, handshake) and every
+// lost connection it moves on to the next URL, round-robin, before it reports
+// Offline; going offline with SetOnline(false) keeps the URL. When a ready
+// connection is lost the next URL is tried after only MinBackoff ×
+// uniform[0, 0.5), not a full backoff, so the clients of a node that died move
+// to another node promptly, jittered so they do not arrive all at once;
+// attempts after that back off as above. The new connection is like any other:
+// every counter resyncs on ready, and locks held on the old one are lost
+// (OnLost with LostDisconnected), since a lease belongs to its connection.
 //
 // # Counters
 //

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/topgun-go/topgun/server"
+	"github.com/topgun-go/topgun/server/storage"
 	"github.com/topgun-go/topgun/sync/client"
 	"github.com/topgun-go/topgun/sync/transport"
 	"github.com/topgun-go/topgun/sync/wire"
@@ -36,9 +37,8 @@ type testServer struct {
 	addr string
 }
 
-// startServer runs a real no-auth server on 127.0.0.1 for the test.
-func startServer(t *testing.T, mod ...func(*server.Config)) testServer {
-	t.Helper()
+// serverConfig is the tests' server configuration: no auth, quiet.
+func serverConfig(mod ...func(*server.Config)) server.Config {
 	cfg := server.Config{
 		DefaultLockTTL: 30 * time.Second,
 		MaxLockTTL:     time.Hour,
@@ -47,8 +47,36 @@ func startServer(t *testing.T, mod ...func(*server.Config)) testServer {
 	for _, f := range mod {
 		f(&cfg)
 	}
-	addr := testserver.Start(t, cfg)
+	return cfg
+}
+
+// startServer runs a real no-auth server on 127.0.0.1 for the test.
+func startServer(t *testing.T, mod ...func(*server.Config)) testServer {
+	t.Helper()
+	addr := testserver.Start(t, serverConfig(mod...))
 	return testServer{url: "ws://" + addr + "/ws", addr: addr}
+}
+
+// startNode runs a server on st, a storage that other nodes may share,
+// which the test can stop before it ends (Close).
+func startNode(t *testing.T, st storage.Store) *testserver.Server {
+	t.Helper()
+	return testserver.StartServer(t, serverConfig(func(c *server.Config) { c.Store = st }))
+}
+
+// refusedURL returns a ws:// URL on 127.0.0.1 where nothing listens: the
+// port of a listener just closed.
+func refusedURL(t *testing.T) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	if err := ln.Close(); err != nil {
+		t.Fatal(err)
+	}
+	return "ws://" + addr + "/ws"
 }
 
 // fastOptions are Options tuned for quick tests.

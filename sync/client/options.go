@@ -8,10 +8,16 @@ import (
 	"github.com/topgun-go/topgun/sync/transport"
 )
 
-// Options configure a Client. Only URL is required.
+// Options configure a Client. Only a server URL (URL or URLs) is required.
 type Options struct {
 	// URL of the server's WebSocket endpoint, ws(s)://host:port/ws.
 	URL string
+	// URLs are the endpoints of more servers sharing one storage (the nodes
+	// of a cluster). The client uses one at a time, in the order URL, then
+	// URLs, duplicates dropped, and moves to the next after every failed
+	// attempt or lost connection, round-robin: when a node dies its clients
+	// reconnect to another.
+	URLs []string
 	// Token is a JWT sent in AUTH on every connection. TokenFunc, if set,
 	// is called instead before every connection attempt. With neither the
 	// client sends DEVICE_HELLO (no-auth servers).
@@ -34,7 +40,9 @@ type Options struct {
 	PingInterval, PingTimeout time.Duration
 	// MinBackoff and MaxBackoff bound the reconnect delay
 	// min(MinBackoff·2^attempt, MaxBackoff) × uniform[0.5, 1.5).
-	// Defaults 1s and 30s.
+	// Defaults 1s and 30s. With more than one URL, the first attempt after
+	// a ready connection was lost goes to the next URL after only
+	// MinBackoff × uniform[0, 0.5).
 	MinBackoff, MaxBackoff time.Duration
 	// SyncDelay debounces persistence and counter syncs after a local
 	// write. Default 50ms.
