@@ -10,7 +10,10 @@
 //     persisted durably and acknowledged) with 200 clients pipelining,
 //     against PING/PONG frames per second with the same clients and window;
 //   - durable store writes per second from 200 writers, bbolt with the tuned
-//     db.Batch against one fsync per write (MaxBatchSize 1).
+//     db.Batch against one fsync per write (MaxBatchSize 1);
+//   - cluster mode (3 etcd members, 2 server nodes): lock round trips,
+//     merges/s and write-to-update latency against the single-node figures,
+//     and the time from an etcd leader kill to the next lock grant.
 //
 // The server runs in this process on 127.0.0.1 with the bbolt store in a
 // temporary directory, as in production; the load generator shares the
@@ -121,12 +124,15 @@ func main() {
 	for _, c := range cs {
 		c.ws.CloseNow()
 	}
+	base := singleNode{lock: lockLat, merges: own, update: singleUpdateLatency(url)}
 	srv.Close()
 	store.Close()
 
 	batched := storeWrites(filepath.Join(dir, "batched.db"), boltstore.Options{}, *duration)
 	single := storeWrites(filepath.Join(dir, "single.db"), boltstore.Options{MaxBatchSize: 1, MaxBatchDelay: time.Microsecond}, *duration)
 	rep.store(batched, single)
+
+	clusterBench(&rep, dir, base)
 
 	fmt.Print(rep.String())
 	if *out != "" {

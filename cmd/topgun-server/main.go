@@ -13,6 +13,13 @@
 //	--static       directory served at / for plain HTTP (the demo page) [TOPGUN_STATIC]
 //	--log-level    debug, info, warn or error [TOPGUN_LOG_LEVEL]  (info)
 //
+// Cluster mode (several nodes sharing an etcd cluster; docs/deployment.md):
+//
+//	--etcd                 comma-separated etcd endpoints; replaces --data [TOPGUN_ETCD]
+//	--etcd-prefix          key prefix in etcd [TOPGUN_ETCD_PREFIX]  (/topgun)
+//	--etcd-lease-ttl       lease of the locks granted through this node [TOPGUN_ETCD_LEASE_TTL]  (10s)
+//	--etcd-request-timeout bound of one etcd request for a lock [TOPGUN_ETCD_REQUEST_TIMEOUT]  (2s)
+//
 // Without a JWT secret and without --no-auth it refuses to start.
 package main
 
@@ -31,9 +38,13 @@ import (
 	"syscall"
 	"time"
 
+	clientv3 "go.etcd.io/etcd/client/v3"
+	"go.uber.org/zap"
+
 	"github.com/topgun-go/topgun/server"
 	"github.com/topgun-go/topgun/server/storage"
 	"github.com/topgun-go/topgun/server/storage/boltstore"
+	"github.com/topgun-go/topgun/server/storage/etcdstore"
 )
 
 func main() {
@@ -69,16 +80,28 @@ func run(args []string) error {
 	if err != nil {
 		return fmt.Errorf("TOPGUN_LOCK_TTL_MAX: %w", err)
 	}
+	leaseTTL, err := time.ParseDuration(env("TOPGUN_ETCD_LEASE_TTL", "10s"))
+	if err != nil {
+		return fmt.Errorf("TOPGUN_ETCD_LEASE_TTL: %w", err)
+	}
+	reqTimeout, err := time.ParseDuration(env("TOPGUN_ETCD_REQUEST_TIMEOUT", "2s"))
+	if err != nil {
+		return fmt.Errorf("TOPGUN_ETCD_REQUEST_TIMEOUT: %w", err)
+	}
 	var (
-		addr     = fs.String("addr", defAddr, "listen address (env TOPGUN_ADDR, or PORT for the port only)")
-		data     = fs.String("data", env("TOPGUN_DATA_DIR", "./data"), `data directory, or "memory" (env TOPGUN_DATA_DIR)`)
-		secret   = fs.String("jwt-secret", env("JWT_SECRET", ""), "HS256 secret or RSA public key PEM for RS256 (env JWT_SECRET)")
-		noAuth   = fs.Bool("no-auth", noAuthEnv == "1" || strings.EqualFold(noAuthEnv, "true"), "accept connections without a token (env TOPGUN_NO_AUTH=1)")
-		lockTTL  = fs.Duration("lock-ttl", defTTL, "lease of a lock request without ttl (env TOPGUN_LOCK_TTL)")
-		lockMax  = fs.Duration("lock-ttl-max", maxTTL, "longest lease and longest wait (env TOPGUN_LOCK_TTL_MAX)")
-		origins  = fs.String("origins", env("TOPGUN_ORIGINS", ""), "comma-separated allowed WebSocket origin patterns; empty allows any (env TOPGUN_ORIGINS)")
-		static   = fs.String("static", env("TOPGUN_STATIC", ""), "directory served at / for plain HTTP requests (env TOPGUN_STATIC)")
-		logLevel = fs.String("log-level", env("TOPGUN_LOG_LEVEL", "info"), "debug, info, warn or error (env TOPGUN_LOG_LEVEL)")
+		etcdEPs     = fs.String("etcd", env("TOPGUN_ETCD", ""), "comma-separated etcd endpoints: run as a cluster node on etcd instead of --data (env TOPGUN_ETCD)")
+		etcdPrefix  = fs.String("etcd-prefix", env("TOPGUN_ETCD_PREFIX", "/topgun"), "key prefix in etcd (env TOPGUN_ETCD_PREFIX)")
+		etcdLease   = fs.Duration("etcd-lease-ttl", leaseTTL, "lease of the locks granted through this node: they are freed this long after it dies (env TOPGUN_ETCD_LEASE_TTL)")
+		etcdTimeout = fs.Duration("etcd-request-timeout", reqTimeout, "bound of one etcd request made for a lock (env TOPGUN_ETCD_REQUEST_TIMEOUT)")
+		addr        = fs.String("addr", defAddr, "listen address (env TOPGUN_ADDR, or PORT for the port only)")
+		data        = fs.String("data", env("TOPGUN_DATA_DIR", "./data"), `data directory, or "memory" (env TOPGUN_DATA_DIR)`)
+		secret      = fs.String("jwt-secret", env("JWT_SECRET", ""), "HS256 secret or RSA public key PEM for RS256 (env JWT_SECRET)")
+		noAuth      = fs.Bool("no-auth", noAuthEnv == "1" || strings.EqualFold(noAuthEnv, "true"), "accept connections without a token (env TOPGUN_NO_AUTH=1)")
+		lockTTL     = fs.Duration("lock-ttl", defTTL, "lease of a lock request without ttl (env TOPGUN_LOCK_TTL)")
+		lockMax     = fs.Duration("lock-ttl-max", maxTTL, "longest lease and longest wait (env TOPGUN_LOCK_TTL_MAX)")
+		origins     = fs.String("origins", env("TOPGUN_ORIGINS", ""), "comma-separated allowed WebSocket origin patterns; empty allows any (env TOPGUN_ORIGINS)")
+		static      = fs.String("static", env("TOPGUN_STATIC", ""), "directory served at / for plain HTTP requests (env TOPGUN_STATIC)")
+		logLevel    = fs.String("log-level", env("TOPGUN_LOG_LEVEL", "info"), "debug, info, warn or error (env TOPGUN_LOG_LEVEL)")
 	)
 	if err := fs.Parse(args); err != nil {
 		return err
@@ -93,8 +116,36 @@ func run(args []string) error {
 		return errors.New("no JWT secret: set --jwt-secret or JWT_SECRET, or run with --no-auth (TOPGUN_NO_AUTH=1) to accept every connection")
 	}
 
-	var store storage.Store
-	if *data == "memory" {
+	var (
+		store   storage.Store
+		etcdCli *clientv3.Client
+		where   = *data
+	)
+	if *etcdEPs != "" {
+		var eps []string
+		for _, e := range strings.Split(*etcdEPs, ",") {
+			if e = strings.TrimSpace(e); e != "" {
+				eps = append(eps, e)
+			}
+		}
+		etcdCli, err = clientv3.New(clientv3.Config{
+			Endpoints:   eps,
+			DialTimeout: 5 * time.Second,
+			Logger:      zap.NewNop(),
+			// Keepalives find a dead member, so requests move to another.
+			DialKeepAliveTime:    2 * time.Second,
+			DialKeepAliveTimeout: 2 * time.Second,
+		})
+		if err != nil {
+			return fmt.Errorf("etcd %s: %w", *etcdEPs, err)
+		}
+		defer etcdCli.Close()
+		es, err := etcdstore.New(etcdCli, *etcdPrefix)
+		if err != nil {
+			return err
+		}
+		store, where = es, "etcd "+*etcdEPs
+	} else if *data == "memory" {
 		store = storage.NewMemory()
 	} else {
 		bs, err := boltstore.Open(filepath.Join(*data, "topgun.db"), boltstore.Options{Timeout: 5 * time.Second})
@@ -112,6 +163,11 @@ func run(args []string) error {
 		DefaultLockTTL: *lockTTL,
 		MaxLockTTL:     *lockMax,
 		Logger:         log,
+
+		Etcd:               etcdCli,
+		EtcdPrefix:         *etcdPrefix,
+		EtcdLeaseTTL:       *etcdLease,
+		EtcdRequestTimeout: *etcdTimeout,
 	}
 	if *origins != "" {
 		for _, o := range strings.Split(*origins, ",") {
@@ -135,7 +191,7 @@ func run(args []string) error {
 	if *noAuth {
 		mode = "no-auth"
 	}
-	log.Info("listening", "addr", ln.Addr().String(), "data", *data, "auth", mode)
+	log.Info("listening", "addr", ln.Addr().String(), "data", where, "auth", mode)
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()

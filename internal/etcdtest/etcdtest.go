@@ -39,7 +39,6 @@ type Cluster struct {
 	bin     string
 	dir     string
 	logw    io.Writer
-	mu      sync.Mutex
 	members []*member
 }
 

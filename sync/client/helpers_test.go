@@ -1,3 +1,9 @@
+//go:build !js
+
+// The client tests run natively only: they start the real server, which
+// links etcd's client (no js build). The engine's js build is vetted and
+// exercised through wasm/ and idb/ in Chromium.
+
 package client_test
 
 import (
