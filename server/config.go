@@ -2,6 +2,7 @@ package server
 
 import (
 	"errors"
+	"fmt"
 	"log/slog"
 	"net/http"
 	"time"
@@ -58,8 +59,11 @@ type Config struct {
 	// EtcdPrefix is the key prefix of the locks ("/topgun").
 	EtcdPrefix string
 	// EtcdLeaseTTL is the lease of the locks granted through this node
-	// (10 s, whole seconds): when the node dies, its clients' locks are
-	// freed once it runs out.
+	// (10 s, whole seconds, at least 3 s): when the node dies, its clients'
+	// locks are freed once it runs out. The node keeps it alive every
+	// third of it and gives its locks up when no keep-alive succeeded for
+	// a whole TTL, so it must outlast an etcd leader election (1–2 s with
+	// etcd's defaults) by a margin.
 	EtcdLeaseTTL time.Duration
 	// EtcdRequestTimeout bounds one etcd request made for a lock (2 s).
 	// After an etcd leader loss, lock handoff resumes at most this long
@@ -69,6 +73,9 @@ type Config struct {
 	// Logger receives structured logs (slog.Default()).
 	Logger *slog.Logger
 }
+
+// minLeaseTTL is the shortest etcd lease a node accepts.
+const minLeaseTTL = 3 * time.Second
 
 func (c *Config) setDefaults() error {
 	if c.Store == nil {
@@ -104,8 +111,8 @@ func (c *Config) setDefaults() error {
 	if c.EtcdLeaseTTL <= 0 {
 		c.EtcdLeaseTTL = 10 * time.Second
 	}
-	if c.EtcdLeaseTTL < time.Second {
-		c.EtcdLeaseTTL = time.Second
+	if c.Etcd != nil && c.EtcdLeaseTTL < minLeaseTTL {
+		return fmt.Errorf("server: etcd lease ttl %v is below %v: it must outlast an etcd leader election", c.EtcdLeaseTTL, minLeaseTTL)
 	}
 	if c.EtcdRequestTimeout <= 0 {
 		c.EtcdRequestTimeout = 2 * time.Second

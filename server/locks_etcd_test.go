@@ -2,6 +2,7 @@ package server
 
 import (
 	"context"
+	"strings"
 	"testing"
 	"time"
 
@@ -119,5 +120,16 @@ func TestEtcdLeaseLost(t *testing.T) {
 		default:
 			t.Fatalf("got %#v", m)
 		}
+	}
+}
+
+// TestEtcdLeaseTTLTooShort: a lease that an etcd election could outlast is
+// refused with the reason.
+func TestEtcdLeaseTTLTooShort(t *testing.T) {
+	t.Parallel()
+	cfg := withEtcd(t, Config{NoAuth: true, Store: storageForTest(t), EtcdLeaseTTL: time.Second})
+	_, err := New(cfg)
+	if err == nil || !strings.Contains(err.Error(), "election") {
+		t.Fatalf("New with a 1s lease: %v", err)
 	}
 }

@@ -23,8 +23,9 @@ import (
 )
 
 // leaseTTL is the nodes' etcd lease in these tests: a killed node's locks
-// are freed this long after it dies.
-const leaseTTL = "2s"
+// are freed this long after it dies. It must outlast an etcd election (the
+// server refuses less than 3 s).
+const leaseTTL = "3s"
 
 var serverBin string
 
@@ -254,7 +255,12 @@ func worker(c *client.Client, name string, res *resource, stop <-chan struct{}, 
 			}
 			continue
 		}
-		res.enter(lk.FencingToken())
+		tok := lk.FencingToken()
+		if tok == 0 { // lost again before we could use it: not a holder
+			cancel()
+			continue
+		}
+		res.enter(tok)
 		time.Sleep(time.Millisecond)
 		res.exit()
 		_ = lk.Unlock(ctx)
