@@ -92,6 +92,41 @@ try {
     }
   }
 
+  // Where start() goes: the same steps as the shim, timed one by one.
+  const parts = [];
+  for (let i = 0; i < ROUNDS; i++) {
+    const { ctx, page } = await freshPage();
+    parts.push(
+      await page.evaluate(async () => {
+        const r = {};
+        let t = performance.now();
+        await WebAssembly.compileStreaming(fetch('/automerge.wasm'));
+        r.amCompile = performance.now() - t;
+        t = performance.now();
+        const mod = await WebAssembly.compileStreaming(fetch('/client/topgun.wasm'));
+        r.compile = performance.now() - t;
+        const go = new globalThis.Go(); // from wasm_exec.js, bundled in the shim
+        const ready = new Promise((res) => {
+          globalThis.__topgunGoReady = res;
+        });
+        t = performance.now();
+        const inst = await WebAssembly.instantiate(mod, go.importObject);
+        go.run(inst);
+        const api = await ready;
+        r.goInit = performance.now() - t;
+        const opts = { serverUrl: ['ws://127.0.0.1:9'], storage: { kind: 'idb', name: 'parts' }, syncDelayMs: 1 };
+        t = performance.now();
+        await api.createClient(opts);
+        r.engine = performance.now() - t;
+        t = performance.now();
+        await api.createClient(opts);
+        r.engineAgain = performance.now() - t;
+        return r;
+      }),
+    );
+    await ctx.close();
+  }
+
   // increment() through the public API vs a Map-based PN-counter.
   const { ctx, page } = await freshPage();
   const inc = await page.evaluate(async (rounds) => {
@@ -150,6 +185,8 @@ try {
   };
   const browserWS = probe('browserws');
   const coderWS = probe('coderws');
+  const emptyGo = probe('empty');
+  const idbFloor = probe('idbfloor');
   const st = median(tgStart);
   const ai = median(amInit);
   const ia = median(inc.tight.api);
@@ -173,6 +210,16 @@ try {
   p(`| ratio client / Automerge wasm | ${(client.raw / amWasm.raw).toFixed(2)}× | ${(client.gzip / amWasm.gzip).toFixed(2)}× | ${(client.brotli / amWasm.brotli).toFixed(2)}× |`);
   p();
   p(`Target ≤ 600 KB brotli: ${client.brotli <= 600_000 ? 'met' : 'NOT met'} (${kb(client.brotli)}).`);
+  p();
+  p('What any Go build pays before our code (size probes in bench/wasmsize, same flags):');
+  p();
+  p('| floor | raw | gzip -9 | brotli -q 11 |');
+  p('|---|---|---|---|');
+  p(`| empty: the Go runtime and syscall/js, one call into JS | ${kb(emptyGo.raw)} | ${kb(emptyGo.gzip)} | ${kb(emptyGo.brotli)} |`);
+  p(`| idbfloor: the least use of go-indexeddb idb/ needs (open with upgrade, one put, one get) | ${kb(idbFloor.raw)} | ${kb(idbFloor.gzip)} | ${kb(idbFloor.brotli)} |`);
+  p(`| our engine, codec, transport and exports on top of idbfloor | ${kb(wasmOnly.raw - idbFloor.raw)} | ${kb(wasmOnly.gzip - idbFloor.gzip)} | ${kb(wasmOnly.brotli - idbFloor.brotli)} |`);
+  p();
+  p(`With go-indexeddb, which the design requires for idb/, the floor alone is ${kb(idbFloor.brotli)} brotli${idbFloor.brotli > 600_000 ? ', above the 600 KB target before any engine code' : ''}.`);
   p();
   p('### WebSocket in the browser: which transport');
   p();
@@ -198,6 +245,20 @@ try {
   p(`| ratio | ${(st / ai).toFixed(2)}× | |`);
   p();
   p(`Target ≤ 1.2× Automerge: ${st / ai <= 1.2 ? 'met' : 'NOT met'}.`);
+  p();
+  const part = (k) => median(parts.map((r) => r[k])).toFixed(1) + ' ms';
+  p(`Where it goes (the shim's steps timed one by one, fresh profiles, median of ${ROUNDS}):`);
+  p();
+  p('| step | median |');
+  p('|---|---|');
+  p(`| fetch + compile topgun.wasm | ${part('compile')} |`);
+  p(`| (baseline: fetch + compile automerge.wasm, same page) | ${part('amCompile')} |`);
+  p(`| instantiate + Go runtime and package init until the API is handed to JS | ${part('goInit')} |`);
+  p(`| engine start: open IndexedDB (new database), node id, load counters | ${part('engine')} |`);
+  p(`| the same again on the now existing database, code already run once | ${part('engineAgain')} |`);
+  p();
+  p("V8 compiles wasm functions lazily, on first call: the Go runtime's init and the engine's first start");
+  p('pay for compiling the code they run, which is why a second engine start in the same page costs less.');
   p();
   p(`### increment() per second, 1,000,000 calls (median of ${ROUNDS})`);
   p();

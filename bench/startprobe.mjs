@@ -25,21 +25,28 @@ fs.writeFileSync(path.join(site, 'p.html'), `<!doctype html><meta charset="utf-8
 const server = await startServer(['--no-auth', '--data', 'memory', '--static', site]);
 const browser = await chromium.launch({
   executablePath: '/usr/bin/chromium',
-  args: ['--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync'],
+  args: [...(process.env.JSFLAGS ? ['--js-flags=' + process.env.JSFLAGS] : []), '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync'],
 });
 const rows = [];
 for (let i = 0; i < Number(process.env.N ?? 5); i++) {
   const ctx = await browser.newContext();
   const page = await ctx.newPage();
   await page.goto(server.http + '/p.html');
-  rows.push(await page.evaluate(async () => {
+  rows.push(await page.evaluate(async (PREOPEN) => {
     const r = {};
     let t = performance.now();
     await WebAssembly.compileStreaming(fetch('/automerge.wasm'));
     r.amCompile = performance.now() - t;
     t = performance.now();
+    const preopen = !PREOPEN ? null : new Promise((res) => {
+      const req = indexedDB.open('probe', 1);
+      req.onupgradeneeded = () => { for (const n of ['meta', 'counters']) req.result.createObjectStore(n); };
+      req.onsuccess = () => { req.result.close(); res(); };
+      req.onerror = req.onblocked = () => res();
+    });
     const mod = await WebAssembly.compileStreaming(fetch('/client/topgun.wasm'));
     r.tgCompile = performance.now() - t;
+    if (preopen) { await preopen; r.preopenDone = performance.now() - t; }
     const go = new Go();
     const ready = new Promise((res) => { globalThis.__topgunGoReady = res; });
     t = performance.now();
@@ -58,7 +65,7 @@ for (let i = 0; i < Number(process.env.N ?? 5); i++) {
     await api.createClient({ serverUrl: ['ws://127.0.0.1:9'], storage: { kind: 'idb', name: 'probe' }, syncDelayMs: 1 });
     r.createClientIDB2 = performance.now() - t;
     return r;
-  }));
+  }, !!process.env.PREOPEN));
   await ctx.close();
 }
 await browser.close();
