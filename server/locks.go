@@ -240,9 +240,13 @@ func (m *lockManager) release(c *conn, r wire.LockRelease) {
 		c.send(out)
 		return
 	}
+	holder := e.holder
 	m.free(e)
 	out.Success = true
 	c.send(out)
+	if holder != c { // released by the same user through another connection
+		holder.send(wire.LockLost{Name: e.name, FencingToken: r.FencingToken, Reason: wire.ReasonReleased})
+	}
 	m.handOff(e)
 }
 

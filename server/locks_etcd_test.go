@@ -48,13 +48,22 @@ func TestEtcdLocksAcrossNodes(t *testing.T) {
 	}
 }
 
-// TestEtcdReleaseBySameUserOnOtherNode: in JWT mode the holder's user may
-// release through another node; the holding connection learns of it.
-func TestEtcdReleaseBySameUserOnOtherNode(t *testing.T) {
-	t.Parallel()
-	cfg := withEtcd(t, Config{JWTSecret: testSecret})
-	url1, _ := start(t, cfg)
-	url2, _ := start(t, cfg)
+// TestReleaseBySameUserElsewhere: in JWT mode the holder's user may
+// release through another connection (in cluster mode, on another node);
+// the holding connection learns of it with LOCK_LOST "released".
+func TestReleaseBySameUserElsewhere(t *testing.T) {
+	eachLockMode(t, func(t *testing.T, mode lockMode) {
+		cfg := mode(t, Config{JWTSecret: testSecret})
+		url1, _ := start(t, cfg)
+		url2 := url1
+		if cfg.Etcd != nil {
+			url2, _ = start(t, cfg)
+		}
+		testReleaseBySameUser(t, url1, url2)
+	})
+}
+
+func testReleaseBySameUser(t *testing.T, url1, url2 string) {
 	login := func(url, user string) *raw {
 		r := dial(t, url)
 		expect[wire.AuthRequired](r)
