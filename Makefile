@@ -71,7 +71,7 @@ test-browser:
 	GOOS=js GOARCH=wasm $(GO) test -count=1 ./idb/... ./wasm/...
 
 test-js: wasm build
-	cd js && TOPGUN_SERVER_BIN=$(CURDIR)/bin/topgun-server node --test test/
+	cd js && TOPGUN_SERVER_BIN=$(CURDIR)/bin/topgun-server node --test test/*.test.mjs
 
 test-react: react build
 	cd react && TOPGUN_SERVER_BIN=$(CURDIR)/bin/topgun-server npm test

@@ -315,9 +315,9 @@ func (c *conn) handleFrame(b []byte, top bool) {
 	case wire.CounterSync:
 		c.s.counters.sync(c, m)
 	case wire.LockRequest:
-		c.s.locks.acquire(c, m)
+		c.s.acquireLock(c, m)
 	case wire.LockRelease:
-		c.s.locks.release(c, m)
+		c.s.releaseLock(c, m)
 	case wire.Batch:
 		if !top {
 			c.sendError(400, "BATCH inside BATCH is not allowed")

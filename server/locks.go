@@ -20,10 +20,30 @@ const (
 // lockService grants leases on names: lockManager on one node, etcdLocks
 // across the nodes of a cluster. Both behave alike to clients.
 type lockService interface {
-	acquire(c *conn, r wire.LockRequest)
-	release(c *conn, r wire.LockRelease)
-	disconnect(c *conn) // c's reader is done: drop its requests, free its locks
-	close()             // server shutdown, after every connection is gone
+	acquire(c *conn, r wire.LockRequest, ttl time.Duration) // r is valid
+	release(c *conn, r wire.LockRelease)                    // r.Name is valid
+	disconnect(c *conn)                                     // c's reader is done: drop its requests, free its locks
+	close()                                                 // server shutdown, after every connection is gone
+}
+
+// acquireLock answers LOCK_REQUEST: invalid requests are denied here,
+// valid ones go to the lock service.
+func (s *Server) acquireLock(c *conn, r wire.LockRequest) {
+	ttl, reason := s.lockParams(r)
+	if reason != "" {
+		c.send(deny(r, reason))
+		return
+	}
+	s.locks.acquire(c, r, ttl)
+}
+
+// releaseLock answers LOCK_RELEASE.
+func (s *Server) releaseLock(c *conn, r wire.LockRelease) {
+	if err := wire.ValidName(r.Name); err != nil {
+		c.send(wire.LockReleased{RequestID: r.RequestID, Name: r.Name, Reason: wire.ReasonInvalidName})
+		return
+	}
+	s.locks.release(c, r)
 }
 
 // lockParams validates r and returns its lease, or the reason to deny it.
@@ -97,14 +117,8 @@ func (m *lockManager) fence() (uint64, error) {
 	return t, nil
 }
 
-// acquire answers LOCK_REQUEST.
-func (m *lockManager) acquire(c *conn, r wire.LockRequest) {
-	ttl, reason := m.s.lockParams(r)
-	if reason != "" {
-		c.send(deny(r, reason))
-		return
-	}
-
+// acquire grants, queues or denies a valid LOCK_REQUEST.
+func (m *lockManager) acquire(c *conn, r wire.LockRequest, ttl time.Duration) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	e := m.locks[r.Name]
@@ -227,11 +241,6 @@ func (m *lockManager) waitExpired(e *lockEntry, w *lockWaiter) {
 // user in JWT mode) with the current token succeeds (D2).
 func (m *lockManager) release(c *conn, r wire.LockRelease) {
 	out := wire.LockReleased{RequestID: r.RequestID, Name: r.Name}
-	if err := wire.ValidName(r.Name); err != nil {
-		out.Reason = wire.ReasonInvalidName
-		c.send(out)
-		return
-	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	e := m.locks[r.Name]

@@ -200,13 +200,8 @@ func (l *etcdLocks) loseAll() {
 	}
 }
 
-// acquire answers LOCK_REQUEST.
-func (l *etcdLocks) acquire(c *conn, r wire.LockRequest) {
-	ttl, reason := l.s.lockParams(r)
-	if reason != "" {
-		c.send(deny(r, reason))
-		return
-	}
+// acquire grants, queues or denies a valid LOCK_REQUEST.
+func (l *etcdLocks) acquire(c *conn, r wire.LockRequest, ttl time.Duration) {
 	l.mu.Lock()
 	q, renewed := l.enqueueLocked(c, r, ttl)
 	lease := l.lease
@@ -411,11 +406,6 @@ func (l *etcdLocks) cleanupLocked(key string) {
 // user in JWT mode, on any node) with the current token succeeds (D2).
 func (l *etcdLocks) release(c *conn, r wire.LockRelease) {
 	out := wire.LockReleased{RequestID: r.RequestID, Name: r.Name}
-	if err := wire.ValidName(r.Name); err != nil {
-		out.Reason = wire.ReasonInvalidName
-		c.send(out)
-		return
-	}
 	sameUser := !l.s.cfg.NoAuth && c.user != ""
 	l.mu.Lock()
 	var q *etcdReq

@@ -81,3 +81,18 @@ func (s *Server) Close() {
 		}
 	})
 }
+
+// RefusedURL returns a ws:// URL on 127.0.0.1 where nothing listens: the
+// port of a listener just closed.
+func RefusedURL(t testing.TB) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	if err := ln.Close(); err != nil {
+		t.Fatal(err)
+	}
+	return "ws://" + addr + "/ws"
+}

@@ -5,6 +5,7 @@ import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import { goSourceHash } from '../go-hash.mjs';
 import { startServer } from '../../scripts/server-process.mjs';
+import { startClient, until as untilWithin } from './helpers.mjs';
 import { TopGunClient, MemoryAdapter, IDBAdapter, TopGunError } from '../dist/index.node.js';
 
 let server; // scripts/server-process.mjs
@@ -17,24 +18,8 @@ after(async () => {
   await server?.stop();
 });
 
-const clients = [];
-async function newClient(opts = {}) {
-  const c = new TopGunClient({ serverUrl: server.url, storage: new MemoryAdapter(), ...opts });
-  await c.start();
-  clients.push(c);
-  return c;
-}
-after(async () => {
-  await Promise.all(clients.map((c) => c.close().catch(() => {})));
-});
-
-async function until(what, cond, ms = 20000) {
-  const end = Date.now() + ms;
-  while (!cond()) {
-    if (Date.now() > end) assert.fail(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 5));
-  }
-}
+const newClient = (opts = {}) => startClient({ serverUrl: server.url, ...opts });
+const until = (what, cond) => untilWithin(what, cond, 20000);
 
 test('the .wasm in dist was built from the current Go sources', () => {
   const stamp = JSON.parse(fs.readFileSync(new URL('../dist/build-stamp.json', import.meta.url), 'utf8'));
@@ -42,9 +27,7 @@ test('the .wasm in dist was built from the current Go sources', () => {
 });
 
 test('start() is offline-first: no server, writes still work', async () => {
-  const c = new TopGunClient({ serverUrl: 'ws://127.0.0.1:1', storage: new MemoryAdapter() });
-  await c.start();
-  clients.push(c);
+  const c = await startClient({ serverUrl: 'ws://127.0.0.1:1' });
   const n = c.getPNCounter('offline:1');
   assert.equal(n.increment(), 1);
   assert.equal(n.addAndGet(10), 11);

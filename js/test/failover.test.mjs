@@ -5,12 +5,11 @@
 import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { startServer } from '../../scripts/server-process.mjs';
+import { startClient, until as untilWithin } from './helpers.mjs';
 import { TopGunClient, MemoryAdapter } from '../dist/index.node.js';
 
 const stops = [];
-const clients = [];
 after(async () => {
-  await Promise.all(clients.map((c) => c.close().catch(() => {})));
   await Promise.all(stops.map((stop) => stop()));
 });
 
@@ -20,20 +19,8 @@ async function server() {
   return s;
 }
 
-async function newClient(serverUrl) {
-  const c = new TopGunClient({ serverUrl, storage: new MemoryAdapter() });
-  await c.start();
-  clients.push(c);
-  return c;
-}
-
-async function until(what, cond, ms = 30000) {
-  const end = Date.now() + ms;
-  while (!cond()) {
-    if (Date.now() > end) assert.fail(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 5));
-  }
-}
+const newClient = (serverUrl) => startClient({ serverUrl });
+const until = (what, cond) => untilWithin(what, cond, 30000);
 
 test('serverUrl: a ws(s):// URL or a non-empty array of them, else TypeError', () => {
   const rule = /ws:\/\/ or wss:\/\/ URL, or a non-empty array of them/;

@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/topgun-go/topgun/internal/testserver"
 	"github.com/topgun-go/topgun/server/storage"
 	"github.com/topgun-go/topgun/sync/client"
 	"github.com/topgun-go/topgun/sync/transport"
@@ -98,7 +99,7 @@ func TestFailover(t *testing.T) {
 func TestFailoverFirstURLRefuses(t *testing.T) {
 	t.Parallel()
 	srv := startServer(t)
-	opts := fastOptions(refusedURL(t))
+	opts := fastOptions(testserver.RefusedURL(t))
 	opts.URLs = []string{srv.url}
 	c := newClient(t, opts)
 	waitReady(t, c)

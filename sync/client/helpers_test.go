@@ -70,21 +70,6 @@ func startNode(t *testing.T, st storage.Store) *testserver.Server {
 	return testserver.StartServer(t, serverConfig(func(c *server.Config) { c.Store = st }))
 }
 
-// refusedURL returns a ws:// URL on 127.0.0.1 where nothing listens: the
-// port of a listener just closed.
-func refusedURL(t *testing.T) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := ln.Addr().String()
-	if err := ln.Close(); err != nil {
-		t.Fatal(err)
-	}
-	return "ws://" + addr + "/ws"
-}
-
 // fastOptions are Options tuned for quick tests.
 func fastOptions(url string) client.Options {
 	return client.Options{

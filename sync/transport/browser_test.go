@@ -39,7 +39,7 @@ func TestBrowserTransport(t *testing.T) {
 		"TOPGUN_TEST_WS_URL="+startServer(t, server.Config{}),
 		"TOPGUN_TEST_WS_IDLE_URL="+startServer(t, server.Config{IdleTimeout: 300 * time.Millisecond}),
 		"TOPGUN_TEST_WS_HANG_URL="+startSilent(t),
-		"TOPGUN_TEST_WS_CLOSED_URL="+closedURL(t),
+		"TOPGUN_TEST_WS_CLOSED_URL="+testserver.RefusedURL(t),
 	)
 	cmd := exec.CommandContext(ctx, "go", "test", "-count=1", "-v", "-exec="+exe, "-run=^TestJS", ".")
 	cmd.Env = env
@@ -146,18 +146,4 @@ func startSilent(t *testing.T) string {
 		}
 	})
 	return "ws://" + ln.Addr().String() + "/ws"
-}
-
-// closedURL returns a URL on a port nothing listens on.
-func closedURL(t *testing.T) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := ln.Addr().String()
-	if err := ln.Close(); err != nil {
-		t.Fatal(err)
-	}
-	return "ws://" + addr + "/ws"
 }
