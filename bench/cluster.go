@@ -6,7 +6,6 @@ import (
 	"io"
 	"log"
 	"log/slog"
-	"net"
 	"path/filepath"
 	"sync"
 	"time"
@@ -55,12 +54,7 @@ func startClusterNode(eps []string) *clusterNode {
 	if err != nil {
 		log.Fatal(err)
 	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		log.Fatal(err)
-	}
-	go srv.Serve(ln)
-	return &clusterNode{srv: srv, cli: cli, url: "ws://" + ln.Addr().String() + "/ws"}
+	return &clusterNode{srv: srv, cli: cli, url: serve(srv)}
 }
 
 func (n *clusterNode) close() {

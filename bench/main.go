@@ -80,12 +80,7 @@ func main() {
 	if err != nil {
 		log.Fatal(err)
 	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		log.Fatal(err)
-	}
-	go srv.Serve(ln)
-	url := "ws://" + ln.Addr().String() + "/ws"
+	url := serve(srv)
 
 	cs := make([]*client, *clients)
 	for i := range cs {
@@ -141,6 +136,16 @@ func main() {
 		}
 		fmt.Fprintln(os.Stderr, "wrote", *out)
 	}
+}
+
+// serve serves srv on a free 127.0.0.1 port and returns its ws URL.
+func serve(srv *server.Server) string {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		log.Fatal(err)
+	}
+	go srv.Serve(ln)
+	return "ws://" + ln.Addr().String() + "/ws"
 }
 
 // client is a raw protocol connection for the load generator.

@@ -61,6 +61,17 @@ func env(name, def string) string {
 	return def
 }
 
+// splitList splits a comma-separated flag value, dropping blanks.
+func splitList(s string) []string {
+	var out []string
+	for _, x := range strings.Split(s, ",") {
+		if x = strings.TrimSpace(x); x != "" {
+			out = append(out, x)
+		}
+	}
+	return out
+}
+
 func run(args []string) error {
 	fs := flag.NewFlagSet("topgun-server", flag.ContinueOnError)
 	defAddr := env("TOPGUN_ADDR", "127.0.0.1:8080")
@@ -72,21 +83,20 @@ func run(args []string) error {
 		defAddr = net.JoinHostPort(host, p)
 	}
 	noAuthEnv := env("TOPGUN_NO_AUTH", "")
-	defTTL, err := time.ParseDuration(env("TOPGUN_LOCK_TTL", "30s"))
-	if err != nil {
-		return fmt.Errorf("TOPGUN_LOCK_TTL: %w", err)
+	var durErr error
+	dur := func(name, def string) time.Duration {
+		d, err := time.ParseDuration(env(name, def))
+		if err != nil && durErr == nil {
+			durErr = fmt.Errorf("%s: %w", name, err)
+		}
+		return d
 	}
-	maxTTL, err := time.ParseDuration(env("TOPGUN_LOCK_TTL_MAX", "1h"))
-	if err != nil {
-		return fmt.Errorf("TOPGUN_LOCK_TTL_MAX: %w", err)
-	}
-	leaseTTL, err := time.ParseDuration(env("TOPGUN_ETCD_LEASE_TTL", "10s"))
-	if err != nil {
-		return fmt.Errorf("TOPGUN_ETCD_LEASE_TTL: %w", err)
-	}
-	reqTimeout, err := time.ParseDuration(env("TOPGUN_ETCD_REQUEST_TIMEOUT", "2s"))
-	if err != nil {
-		return fmt.Errorf("TOPGUN_ETCD_REQUEST_TIMEOUT: %w", err)
+	defTTL := dur("TOPGUN_LOCK_TTL", "30s")
+	maxTTL := dur("TOPGUN_LOCK_TTL_MAX", "1h")
+	leaseTTL := dur("TOPGUN_ETCD_LEASE_TTL", "10s")
+	reqTimeout := dur("TOPGUN_ETCD_REQUEST_TIMEOUT", "2s")
+	if durErr != nil {
+		return durErr
 	}
 	var (
 		etcdEPs     = fs.String("etcd", env("TOPGUN_ETCD", ""), "comma-separated etcd endpoints: run as a cluster node on etcd instead of --data (env TOPGUN_ETCD)")
@@ -122,14 +132,9 @@ func run(args []string) error {
 		where   = *data
 	)
 	if *etcdEPs != "" {
-		var eps []string
-		for _, e := range strings.Split(*etcdEPs, ",") {
-			if e = strings.TrimSpace(e); e != "" {
-				eps = append(eps, e)
-			}
-		}
+		var err error
 		etcdCli, err = clientv3.New(clientv3.Config{
-			Endpoints:   eps,
+			Endpoints:   splitList(*etcdEPs),
 			DialTimeout: 5 * time.Second,
 			Logger:      zap.NewNop(),
 			// Keepalives find a dead member, so requests move to another.
@@ -169,13 +174,7 @@ func run(args []string) error {
 		EtcdLeaseTTL:       *etcdLease,
 		EtcdRequestTimeout: *etcdTimeout,
 	}
-	if *origins != "" {
-		for _, o := range strings.Split(*origins, ",") {
-			if o = strings.TrimSpace(o); o != "" {
-				cfg.AllowedOrigins = append(cfg.AllowedOrigins, o)
-			}
-		}
-	}
+	cfg.AllowedOrigins = splitList(*origins)
 	if *static != "" {
 		cfg.Static = http.FileServer(http.Dir(*static))
 	}

@@ -1,7 +1,7 @@
 import { test, expect } from '@playwright/test';
 // Plain ESM helper shared with the JS tests and the global setup.
 import { startServer } from '../../scripts/server-process.mjs';
-import { base, unique } from './helpers';
+import { base, startClient, unique } from './helpers';
 
 // A page whose serverUrl lists two servers keeps working when the first one
 // dies: the client moves to the second and re-sends its counters there.
@@ -15,13 +15,7 @@ test('serverUrl list: the browser client fails over to the next server', async (
   try {
     const page = await ctx.newPage();
     await page.goto(base() + '/harness.html');
-    await page.waitForFunction(() => (window as any).harnessReady === true);
-    await page.evaluate(async (urls) => {
-      const { TopGunClient, IDBAdapter } = (window as any).tg;
-      const c = new TopGunClient({ serverUrl: urls, storage: new IDBAdapter() });
-      await c.start();
-      (window as any).c = c;
-    }, [a.url, b.url]);
+    await startClient(page, 'idb', [a.url, b.url]);
     await page.waitForFunction((u) => (window as any).c.state === 'ready' && (window as any).c.url === u, a.url);
     await page.evaluate((n) => (window as any).c.getPNCounter(n).addAndGet(5), name);
     await page.evaluate((n) => (window as any).c.getPNCounter(n).flush(), name);
@@ -33,13 +27,7 @@ test('serverUrl list: the browser client fails over to the next server', async (
     // Another browser profile on the second server sees everything.
     const other = await (await browser.newContext()).newPage();
     await other.goto(base() + '/harness.html');
-    await other.waitForFunction(() => (window as any).harnessReady === true);
-    await other.evaluate(async (url) => {
-      const { TopGunClient, MemoryAdapter } = (window as any).tg;
-      const c = new TopGunClient({ serverUrl: url, storage: new MemoryAdapter() });
-      await c.start();
-      (window as any).c = c;
-    }, b.url);
+    await startClient(other, 'memory', b.url);
     await expect.poll(() => other.evaluate((n) => (window as any).c.getPNCounter(n).get(), name)).toBe(7);
     await other.context().close();
   } finally {

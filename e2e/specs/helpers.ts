@@ -15,18 +15,24 @@ export async function harness(page: Page, storage: 'idb' | 'memory' = 'idb') {
   await startClient(page, storage);
 }
 
-/** Starts a client as window.c on an already loaded harness page. */
-export async function startClient(page: Page, storage: 'idb' | 'memory' = 'idb') {
+/**
+ * Starts a client as window.c on an already loaded harness page, connected
+ * to serverUrl (default: the server that serves the page).
+ */
+export async function startClient(page: Page, storage: 'idb' | 'memory' = 'idb', serverUrl?: string | string[]) {
   await page.waitForFunction(() => (window as any).harnessReady === true);
-  await page.evaluate(async (storage) => {
-    const { TopGunClient, IDBAdapter, MemoryAdapter } = (window as any).tg;
-    const c = new TopGunClient({
-      serverUrl: 'ws://' + location.host,
-      storage: storage === 'memory' ? new MemoryAdapter() : new IDBAdapter(),
-    });
-    await c.start();
-    (window as any).c = c;
-  }, storage);
+  await page.evaluate(
+    async ([storage, serverUrl]) => {
+      const { TopGunClient, IDBAdapter, MemoryAdapter } = (window as any).tg;
+      const c = new TopGunClient({
+        serverUrl: serverUrl ?? 'ws://' + location.host,
+        storage: storage === 'memory' ? new MemoryAdapter() : new IDBAdapter(),
+      });
+      await c.start();
+      (window as any).c = c;
+    },
+    [storage, serverUrl] as const,
+  );
 }
 
 export async function waitReady(page: Page) {

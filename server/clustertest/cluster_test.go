@@ -44,11 +44,7 @@ func TestCountersConvergeAcrossNodes(t *testing.T) {
 	const perClient, clients = 300, 8
 	var cs []*client.Client
 	for i := range clients {
-		if i%2 == 0 {
-			cs = append(cs, newClient(t, n1.URL, n2.URL))
-		} else {
-			cs = append(cs, newClient(t, n2.URL, n1.URL))
-		}
+		cs = append(cs, newClient(t, spread(i, n1, n2)...))
 	}
 	var wg sync.WaitGroup
 	for i, c := range cs {
@@ -93,11 +89,7 @@ func TestLockContentionAcrossNodes(t *testing.T) {
 	stop := make(chan struct{})
 	var wg sync.WaitGroup
 	for i := range 50 {
-		urls := []string{n1.URL, n2.URL}
-		if i%2 == 1 {
-			urls = []string{n2.URL, n1.URL}
-		}
-		c := newClient(t, urls...)
+		c := newClient(t, spread(i, n1, n2)...)
 		wg.Add(1)
 		go worker(c, "job-queue:partition-0", res, stop, &wg)
 	}
@@ -187,10 +179,7 @@ func TestEtcdLeaderKill(t *testing.T) {
 	stop := make(chan struct{})
 	var wg sync.WaitGroup
 	for i := range 10 {
-		urls := []string{n1.URL, n2.URL}
-		if i%2 == 1 {
-			urls = []string{n2.URL, n1.URL}
-		}
+		urls := spread(i, n1, n2)
 		wg.Add(1)
 		go worker(newClient(t, urls...), "leader-kill", res, stop, &wg)
 	}
@@ -198,11 +187,7 @@ func TestEtcdLeaderKill(t *testing.T) {
 	var wwg sync.WaitGroup
 	const perWriter = 400
 	for i := range 4 {
-		urls := []string{n1.URL, n2.URL}
-		if i%2 == 1 {
-			urls = []string{n2.URL, n1.URL}
-		}
-		cnt, _ := newClient(t, urls...).Counter("views:leader-kill")
+		cnt, _ := newClient(t, spread(i, n1, n2)...).Counter("views:leader-kill")
 		writers = append(writers, cnt)
 		wwg.Add(1)
 		go func() {

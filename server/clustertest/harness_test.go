@@ -163,6 +163,15 @@ func newClient(t *testing.T, urls ...string) *client.Client {
 	return c
 }
 
+// spread gives client i both nodes' URLs, starting with node 1 for even i
+// and node 2 for odd i, so clients split evenly and can fail over.
+func spread(i int, n1, n2 *node) []string {
+	if i%2 == 0 {
+		return []string{n1.URL, n2.URL}
+	}
+	return []string{n2.URL, n1.URL}
+}
+
 // waitFor polls cond until it holds. The bound is a liveness guard
 // against hangs, not a timing assertion.
 func waitFor(t *testing.T, what string, cond func() bool) {
