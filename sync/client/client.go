@@ -48,10 +48,17 @@ type Client struct {
 	stateCh   chan struct{} // closed and replaced on every state change
 	lastErr   error
 	stateSubs []stateSub
+	errSubs   []errSub
 	subSeq    uint64
-	counters  map[string]*Counter
-	locks     map[string]*Lock
-	conn      *connection // the ready connection, or nil
+	token     string // Options.Token, replaced by SetToken
+	usedToken string // the token of the last attempt
+	// stashedToken is a TokenFunc result holdForToken fetched for the
+	// next attempt (hasStash set).
+	stashedToken string
+	hasStash     bool
+	counters     map[string]*Counter
+	locks        map[string]*Lock
+	conn         *connection // the ready connection, or nil
 
 	// dirty counters waiting for the persistence and sync worker
 	dirtyMu sync.Mutex
@@ -59,14 +66,30 @@ type Client struct {
 	armed   bool
 	kick    chan struct{}
 
+	persistCh chan persistReq // Persist asks the worker for a round
+
 	retry  chan struct{}              // RetryNow ends a reconnect wait
 	paused atomic.Bool                // SetOnline(false)
 	cur    atomic.Pointer[connection] // the connection being served, if any
+	// authHeld is set while the client waits for a new token after the
+	// server refused one (or asked for one it does not have).
+	authHeld atomic.Bool
 }
 
 type stateSub struct {
 	id uint64
 	fn func(State)
+}
+
+type errSub struct {
+	id uint64
+	fn func(error)
+}
+
+// persistReq is one Persist call waiting for a worker round.
+type persistReq struct {
+	ctx  context.Context
+	done chan error
 }
 
 // New returns a client for opts. It does no I/O; call Start.
@@ -80,17 +103,19 @@ func New(opts Options) (*Client, error) {
 	}
 	opts.setDefaults()
 	c := &Client{
-		opts:     opts,
-		log:      opts.Logger,
-		urls:     urls,
-		store:    opts.Store,
-		stateCh:  make(chan struct{}),
-		counters: make(map[string]*Counter),
-		locks:    make(map[string]*Lock),
-		dirty:    make(map[*Counter]struct{}),
-		kick:     make(chan struct{}, 1),
-		retry:    make(chan struct{}, 1),
-		done:     make(chan struct{}),
+		opts:      opts,
+		log:       opts.Logger,
+		urls:      urls,
+		store:     opts.Store,
+		stateCh:   make(chan struct{}),
+		counters:  make(map[string]*Counter),
+		locks:     make(map[string]*Lock),
+		dirty:     make(map[*Counter]struct{}),
+		kick:      make(chan struct{}, 1),
+		retry:     make(chan struct{}, 1),
+		done:      make(chan struct{}),
+		persistCh: make(chan persistReq),
+		token:     opts.Token,
 	}
 	if c.store == nil {
 		c.store = store.NewMemory()
@@ -162,7 +187,9 @@ func (c *Client) Start(ctx context.Context) error {
 			return fmt.Errorf("client: stored counter %q: %w", name, err)
 		}
 		cnt := c.newCounter(name, cr)
+		cnt.node = node
 		cnt.persistedP, cnt.persistedN = st.P[node], st.N[node]
+		cnt.syncedNow = cnt.syncedLocked()
 		loaded[name] = cnt
 	}
 
@@ -186,19 +213,34 @@ func (c *Client) Start(ctx context.Context) error {
 	return nil
 }
 
-// Close stops the connection, persists pending local changes (bounded by
-// a few seconds) and releases every goroutine. Held locks are freed by the
-// server when the connection closes, and their OnLost callbacks fire with
-// "disconnected". Pending calls return ErrClosed. Close closes the store
-// only if the client created it.
+// Close delivers what it can, then stops. It refuses new writes, persists
+// every pending local change and, within Options.CloseTimeout, tries to
+// deliver the writes the server has not confirmed: it connects at once if
+// the client is between attempts, and waits for the server's confirmation
+// (not when the client is offline on purpose, SetOnline(false), or waits
+// for a new token after an authentication failure). Then it closes the
+// connection and releases every goroutine.
+//
+// When writes remain unconfirmed Close returns an *UndeliveredError
+// (errors.Is(err, ErrUndelivered)) naming their counters; they stay in the
+// Store and the next Start with it sends them, unless the store is the
+// default in-memory one. Held locks are freed by the server when the
+// connection closes, and their OnLost callbacks fire with "disconnected".
+// Pending calls return ErrClosed. Close closes the store only if the
+// client created it. Calls after the first return nil at once.
 func (c *Client) Close() error {
 	c.mu.Lock()
 	if c.closed.Load() {
 		c.mu.Unlock()
 		return nil
 	}
-	c.closed.Store(true)
+	c.closed.Store(true) // no new writes, handles or lock requests
+	started := c.started
 	c.mu.Unlock()
+	var undelivered error
+	if started {
+		undelivered = c.drain()
+	}
 	c.cancel()
 	close(c.done)
 	c.wg.Wait()
@@ -207,7 +249,106 @@ func (c *Client) Close() error {
 		err = c.store.Close()
 	}
 	c.setState(Closed, nil)
-	return err
+	return errors.Join(undelivered, err)
+}
+
+// drain is Close's grace period: persist, then deliver within
+// CloseTimeout. It returns an *UndeliveredError if writes remain.
+func (c *Client) drain() error {
+	grace := max(c.opts.CloseTimeout, 0)
+	ctx, cancel := context.WithTimeout(context.Background(), grace+finalPersistTimeout)
+	defer cancel()
+	perr := c.Persist(ctx)
+	if grace > 0 && !c.paused.Load() && !c.authHeld.Load() {
+		dctx, dcancel := context.WithTimeout(context.Background(), grace)
+		defer dcancel()
+		if len(c.unsynced()) != 0 {
+			c.RetryNow() // between attempts: try now, not after the backoff
+		}
+		for _, cnt := range c.unsynced() {
+			if cnt.Flush(dctx) != nil {
+				break
+			}
+		}
+	}
+	left := c.unsynced()
+	if len(left) == 0 {
+		return nil
+	}
+	names := make([]string, len(left))
+	for i, cnt := range left {
+		names[i] = cnt.name
+	}
+	sort.Strings(names)
+	cause := perr
+	if cause == nil {
+		cause = c.Err()
+	}
+	if cause == nil && c.paused.Load() {
+		cause = ErrOffline
+	}
+	if cause == nil {
+		cause = context.DeadlineExceeded
+	}
+	return &UndeliveredError{Counters: names, Kept: !c.ownStore && perr == nil, Cause: cause}
+}
+
+// unsynced returns the counters with writes the server has not confirmed.
+func (c *Client) unsynced() []*Counter {
+	c.mu.Lock()
+	list := make([]*Counter, 0, len(c.counters))
+	for _, cnt := range c.counters {
+		list = append(list, cnt)
+	}
+	c.mu.Unlock()
+	out := list[:0]
+	for _, cnt := range list {
+		if !cnt.Synced() {
+			out = append(out, cnt)
+		}
+	}
+	return out
+}
+
+// Persist writes every pending local change to the Store now, instead of
+// after Options.SyncDelay, and returns once the store has it (an error
+// wrapping ErrStorage if it failed: the writes stay pending and are
+// retried). A program that must not lose a write if it is killed calls
+// Persist before it acts on the write; delivery to the server still
+// happens in the background (Flush waits for it).
+func (c *Client) Persist(ctx context.Context) error {
+	c.mu.Lock()
+	started := c.started
+	c.mu.Unlock()
+	if !started {
+		return ErrNotStarted
+	}
+	r := persistReq{ctx: ctx, done: make(chan error, 1)}
+	select {
+	case c.persistCh <- r:
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-c.done:
+		return ErrClosed
+	}
+	select {
+	case err := <-r.done:
+		return err
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// Flush persists and sends every counter's local writes now and waits
+// until the server has confirmed all of them (see Counter.Flush), ctx ends
+// or the client is closed.
+func (c *Client) Flush(ctx context.Context) error {
+	for _, cnt := range c.unsynced() {
+		if err := cnt.Flush(ctx); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // NodeID returns this replica's node id ("" before Start).
@@ -277,6 +418,55 @@ func (c *Client) OnStateChange(fn func(State)) (unsubscribe func()) {
 			}
 		})
 	}
+}
+
+// OnError registers fn to be called with every error the client reports,
+// in order: each failed connection attempt or lost connection (as Err
+// reports them: an *AuthError, ErrAuthRequired, ErrConnect, ErrToken,
+// ErrHandshakeTimeout, ErrHeartbeat, ErrDisconnected), each failed
+// persistence round (ErrStorage) and each ERROR frame from the server (a
+// *ServerError). fn runs on one of the client's goroutines and must not
+// block for long. It returns a function that unregisters fn.
+func (c *Client) OnError(fn func(error)) (unsubscribe func()) {
+	c.mu.Lock()
+	c.subSeq++
+	id := c.subSeq
+	c.errSubs = append(c.errSubs, errSub{id, fn})
+	c.mu.Unlock()
+	var once sync.Once
+	return func() {
+		once.Do(func() {
+			c.mu.Lock()
+			defer c.mu.Unlock()
+			for i, s := range c.errSubs {
+				if s.id == id {
+					c.errSubs = append(c.errSubs[:i:i], c.errSubs[i+1:]...)
+					return
+				}
+			}
+		})
+	}
+}
+
+// report hands err to the OnError callbacks.
+func (c *Client) report(err error) {
+	c.mu.Lock()
+	subs := c.errSubs
+	c.mu.Unlock()
+	for _, s := range subs {
+		s.fn(err)
+	}
+}
+
+// SetToken replaces the JWT sent in AUTH (Options.Token) from the next
+// connection attempt on, and, if the client was waiting for a new token
+// after an authentication failure, connects at once. With a TokenFunc,
+// TokenFunc still decides: call RetryNow to have it called again.
+func (c *Client) SetToken(token string) {
+	c.mu.Lock()
+	c.token = token
+	c.mu.Unlock()
+	c.RetryNow()
 }
 
 // WaitReady blocks until the client is Ready, ctx ends (ctx.Err()) or the
@@ -437,11 +627,13 @@ func (c *Client) worker() {
 		select {
 		case <-c.done:
 			ctx, cancel := context.WithTimeout(context.Background(), finalPersistTimeout)
-			c.round(ctx, false)
+			_ = c.round(ctx, false)
 			cancel()
 			return
 		case <-c.kick:
-			c.round(c.ctx, true)
+			_ = c.round(c.ctx, true)
+		case r := <-c.persistCh:
+			r.done <- c.round(r.ctx, true)
 		}
 	}
 }
@@ -455,14 +647,15 @@ type persistSnap struct {
 }
 
 // round persists every dirty counter in one batch and then, if send is
-// set and a connection is ready, sends what the server has not seen.
-func (c *Client) round(ctx context.Context, send bool) {
+// set and a connection is ready, sends what the server has not seen. It
+// returns the persistence error, if any (wrapping ErrStorage).
+func (c *Client) round(ctx context.Context, send bool) error {
 	c.dirtyMu.Lock()
 	set := c.dirty
 	c.dirty = make(map[*Counter]struct{})
 	c.dirtyMu.Unlock()
 	if len(set) == 0 {
-		return
+		return nil
 	}
 	var b store.Batch
 	snaps := make([]persistSnap, 0, len(set))
@@ -485,7 +678,9 @@ func (c *Client) round(ctx context.Context, send bool) {
 	if !b.Empty() {
 		totals, err := c.store.Apply(ctx, b)
 		if err != nil {
+			err = fmt.Errorf("%w: %w", ErrStorage, err)
 			c.log.Error("client: persisting counters failed; will retry", "err", err, "counters", len(snaps))
+			c.report(err)
 			for _, s := range snaps {
 				s.cnt.restorePersist(s)
 			}
@@ -497,7 +692,7 @@ func (c *Client) round(ctx context.Context, send bool) {
 			if send {
 				time.AfterFunc(persistRetry, c.signal)
 			}
-			return
+			return err
 		}
 		i := 0
 		for _, s := range snaps {
@@ -506,17 +701,15 @@ func (c *Client) round(ctx context.Context, send bool) {
 				t = totals[i]
 				i++
 			}
-			if changed, ver, v, subs := s.cnt.persisted(s, t); changed {
-				notify(subs, ver, v)
-			}
+			s.cnt.persisted(s, t).fire()
 		}
 	}
 	if !send {
-		return
+		return nil
 	}
 	cn := c.readyConn()
 	if cn == nil {
-		return // the next transition to ready sends everything
+		return nil // the next transition to ready sends everything
 	}
 	// Send in name order, so frames are deterministic.
 	list := make([]*Counter, 0, len(set))
@@ -529,6 +722,7 @@ func (c *Client) round(ctx context.Context, send bool) {
 			cnt.sendSync(cn)
 		}
 	}
+	return nil
 }
 
 // newID returns a random 128-bit id (26 characters of base32). Ids need to
@@ -568,29 +762,58 @@ func (c *Client) failoverDelay() time.Duration {
 
 // Reload reads the named counters back from the store and folds in what
 // another writer sharing the store (another browser tab) has written;
-// subscribers of counters whose value changed are notified. Counters this
-// client has no handle for are ignored: they load on first use.
+// subscribers of counters whose value changed are notified. Own writes
+// that arrive this way are delivered to the server by this client when it
+// is connected, so one online tab delivers what an offline tab of the same
+// profile wrote; counters this client had no handle for are loaded for
+// that (as Start loads every stored counter).
 func (c *Client) Reload(ctx context.Context, names []string) error {
-	c.mu.Lock()
-	handles := make(map[string]*Counter, len(names))
-	for _, n := range names {
-		if cnt, ok := c.counters[n]; ok {
-			handles[n] = cnt
-		}
-	}
-	c.mu.Unlock()
-	if len(handles) == 0 {
+	if len(names) == 0 {
 		return nil
 	}
+	c.mu.Lock()
+	if c.closed.Load() || !c.started {
+		c.mu.Unlock()
+		return nil
+	}
+	c.mu.Unlock()
 	states, err := c.store.LoadCounters(ctx)
 	if err != nil {
 		return fmt.Errorf("client: reload counters: %w", err)
 	}
-	for name, cnt := range handles {
-		if st, ok := states[name]; ok {
-			if changed, ver, v, subs := cnt.reload(st); changed {
-				notify(subs, ver, v)
+	for _, name := range names {
+		st, ok := states[name]
+		if !ok || checkName(name) != nil {
+			continue
+		}
+		c.mu.Lock()
+		if c.closed.Load() {
+			c.mu.Unlock()
+			return nil
+		}
+		cnt, have := c.counters[name]
+		if !have {
+			cr, err := crdt.FromState(st)
+			if err != nil {
+				c.mu.Unlock()
+				c.log.Warn("client: dropping stored counter state", "counter", name, "err", err)
+				continue
 			}
+			cnt = c.newCounter(name, cr)
+			cnt.node = c.nodeID
+			cnt.persistedP, cnt.persistedN = st.P[c.nodeID], st.N[c.nodeID]
+			cnt.syncedNow = cnt.syncedLocked()
+			c.counters[name] = cnt
+		}
+		c.mu.Unlock()
+		if !have {
+			c.markDirty(cnt, true) // subscribes it, sending its own entries
+			continue
+		}
+		n, ahead := cnt.reload(st)
+		n.fire()
+		if ahead {
+			c.markDirty(cnt, true)
 		}
 	}
 	return nil

@@ -3,6 +3,7 @@ package client
 import (
 	"context"
 	"errors"
+	"fmt"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -88,7 +89,7 @@ func (cn *connection) reader() {
 	for {
 		b, err := cn.t.Read(cn.ctx)
 		if err != nil {
-			cn.kill(err)
+			cn.kill(fmt.Errorf("%w: %w", ErrDisconnected, err))
 			return
 		}
 		m, err := wire.Decode(b)
@@ -111,7 +112,7 @@ func (cn *connection) writer() {
 			err := cn.t.Write(ctx, b)
 			cancel()
 			if err != nil {
-				cn.kill(err)
+				cn.kill(fmt.Errorf("%w: %w", ErrDisconnected, err))
 				return
 			}
 		}
@@ -184,6 +185,12 @@ func (cn *connection) dispatch(m wire.Message, depth int) {
 		}
 	case wire.Error:
 		c.log.Warn("client: server error", "code", m.Code, "message", m.Message)
+		if cn.hsDone.Load() {
+			// During the handshake the handshake's outcome is reported
+			// instead (a no-token client gets ERROR 401 for its
+			// DEVICE_HELLO along with AUTH_REQUIRED).
+			c.report(&ServerError{Code: int(m.Code), Message: m.Message})
+		}
 	case wire.CounterResponse:
 		c.onCounterState(m.Name, m)
 	case wire.CounterUpdate:
@@ -239,6 +246,19 @@ func (c *Client) run() {
 			attempt = 0
 		}
 		c.log.Info("client: connection ended", "url", url, "err", err, "ready", wasReady)
+		if errors.Is(err, ErrAuthFailed) || errors.Is(err, ErrAuthRequired) {
+			// Retrying with the token the server refused would fail the
+			// same way: wait for a new one (SetToken, RetryNow, or a
+			// TokenFunc that returns another token).
+			c.setState(Offline, err)
+			c.report(err)
+			c.holdForToken()
+			attempt = 0
+			continue
+		}
+		if !errors.Is(err, ErrOffline) {
+			c.report(err)
+		}
 		// Every failed attempt and lost connection moves on to the next URL,
 		// except going offline on purpose, which says nothing about the
 		// server.
@@ -267,6 +287,77 @@ func (c *Client) run() {
 			attempt = 0
 		}
 	}
+}
+
+// holdForToken waits, after the server refused the last token or asked
+// for one the client does not have, until there is reason to believe a new
+// attempt could succeed: SetToken or RetryNow was called (SetOnline too),
+// or, with a TokenFunc, it returns a token other than the refused one. It
+// polls TokenFunc with the reconnect backoff; a token it returns is used by
+// the next attempt, not fetched again.
+func (c *Client) holdForToken() {
+	c.authHeld.Store(true)
+	defer c.authHeld.Store(false)
+	c.mu.Lock()
+	refused := c.usedToken
+	c.mu.Unlock()
+	for n := 0; ; n++ {
+		var t *time.Timer
+		var tick <-chan time.Time
+		if c.opts.TokenFunc != nil {
+			t = time.NewTimer(c.backoff(n))
+			tick = t.C
+		}
+		select {
+		case <-c.ctx.Done():
+			stopTimer(t)
+			return
+		case <-c.retry:
+			stopTimer(t)
+			return
+		case <-tick:
+		}
+		ctx, cancel := context.WithTimeout(c.ctx, c.opts.ConnectTimeout)
+		tok, err := c.opts.TokenFunc(ctx)
+		cancel()
+		if err != nil {
+			if c.ctx.Err() == nil {
+				c.report(fmt.Errorf("%w: %w", ErrToken, err))
+			}
+			continue
+		}
+		if tok != "" && tok != refused {
+			c.mu.Lock()
+			c.stashedToken, c.hasStash = tok, true
+			c.mu.Unlock()
+			return
+		}
+	}
+}
+
+// attemptToken returns the token for a connection attempt: the one
+// holdForToken fetched, else TokenFunc's, else Options.Token or SetToken's.
+func (c *Client) attemptToken(ctx context.Context) (string, error) {
+	c.mu.Lock()
+	if c.hasStash {
+		tok := c.stashedToken
+		c.stashedToken, c.hasStash = "", false
+		c.usedToken = tok
+		c.mu.Unlock()
+		return tok, nil
+	}
+	tok := c.token
+	c.mu.Unlock()
+	if c.opts.TokenFunc != nil {
+		var err error
+		if tok, err = c.opts.TokenFunc(ctx); err != nil {
+			return "", fmt.Errorf("%w: %w", ErrToken, err)
+		}
+	}
+	c.mu.Lock()
+	c.usedToken = tok
+	c.mu.Unlock()
+	return tok, nil
 }
 
 // SetOnline(false) takes the client offline on purpose: the connection is
@@ -304,7 +395,7 @@ func (c *Client) connectOnce(url string) (wasReady bool, err error) {
 	defer cancel()
 	t, err := c.opts.Dialer(hctx, url)
 	if err != nil {
-		return false, err
+		return false, fmt.Errorf("%w: %w", ErrConnect, err)
 	}
 	cn := newConnection(c, t)
 	defer c.teardown(cn)
@@ -325,12 +416,9 @@ func (c *Client) connectOnce(url string) (wasReady bool, err error) {
 
 func (cn *connection) handshake(ctx context.Context) error {
 	c := cn.c
-	token := c.opts.Token
-	if c.opts.TokenFunc != nil {
-		var err error
-		if token, err = c.opts.TokenFunc(ctx); err != nil {
-			return err
-		}
+	token, err := c.attemptToken(ctx)
+	if err != nil {
+		return err
 	}
 	fail := func() error {
 		if cn.isDead() {
@@ -440,5 +528,11 @@ func (c *Client) teardown(cn *connection) {
 	cn.failPending()
 	for _, l := range locks {
 		l.connLost(cn)
+	}
+}
+
+func stopTimer(t *time.Timer) {
+	if t != nil {
+		t.Stop()
 	}
 }

@@ -47,8 +47,13 @@ type Counter struct {
 	sentP, sentN int64
 	sentOn       *connection
 	force        bool
-	version      uint64 // bumped on every value change
+	version      uint64 // bumped on every value change; starts at 1
 	subs         []*subscriber
+	// syncedNow is Synced() as last reported to OnSynced callbacks;
+	// syncVer is bumped whenever it changes.
+	syncedNow bool
+	syncVer   uint64
+	syncSubs  []*syncSub
 }
 
 // flushRetry is how long Flush waits for a confirmation before it sends
@@ -61,8 +66,64 @@ type subscriber struct {
 	seen    atomic.Uint64 // highest version delivered
 }
 
+type syncSub struct {
+	fn      func(bool)
+	removed atomic.Bool
+	seen    atomic.Uint64 // highest syncVer delivered
+}
+
 func (c *Client) newCounter(name string, st *crdt.Counter) *Counter {
-	return &Counter{c: c, name: name, st: st, confCh: make(chan struct{})}
+	return &Counter{c: c, name: name, st: st, confCh: make(chan struct{}), version: 1, syncVer: 1, syncedNow: true}
+}
+
+// change is what a mutation of a counter must tell its subscribers, taken
+// under cnt.mu and delivered (fire) after it is released.
+type change struct {
+	subs     []*subscriber
+	ver      uint64
+	v        int64
+	syncSubs []*syncSub
+	syncVer  uint64
+	synced   bool
+}
+
+// changedLocked records a mutation: valueChanged bumps the version for
+// value subscribers, and a change of Synced() is recorded for OnSynced
+// callbacks. cnt.mu held.
+func (cnt *Counter) changedLocked(valueChanged bool) change {
+	var ch change
+	if valueChanged {
+		cnt.version++
+		ch.subs, ch.ver, ch.v = cnt.subs, cnt.version, cnt.st.Value()
+	}
+	if s := cnt.syncedLocked(); s != cnt.syncedNow {
+		cnt.syncedNow = s
+		cnt.syncVer++
+		ch.syncSubs, ch.syncVer, ch.synced = cnt.syncSubs, cnt.syncVer, s
+	}
+	return ch
+}
+
+// fire delivers ch; callers hold no lock.
+func (ch change) fire() {
+	if ch.subs != nil {
+		notify(ch.subs, ch.ver, ch.v)
+	}
+	for _, s := range ch.syncSubs {
+		if s.removed.Load() {
+			continue
+		}
+		for {
+			old := s.seen.Load()
+			if old >= ch.syncVer {
+				break
+			}
+			if s.seen.CompareAndSwap(old, ch.syncVer) {
+				s.fn(ch.synced)
+				break
+			}
+		}
+	}
 }
 
 // Name returns the counter's name.
@@ -111,11 +172,10 @@ func (cnt *Counter) AddAndGet(delta int64) (int64, error) {
 	} else {
 		cnt.unappliedN -= delta
 	}
-	cnt.version++
-	ver, subs := cnt.version, cnt.subs
+	ch := cnt.changedLocked(true)
 	cnt.mu.Unlock()
 	cnt.c.markDirty(cnt, false)
-	notify(subs, ver, v)
+	ch.fire()
 	return v, nil
 }
 
@@ -135,18 +195,21 @@ func (cnt *Counter) raiseOwnLocked() bool {
 	return cnt.st.Value() != before
 }
 
-// Subscribe registers fn to be called with the new value after every local
-// or remote change. Local changes call fn synchronously in the writing
-// goroutine; remote ones from the connection's goroutine, so fn may run
-// concurrently with itself and must not block for long. fn never receives
-// a value older than one it already received. It returns a function that
-// unregisters fn (a call already under way may still complete).
+// Subscribe calls fn at once with the current value, then with the new
+// value after every local or remote change. Local changes call fn
+// synchronously in the writing goroutine; remote ones from the
+// connection's goroutine, so fn may run concurrently with itself and must
+// not block for long. fn never receives a value older than one it already
+// received. It returns a function that unregisters fn (a call already
+// under way may still complete).
 func (cnt *Counter) Subscribe(fn func(int64)) (unsubscribe func()) {
 	s := &subscriber{fn: fn}
 	cnt.mu.Lock()
-	s.seen.Store(cnt.version)
+	ver, v := cnt.version, cnt.st.Value()
+	s.seen.Store(ver - 1) // version starts at 1
 	cnt.subs = append(cnt.subs[:len(cnt.subs):len(cnt.subs)], s)
 	cnt.mu.Unlock()
+	notify([]*subscriber{s}, ver, v) // unless a newer value got there first
 	var once sync.Once
 	return func() {
 		once.Do(func() {
@@ -157,6 +220,36 @@ func (cnt *Counter) Subscribe(fn func(int64)) (unsubscribe func()) {
 				if x == s {
 					// Copy on write: notifiers hold the old slice.
 					cnt.subs = append(cnt.subs[:i:i], cnt.subs[i+1:]...)
+					return
+				}
+			}
+		})
+	}
+}
+
+// OnSynced calls fn with the new Synced() value whenever it changes: false
+// after a local write the server has not confirmed, true once it has
+// confirmed every local write. It calls fn at once with the current
+// value. Calls come from the writing goroutine or the connection's, like
+// Subscribe's, and never deliver an older state after a newer one. It
+// returns a function that unregisters fn.
+func (cnt *Counter) OnSynced(fn func(synced bool)) (unsubscribe func()) {
+	s := &syncSub{fn: fn}
+	cnt.mu.Lock()
+	ver, synced := cnt.syncVer, cnt.syncedNow
+	s.seen.Store(ver - 1) // syncVer starts at 1
+	cnt.syncSubs = append(cnt.syncSubs[:len(cnt.syncSubs):len(cnt.syncSubs)], s)
+	cnt.mu.Unlock()
+	change{syncSubs: []*syncSub{s}, syncVer: ver, synced: synced}.fire()
+	var once sync.Once
+	return func() {
+		once.Do(func() {
+			s.removed.Store(true)
+			cnt.mu.Lock()
+			defer cnt.mu.Unlock()
+			for i, x := range cnt.syncSubs {
+				if x == s {
+					cnt.syncSubs = append(cnt.syncSubs[:i:i], cnt.syncSubs[i+1:]...)
 					return
 				}
 			}
@@ -255,20 +348,16 @@ func (cnt *Counter) takePersist() persistSnap {
 func (s persistSnap) own() bool { return s.dp != 0 || s.dn != 0 || s.floorP != 0 || s.floorN != 0 }
 
 // persisted records a successful Apply of s, whose own slots the store
-// reported as t (zero if s had no own delta), and returns whether the
-// value changed (another writer's increments arrived).
-func (cnt *Counter) persisted(s persistSnap, t store.OwnTotal) (changed bool, ver uint64, v int64, subs []*subscriber) {
+// reported as t (zero if s had no own delta), and returns what changed
+// (another writer's increments may have arrived).
+func (cnt *Counter) persisted(s persistSnap, t store.OwnTotal) change {
 	cnt.mu.Lock()
 	defer cnt.mu.Unlock()
 	cnt.pendingP -= s.dp
 	cnt.pendingN -= s.dn
 	cnt.persistedP = max(cnt.persistedP, t.P)
 	cnt.persistedN = max(cnt.persistedN, t.N)
-	if !cnt.raiseOwnLocked() {
-		return false, 0, 0, nil
-	}
-	cnt.version++
-	return true, cnt.version, cnt.st.Value(), cnt.subs
+	return cnt.changedLocked(cnt.raiseOwnLocked())
 }
 
 // restorePersist undoes takePersist after a failed Apply.
@@ -362,20 +451,12 @@ func (cnt *Counter) merge(s crdt.State) {
 	crdt.RaiseInto(&cnt.remote, changed)
 	cnt.raiseOwnLocked()
 	dirty := changed.Len() > 0 || cnt.confP > cnt.persistedP || cnt.confN > cnt.persistedN
-	v := cnt.st.Value()
-	var subs []*subscriber
-	var ver uint64
-	if v != before {
-		cnt.version++
-		ver, subs = cnt.version, cnt.subs
-	}
+	ch := cnt.changedLocked(cnt.st.Value() != before)
 	cnt.mu.Unlock()
 	if dirty {
 		cnt.c.markDirty(cnt, false)
 	}
-	if subs != nil {
-		notify(subs, ver, v)
-	}
+	ch.fire()
 }
 
 // Own returns this replica's own entries (p, n) of the counter: the
@@ -388,9 +469,10 @@ func (cnt *Counter) Own() (p, n int64) {
 
 // reload folds a state read back from the store (written there by another
 // writer sharing it, such as another browser tab) into the replica: own
-// totals as stored totals, other nodes' entries by max. It returns whether
-// the value changed, with what notify needs.
-func (cnt *Counter) reload(s crdt.State) (changed bool, ver uint64, v int64, subs []*subscriber) {
+// totals as stored totals, other nodes' entries by max. It returns what
+// changed, and whether the persisted own entries are now ahead of what was
+// last sent (another writer's increments this client should deliver).
+func (cnt *Counter) reload(s crdt.State) (ch change, ahead bool) {
 	cnt.mu.Lock()
 	defer cnt.mu.Unlock()
 	before := cnt.st.Value()
@@ -403,9 +485,6 @@ func (cnt *Counter) reload(s crdt.State) (changed bool, ver uint64, v int64, sub
 		cnt.c.log.Warn("client: dropping stored counter state", "counter", cnt.name, "err", err)
 	}
 	cnt.raiseOwnLocked()
-	if cnt.st.Value() == before {
-		return false, 0, 0, nil
-	}
-	cnt.version++
-	return true, cnt.version, cnt.st.Value(), cnt.subs
+	ahead = cnt.persistedP > cnt.sentP || cnt.persistedN > cnt.sentN
+	return cnt.changedLocked(cnt.st.Value() != before), ahead
 }

@@ -175,12 +175,13 @@ func TestSubscribe(t *testing.T) {
 		return (*s)[len(*s)-1]
 	}
 
-	// Local changes fire synchronously.
+	// Subscribe calls back at once with the current value; local changes
+	// fire synchronously.
 	ca.Increment()
 	ca.AddAndGet(4)
 	mu.Lock()
-	if len(gotA) != 2 || gotA[0] != 1 || gotA[1] != 5 {
-		t.Fatalf("local notifications %v, want [1 5]", gotA)
+	if len(gotA) != 3 || gotA[0] != 0 || gotA[1] != 1 || gotA[2] != 5 {
+		t.Fatalf("local notifications %v, want [0 1 5]", gotA)
 	}
 	mu.Unlock()
 	// No-op writes do not fire.
@@ -263,8 +264,8 @@ func TestAddAndGetOutOfRange(t *testing.T) {
 	if v := cnt.Increment(); v != crdt.MaxSafe {
 		t.Errorf("Increment past MaxSafe = %d", v)
 	}
-	if fired != 1 {
-		t.Errorf("subscriber fired %d times, want 1", fired)
+	if fired != 2 { // at Subscribe, and for the one write that succeeded
+		t.Errorf("subscriber fired %d times, want 2", fired)
 	}
 	if err := cnt.Flush(ctxT(t)); err != nil {
 		t.Fatal(err)
@@ -392,8 +393,12 @@ func TestPersistAcrossRestart(t *testing.T) {
 	}
 	cnt.AddAndGet(-8)
 	node := c1.NodeID()
-	if err := c1.Close(); err != nil { // persists what is pending
-		t.Fatal(err)
+	// Close persists what is pending and, the server being out of reach
+	// for the whole grace period, reports the writes it kept.
+	var undelivered *client.UndeliveredError
+	if err := c1.Close(); !errors.As(err, &undelivered) || !undelivered.Kept ||
+		len(undelivered.Counters) != 1 || undelivered.Counters[0] != "restart" {
+		t.Fatalf("Close = %v, want an UndeliveredError keeping [restart]", err)
 	}
 	if _, err := cnt.AddAndGet(1); !errors.Is(err, client.ErrClosed) {
 		t.Fatalf("AddAndGet after Close = %v, want ErrClosed", err)

@@ -31,6 +31,19 @@ var (
 	ErrOffline = errors.New("client: offline (SetOnline(false))")
 	// ErrHeartbeat: no PONG within Options.PingTimeout.
 	ErrHeartbeat = errors.New("client: heartbeat timed out")
+	// ErrConnect: the server could not be reached (the dial failed).
+	ErrConnect = errors.New("client: cannot connect")
+	// ErrToken: Options.TokenFunc failed.
+	ErrToken = errors.New("client: token function failed")
+	// ErrStorage: the local Store failed to persist writes; the client
+	// keeps them in memory and retries.
+	ErrStorage = errors.New("client: local store failed")
+	// ErrServer: the server answered a frame with ERROR (matched by a
+	// *ServerError).
+	ErrServer = errors.New("client: server error")
+	// ErrUndelivered: Close ended its grace period with local writes the
+	// server has not confirmed (matched by an *UndeliveredError).
+	ErrUndelivered = errors.New("client: writes not delivered")
 
 	// Lock denials (matched by a *LockError through errors.Is).
 
@@ -86,3 +99,50 @@ func (e *AuthError) Error() string { return "client: authentication failed: " + 
 
 // Is matches ErrAuthFailed.
 func (e *AuthError) Is(target error) bool { return target == ErrAuthFailed }
+
+// ServerError is an ERROR frame from the server (a refused or failed
+// request: 400 malformed, 403 not allowed, 429 rate limited, 500 storage
+// failure...). It matches ErrServer.
+type ServerError struct {
+	Code    int
+	Message string
+}
+
+func (e *ServerError) Error() string {
+	return fmt.Sprintf("client: server error %d: %s", e.Code, e.Message)
+}
+
+// Is matches ErrServer.
+func (e *ServerError) Is(target error) bool { return target == ErrServer }
+
+// UndeliveredError is what Close returns when its grace period ended with
+// local writes the server had not confirmed. It matches ErrUndelivered.
+type UndeliveredError struct {
+	// Counters with unconfirmed writes, sorted.
+	Counters []string
+	// Kept reports whether they are in a Store the client did not create
+	// (Options.Store), which sends them on its next Start; false means the
+	// default in-memory store, so they are lost.
+	Kept bool
+	// Cause is why they could not be delivered (the last connection
+	// error, or the context's error when the grace period ran out).
+	Cause error
+}
+
+func (e *UndeliveredError) Error() string {
+	where := "kept in the store, sent on the next Start"
+	if !e.Kept {
+		where = "lost: the client has no durable store (Options.Store)"
+	}
+	msg := fmt.Sprintf("client: writes to %d counter(s) not delivered at Close (%s)", len(e.Counters), where)
+	if e.Cause != nil {
+		msg += ": " + e.Cause.Error()
+	}
+	return msg
+}
+
+// Is matches ErrUndelivered.
+func (e *UndeliveredError) Is(target error) bool { return target == ErrUndelivered }
+
+// Unwrap returns the cause.
+func (e *UndeliveredError) Unwrap() error { return e.Cause }

@@ -78,6 +78,8 @@ func fastOptions(url string) client.Options {
 		SyncDelay:  2 * time.Millisecond,
 		MinBackoff: 20 * time.Millisecond,
 		MaxBackoff: 200 * time.Millisecond,
+		// Clients closed while the server is out of reach wait this long.
+		CloseTimeout: time.Second,
 	}
 }
 

@@ -25,6 +25,10 @@ type Options struct {
 	TokenFunc func(ctx context.Context) (string, error)
 	// Store persists the node id and counters. Default store.NewMemory(),
 	// which Close closes; a Store passed here is not closed by Close.
+	// The default keeps nothing across restarts: a native program that must
+	// not lose offline writes when it stops passes a durable store, such as
+	// filestore.Open (sync/store/filestore, one file on disk); browsers use
+	// IndexedDB (idb.Open).
 	Store store.Store
 	// NodeID overrides the persisted node id (Store.NodeID). It must be
 	// unique to this replica and its store: two live writers with one node
@@ -52,6 +56,13 @@ type Options struct {
 	// HelloTimeout is how long a client without a token waits for
 	// DEVICE_ACK before it considers itself ready anyway. Default 500ms.
 	HelloTimeout time.Duration
+	// CloseTimeout is the grace period Close spends delivering local
+	// writes the server has not confirmed: it persists them, connects at
+	// once if it is between attempts, and waits for the server's
+	// confirmation. Default 3s; negative: Close persists and returns
+	// without waiting. Writes still undelivered then stay in the Store and
+	// are sent on the next Start with it (Close reports them).
+	CloseTimeout time.Duration
 }
 
 func (o *Options) setDefaults() {
@@ -70,6 +81,9 @@ func (o *Options) setDefaults() {
 	def(&o.SyncDelay, 50*time.Millisecond)
 	def(&o.ConnectTimeout, 5*time.Second)
 	def(&o.HelloTimeout, 500*time.Millisecond)
+	if o.CloseTimeout == 0 {
+		o.CloseTimeout = 3 * time.Second
+	}
 	if o.Dialer == nil {
 		o.Dialer = transport.Dial
 	}
