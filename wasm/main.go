@@ -29,14 +29,16 @@ var (
 )
 
 type clientHandle struct {
-	c     *client.Client
-	store store.Store
-	stop  []func()
+	c       *client.Client
+	store   store.Store
+	durable bool // IndexedDB: what Close cannot deliver is kept
+	stop    []func()
 }
 
 type counterHandle struct {
 	cnt    *client.Counter
 	notify js.Value // JS function called with the value after remote changes
+	synced js.Value // JS function called with Synced() when it changes
 }
 
 func main() {
@@ -55,6 +57,9 @@ func main() {
 	def("closeClient", closeClient)
 	def("clientState", clientState)
 	def("onState", onState)
+	def("onError", onError)
+	def("clientError", func(a []js.Value) any { return errValue(getClient(a[0]).c.Err()) })
+	def("setToken", func(a []js.Value) any { getClient(a[0]).c.SetToken(a[1].String()); return nil })
 	def("nodeId", func(a []js.Value) any { return getClient(a[0]).c.NodeID() })
 	def("clientUrl", func(a []js.Value) any { return getClient(a[0]).c.URL() })
 	def("retryNow", func(a []js.Value) any { getClient(a[0]).c.RetryNow(); return nil })
@@ -89,12 +94,49 @@ func apiFunc(name string, fn func(args []js.Value) any) js.Func {
 }
 
 // errObject is a plain {error, code} result the shim turns into an
-// exception (js.FuncOf cannot throw).
+// exception or an error event (js.FuncOf cannot throw). The codes are the
+// documented TopGunError codes (js/src/index.d.ts, docs/errors.md); some
+// carry details: reason (the server's words on AUTH_FAIL), status (an
+// ERROR frame's code), counters and kept (writes Close did not deliver).
 func errObject(err error) js.Value {
 	o := js.Global().Get("Object").New()
 	o.Set("error", err.Error())
 	code := "ERROR"
+	var (
+		authErr  *client.AuthError
+		srvErr   *client.ServerError
+		undelErr *client.UndeliveredError
+	)
 	switch {
+	case errors.As(err, &undelErr):
+		code = "UNDELIVERED"
+		names := make([]any, len(undelErr.Counters))
+		for i, n := range undelErr.Counters {
+			names[i] = n
+		}
+		o.Set("counters", js.ValueOf(names))
+		o.Set("kept", undelErr.Kept)
+	case errors.As(err, &authErr):
+		code = "AUTH_FAILED"
+		o.Set("reason", authErr.Message)
+	case errors.Is(err, client.ErrAuthRequired):
+		code = "AUTH_REQUIRED"
+	case errors.As(err, &srvErr):
+		code = "SERVER_ERROR"
+		o.Set("status", srvErr.Code)
+		o.Set("reason", srvErr.Message)
+	case errors.Is(err, client.ErrToken):
+		code = "TOKEN_FAILED"
+	case errors.Is(err, client.ErrConnect):
+		code = "CONNECT_FAILED"
+	case errors.Is(err, client.ErrHandshakeTimeout):
+		code = "HANDSHAKE_TIMEOUT"
+	case errors.Is(err, client.ErrHeartbeat):
+		code = "HEARTBEAT_TIMEOUT"
+	case errors.Is(err, idb.ErrUnavailable):
+		code = "STORAGE_UNAVAILABLE"
+	case errors.Is(err, client.ErrStorage):
+		code = "STORAGE_FAILED"
 	case errors.Is(err, client.ErrInvalidName):
 		code = "INVALID_NAME"
 	case errors.Is(err, client.ErrClosed):
@@ -109,17 +151,23 @@ func errObject(err error) js.Value {
 		code = "RATE_LIMITED"
 	case errors.Is(err, client.ErrUnavailable):
 		code = "UNAVAILABLE"
-	case errors.Is(err, client.ErrDisconnected):
-		code = "DISCONNECTED"
 	case errors.Is(err, client.ErrOffline):
 		code = "OFFLINE"
-	case errors.Is(err, idb.ErrUnavailable):
-		code = "STORAGE_UNAVAILABLE"
+	case errors.Is(err, client.ErrDisconnected):
+		code = "DISCONNECTED"
 	case errors.Is(err, crdt.ErrOutOfRange):
 		code = "OUT_OF_RANGE"
 	}
 	o.Set("code", code)
 	return o
+}
+
+// errValue is errObject(err), or null for a nil error.
+func errValue(err error) js.Value {
+	if err == nil {
+		return js.Null()
+	}
+	return errObject(err)
 }
 
 // promise runs f in a goroutine and settles a JS Promise with its result.
@@ -213,7 +261,8 @@ func getLock(v js.Value) *client.Lock {
 // createClient(options) → Promise<id>. options: serverUrl (a string or an
 // array of strings: Options.URLs), token, getToken (function returning a
 // string or a Promise of one), nodeId, storage {kind: "memory"|"idb", name},
-// syncDelayMs, debug.
+// syncDelayMs, closeTimeoutMs (Options.CloseTimeout; 0: do not wait),
+// debug.
 func createClient(args []js.Value) any {
 	o := args[0]
 	str := func(k string) string {
@@ -229,6 +278,12 @@ func createClient(args []js.Value) any {
 	}
 	if d := o.Get("syncDelayMs"); d.Type() == js.TypeNumber {
 		opts.SyncDelay = time.Duration(d.Float() * float64(time.Millisecond))
+	}
+	if d := o.Get("closeTimeoutMs"); d.Type() == js.TypeNumber {
+		opts.CloseTimeout = time.Duration(d.Float() * float64(time.Millisecond))
+		if d.Float() == 0 {
+			opts.CloseTimeout = -1 // 0 in JS: do not wait
+		}
 	}
 	if gt := o.Get("getToken"); gt.Type() == js.TypeFunction {
 		opts.TokenFunc = func(ctx context.Context) (string, error) {
@@ -259,6 +314,7 @@ func createClient(args []js.Value) any {
 				return nil, err
 			}
 			h.store = s
+			h.durable = true
 		} else {
 			h.store = store.NewMemory()
 		}
@@ -307,7 +363,9 @@ func stringList(v js.Value) ([]string, error) {
 	return list, nil
 }
 
-// closeClient(id) → Promise.
+// closeClient(id) → Promise<{error}>: Close's outcome, never a rejection
+// (error is null, or an {error, code} object: UNDELIVERED, or the store's
+// failure to close).
 func closeClient(args []js.Value) any {
 	h := getClient(args[0])
 	id := args[0].Int()
@@ -316,26 +374,36 @@ func closeClient(args []js.Value) any {
 			f()
 		}
 		err := h.c.Close()
-		if cerr := h.store.Close(); err == nil && cerr != nil && !errors.Is(cerr, store.ErrClosed) {
-			err = cerr
+		if ue := (*client.UndeliveredError)(nil); errors.As(err, &ue) && !h.durable {
+			ue.Kept = false // the store the shim made is memory only
+		}
+		if cerr := h.store.Close(); cerr != nil && !errors.Is(cerr, store.ErrClosed) {
+			err = errors.Join(err, fmt.Errorf("topgun: closing the store: %w", cerr))
 		}
 		mu.Lock()
 		clients[id] = nil
 		mu.Unlock()
-		if errors.Is(err, client.ErrClosed) {
-			err = nil
-		}
-		return nil, err
+		res := js.Global().Get("Object").New()
+		res.Set("error", errValue(err))
+		return res, nil
 	})
 }
 
 func clientState(args []js.Value) any { return getClient(args[0]).c.State().String() }
 
-// onState(id, cb) → unsubscribe function.
+// onState(id, cb) → unsubscribe function; cb(state, error) where error
+// is Err() at the change (null once ready).
 func onState(args []js.Value) any {
 	h, cb := getClient(args[0]), args[1]
-	unsub := h.c.OnStateChange(func(s client.State) { cb.Invoke(s.String()) })
+	unsub := h.c.OnStateChange(func(s client.State) { cb.Invoke(s.String(), errValue(h.c.Err())) })
 	return releaser(unsub)
+}
+
+// onError(id, cb) → unsubscribe function; cb({error, code, ...}) for
+// every error the client reports (Client.OnError).
+func onError(args []js.Value) any {
+	h, cb := getClient(args[0]), args[1]
+	return releaser(h.c.OnError(func(err error) { cb.Invoke(errObject(err)) }))
 }
 
 // releaser wraps unsub in a JS function that also releases itself.
@@ -366,20 +434,28 @@ func counter(args []js.Value) any {
 			return i
 		}
 	}
-	ch := &counterHandle{cnt: cnt, notify: undef}
+	ch := &counterHandle{cnt: cnt, notify: undef, synced: undef}
 	counters = append(counters, ch)
+	// Local writes come through tg_counter_add and the shim has already
+	// told its listeners (and knows it is not synced); only remote changes
+	// and confirmations cross back.
 	cnt.Subscribe(func(v int64) {
-		// Local writes come through tg_counter_add and the shim has
-		// already told its listeners; only remote changes cross back.
 		if inLocal || ch.notify.IsUndefined() {
 			return
 		}
 		ch.notify.Invoke(float64(v))
 	})
+	cnt.OnSynced(func(s bool) {
+		if inLocal || ch.synced.IsUndefined() {
+			return
+		}
+		ch.synced.Invoke(s)
+	})
 	return len(counters) - 1
 }
 
-// counterNotify(h, fn) sets the function called after remote changes.
+// counterNotify(h, fn, syncedFn) sets the functions called after remote
+// changes (with the value) and when Synced() changes (with it).
 func counterNotify(args []js.Value) any {
 	mu.Lock()
 	ch := getCounter(int32(args[0].Int()))
@@ -388,6 +464,9 @@ func counterNotify(args []js.Value) any {
 		return errObject(fmt.Errorf("topgun: no counter handle %d", args[0].Int()))
 	}
 	ch.notify = args[1]
+	if len(args) > 2 {
+		ch.synced = args[2]
+	}
 	return nil
 }
 

@@ -6,23 +6,58 @@
 /** Connection states of the engine (sync/client State.String()). */
 export type ConnectionState = 'idle' | 'connecting' | 'authenticating' | 'ready' | 'offline' | 'closed';
 
+/**
+ * Every code a TopGunError carries (wasm/main.go errObject; docs/errors.md
+ * says when each happens and what to do).
+ */
+export type TopGunErrorCode =
+  // the client
+  | 'CLOSED' // the client was closed
+  | 'NOT_STARTED' // start() has not resolved
+  | 'FATAL' // the Go runtime ended or crashed
+  | 'WASM_LOAD' // topgun.wasm could not be fetched
+  | 'STORAGE_UNAVAILABLE' // no usable IndexedDB: use MemoryAdapter
+  | 'STORAGE_FAILED' // writing to local storage failed; kept in memory, retried
+  | 'UNDELIVERED' // close() could not deliver writes (counters, kept)
+  // the connection (client.error, 'error' events)
+  | 'AUTH_FAILED' // the server refused the token (reason); retries stop until a new token
+  | 'AUTH_REQUIRED' // the server wants a token and none is set; retries stop until one is
+  | 'TOKEN_FAILED' // getToken threw or did not return a string
+  | 'CONNECT_FAILED' // the server could not be reached
+  | 'HANDSHAKE_TIMEOUT' // the server did not finish the handshake in time
+  | 'HEARTBEAT_TIMEOUT' // the server stopped answering PINGs
+  | 'DISCONNECTED' // the connection was lost (also: a lock request pending then)
+  | 'OFFLINE' // setOnline(false)
+  | 'SERVER_ERROR' // the server answered a frame with ERROR (status, reason)
+  // lock denials
+  | 'INVALID_TTL'
+  | 'NOT_HOLDER'
+  | 'RATE_LIMITED'
+  | 'UNAVAILABLE'
+  | 'ERROR'; // anything else
+
 /** Error with a machine-readable code (wasm/main.go errObject). */
 export class TopGunError extends Error {
-  readonly code:
-    | 'CLOSED'
-    | 'NOT_STARTED'
-    | 'FATAL'
-    | 'WASM_LOAD'
-    | 'STORAGE_UNAVAILABLE'
-    | 'INVALID_TTL'
-    | 'NOT_HOLDER'
-    | 'RATE_LIMITED'
-    | 'UNAVAILABLE'
-    | 'DISCONNECTED'
-    | 'OFFLINE'
-    | 'ERROR'
-    | string;
-  constructor(code: string, message: string);
+  readonly code: TopGunErrorCode;
+  /** AUTH_FAILED, SERVER_ERROR: the server's words. */
+  readonly reason?: string;
+  /** SERVER_ERROR: the ERROR frame's code (400, 403, 429, 500...). */
+  readonly status?: number;
+  /** UNDELIVERED: the counters whose writes the server has not confirmed. */
+  readonly counters?: string[];
+  /** UNDELIVERED: whether they are kept in storage (IDBAdapter) for the next start(). */
+  readonly kept?: boolean;
+  constructor(code: TopGunErrorCode, message: string, details?: object);
+}
+
+/** What close() resolves to. */
+export interface CloseResult {
+  /** True when the server confirmed every local write (or there were none). */
+  delivered: boolean;
+  /** Counters with writes the server has not confirmed. */
+  undelivered: string[];
+  /** UNDELIVERED (with counters and kept), or another failure; null if none. */
+  error: TopGunError | Error | null;
 }
 
 /** Keeps counters in memory only (tests, Node programs, no IndexedDB). */
@@ -67,6 +102,11 @@ export interface TopGunClientOptions {
   wasmURL?: string | URL;
   /** Debounce of counter syncs to the server, in ms (default 1: every tick). */
   syncDelayMs?: number;
+  /**
+   * How long close() tries to deliver writes the server has not confirmed,
+   * in ms (default 3000; 0: persist and close at once).
+   */
+  closeTimeoutMs?: number;
   /** Log the engine's diagnostics to the console. */
   debug?: boolean;
 }
@@ -75,11 +115,36 @@ export class TopGunClient extends EventTarget {
   constructor(options: TopGunClientOptions);
   /** Loads the engine and local state and starts connecting. Does not wait for the network. */
   start(): Promise<void>;
-  /** Sends pending writes, closes the connection (its locks are freed) and storage. */
-  close(): Promise<void>;
+  /**
+   * Delivers pending writes within closeTimeoutMs (connecting at once if
+   * between attempts), then closes the connection (its locks are freed) and
+   * storage. Never rejects, whatever the connection is doing; what it could
+   * not deliver is in the result (and an 'error' event), and with IDBAdapter
+   * stays in IndexedDB for the next start().
+   */
+  close(): Promise<CloseResult>;
   readonly state: ConnectionState;
-  /** Calls cb with every new state; also dispatched as a 'statechange' CustomEvent. */
-  onStateChange(cb: (state: ConnectionState) => void): () => void;
+  /**
+   * Why the last connection attempt or connection failed, or null while
+   * ready (and before any failure). After AUTH_FAILED or AUTH_REQUIRED the
+   * client stops retrying until setToken(), or retryNow() with getToken.
+   */
+  readonly error: TopGunError | null;
+  /**
+   * Calls cb with every new state and client.error at that moment; also
+   * dispatched as a 'statechange' CustomEvent (detail: state, error).
+   */
+  onStateChange(cb: (state: ConnectionState, error: TopGunError | null) => void): () => void;
+  /**
+   * Calls cb with every error the client reports (failed attempts, lost
+   * connections, auth failures, STORAGE_FAILED, SERVER_ERROR, UNDELIVERED);
+   * also dispatched as an 'error' CustomEvent (detail: the error).
+   */
+  onError(cb: (error: TopGunError) => void): () => void;
+  /** Replaces the token from the next attempt on; after an auth failure, connects at once. */
+  setToken(token: string): void;
+  /** Reconnects now instead of after the backoff; after an auth failure, calls getToken again. */
+  retryNow(): void;
   /**
    * The server URL in use: the one connected or connecting to, or, between
    * attempts, the one dialled next (sync/client Client.URL). The first of
@@ -122,6 +187,11 @@ export class PNCounter {
   subscribe(cb: (value: number) => void): () => void;
   /** Whether the server has confirmed every local write. */
   readonly synced: boolean;
+  /**
+   * Calls cb at once with `synced`, then whenever it changes (false after a
+   * local write, true once the server has confirmed every local write).
+   */
+  onSyncedChange(cb: (synced: boolean) => void): () => void;
   /** Sends local writes now; resolves once the server has stored them. */
   flush(): Promise<void>;
 }

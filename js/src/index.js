@@ -17,21 +17,40 @@ const NAME_RULE = '1-256 characters, each one of A-Z a-z 0-9 _ - . : /';
 // "node" export condition).
 /* global __TOPGUN_NODE__ */
 
-/** Error raised by the client, with a machine-readable code. */
+/**
+ * Error raised or reported by the client, with a machine-readable code
+ * (the codes are listed in index.d.ts and docs/errors.md). Some carry
+ * details: reason (the server's words), status (an ERROR frame's code),
+ * counters and kept (writes close() could not deliver).
+ */
 export class TopGunError extends Error {
-  constructor(code, message) {
+  constructor(code, message, details) {
     super(message);
     this.name = 'TopGunError';
     this.code = code;
+    if (details) {
+      for (const k of ['reason', 'status', 'counters', 'kept']) {
+        if (details[k] !== undefined) this[k] = details[k];
+      }
+    }
   }
+}
+
+function isErrObject(v) {
+  return v !== null && typeof v === 'object' && typeof v.error === 'string';
+}
+
+// toError turns Go's {error, code, ...} object into a TopGunError.
+function toError(v) {
+  return new TopGunError(v.code || 'ERROR', v.error, v);
 }
 
 // unwrap turns Go's {error, code} results into exceptions.
 function unwrap(v) {
-  if (v !== null && typeof v === 'object' && typeof v.error === 'string') {
+  if (isErrObject(v)) {
     if (v.code === 'INVALID_NAME') throw new TypeError(v.error);
     if (v.code === 'OUT_OF_RANGE') throw new RangeError(v.error);
-    throw new TopGunError(v.code || 'ERROR', v.error);
+    throw toError(v);
   }
   return v;
 }
@@ -156,17 +175,20 @@ globalThis.addEventListener?.('online', () => {
 
 /**
  * A connection to a topgun-go server with local persistence. Emits
- * 'statechange' events ({detail: state}).
+ * 'statechange' events ({detail: state, error}) and 'error' events
+ * ({detail: TopGunError}).
  */
 export class TopGunClient extends EventTarget {
   #opts;
   #rt = null;
   #id = -1;
   #state = 'idle';
+  #error = null;
   #counters = new Map();
   #locks = new Map();
-  #unsubState = null;
+  #unsub = [];
   #starting = null;
+  #closing = null;
   #closed = false;
   #online = true;
   #nodeId = null;
@@ -180,6 +202,10 @@ export class TopGunClient extends EventTarget {
     }
     if (options.getToken !== undefined && typeof options.getToken !== 'function') {
       throw new TypeError('TopGunClient: getToken must be a function');
+    }
+    const ct = options.closeTimeoutMs;
+    if (ct !== undefined && !(Number.isSafeInteger(ct) && ct >= 0)) {
+      throw new TypeError(`TopGunClient: closeTimeoutMs must be a non-negative integer, got ${show(ct)}`);
     }
     const storage = options.storage ?? new MemoryAdapter();
     if (storage.kind !== 'memory' && storage.kind !== 'idb') {
@@ -204,6 +230,7 @@ export class TopGunClient extends EventTarget {
             nodeId: o.nodeId,
             storage: { kind: o.storage.kind, name: o.storage.name },
             syncDelayMs: o.syncDelayMs ?? 1,
+            closeTimeoutMs: o.closeTimeoutMs,
             debug: !!o.debug,
           })
           .catch(rethrow),
@@ -211,8 +238,11 @@ export class TopGunClient extends EventTarget {
       this.#rt = rt;
       this.#id = id;
       liveClients.add(this);
-      this.#setState(rt.api.clientState(id));
-      this.#unsubState = rt.api.onState(id, (s) => this.#setState(s));
+      this.#unsub.push(
+        rt.api.onState(id, (s, e) => this.#setState(s, e)),
+        rt.api.onError(id, (e) => this.#report(toError(e))),
+      );
+      this.#setState(rt.api.clientState(id), rt.api.clientError(id));
     })();
     this.#starting.catch(() => {
       this.#starting = null;
@@ -225,11 +255,55 @@ export class TopGunClient extends EventTarget {
     return this.#state;
   }
 
-  /** Calls cb with every new state; returns an unsubscribe function. */
+  /**
+   * Why the last connection attempt or connection failed (a TopGunError:
+   * AUTH_FAILED, AUTH_REQUIRED, CONNECT_FAILED, ...), or null while ready
+   * and before any failure.
+   */
+  get error() {
+    return this.#error;
+  }
+
+  /** Calls cb(state, error) with every new state; returns an unsubscribe function. */
   onStateChange(cb) {
-    const h = (e) => cb(e.detail);
+    const h = (e) => cb(e.detail, e.error);
     this.addEventListener('statechange', h);
     return () => this.removeEventListener('statechange', h);
+  }
+
+  /**
+   * Calls cb(error) with every error the client reports: failed connection
+   * attempts, lost connections, authentication failures, local storage
+   * failures, ERROR frames from the server, writes close() could not
+   * deliver. Returns an unsubscribe function.
+   */
+  onError(cb) {
+    const h = (e) => cb(e.detail);
+    this.addEventListener('error', h);
+    return () => this.removeEventListener('error', h);
+  }
+
+  #report(err) {
+    const e = new CustomEvent('error', { detail: err });
+    this.dispatchEvent(e);
+  }
+
+  /**
+   * Replaces the token sent in AUTH from the next connection attempt on and,
+   * after an authentication failure (which stops the retries), connects at
+   * once. With getToken, call retryNow() instead to have it called again.
+   */
+  setToken(token) {
+    if (typeof token !== 'string') throw new TypeError('setToken needs a string');
+    this.#api().setToken(this.#id, token);
+  }
+
+  /**
+   * Reconnects now instead of after the backoff; after an authentication
+   * failure, tries again (calling getToken again).
+   */
+  retryNow() {
+    this.#api().retryNow(this.#id);
   }
 
   /**
@@ -263,10 +337,14 @@ export class TopGunClient extends EventTarget {
     return this.#nodeId;
   }
 
-  #setState(s) {
+  #setState(s, err) {
+    const error = isErrObject(err) ? toError(err) : null;
+    if (s === 'ready' || error) this.#error = error;
     if (s === this.#state) return;
     this.#state = s;
-    this.dispatchEvent(new CustomEvent('statechange', { detail: s }));
+    const e = new CustomEvent('statechange', { detail: s });
+    e.error = this.#error;
+    this.dispatchEvent(e);
   }
 
   #api() {
@@ -315,21 +393,45 @@ export class TopGunClient extends EventTarget {
     return l;
   }
 
-  /** Sends pending writes, closes the connection (locks are freed) and storage. */
-  async close() {
-    if (this.#closed) return;
-    if (this.#starting) await this.#starting.catch(() => {});
-    pushAll();
-    kickAll();
-    this.#closed = true;
-    liveClients.delete(this);
-    const closed = new TopGunError('CLOSED', 'client is closed');
-    for (const c of this.#counters.values()) c._fatal(closed);
-    this.#unsubState?.();
-    if (this.#id >= 0 && !fatalError) {
-      await this.#rt.api.closeClient(this.#id).catch(rethrow);
+  /**
+   * Delivers pending writes, then closes the connection (locks are freed)
+   * and storage. Within closeTimeoutMs (default 3000) it persists every
+   * write, connects at once if it is between attempts and waits for the
+   * server to confirm them. Resolves {delivered, undelivered, error}:
+   * undelivered names the counters whose writes the server has not
+   * confirmed; with IDBAdapter they stay in IndexedDB and the next start()
+   * sends them (error.kept is true). Never rejects: a failure is in the
+   * result and reported as an 'error' event.
+   */
+  close() {
+    this.#closing ??= this.#close();
+    return this.#closing;
+  }
+
+  async #close() {
+    let error = null;
+    try {
+      if (this.#starting) await this.#starting.catch(() => {});
+      if (this.#id >= 0 && !fatalError) {
+        pushAll();
+        kickAll();
+      }
+      this.#closed = true;
+      liveClients.delete(this);
+      const closed = new TopGunError('CLOSED', 'client is closed');
+      for (const c of this.#counters.values()) c._fatal(closed);
+      if (this.#id >= 0 && !fatalError) {
+        const res = await this.#rt.api.closeClient(this.#id);
+        if (isErrObject(res?.error)) error = toError(res.error);
+      }
+    } catch (e) {
+      error = isErrObject(e) ? toError(e) : e instanceof Error ? e : new TopGunError('ERROR', String(e));
     }
+    for (const off of this.#unsub) off();
+    this.#unsub = [];
     this.#setState('closed');
+    if (error) this.#report(error);
+    return { delivered: error?.code !== 'UNDELIVERED', undelivered: error?.counters ?? [], error };
   }
 }
 
@@ -397,6 +499,8 @@ export class PNCounter {
   #pendP = 0;
   #pendN = 0;
   #listeners = new Set();
+  #syncListeners = new Set();
+  #syncedLast;
   #queued = false;
   #dead = null;
 
@@ -409,7 +513,12 @@ export class PNCounter {
     this.#value = this.#x.tg_counter_get(h);
     this.#ownP = this.#x.tg_counter_own_p(h);
     this.#ownN = this.#x.tg_counter_own_n(h);
-    rt.api.counterNotify(h, (v) => this.#remote(v));
+    this.#syncedLast = this.synced;
+    rt.api.counterNotify(
+      h,
+      (v) => this.#remote(v),
+      () => this.#checkSynced(),
+    );
   }
 
   get name() {
@@ -457,6 +566,7 @@ export class PNCounter {
       queuePush(this);
     }
     if (this.#listeners.size !== 0) for (const l of this.#listeners) l(v);
+    if (this.#syncedLast) this.#checkSynced();
     return v;
   }
 
@@ -507,6 +617,26 @@ export class PNCounter {
   /** Whether the server has confirmed every local write. */
   get synced() {
     return this.#pendP === 0 && this.#pendN === 0 && this.#x.tg_counter_synced(this.#h) === 1;
+  }
+
+  #checkSynced() {
+    if (this.#dead) return;
+    const s = this.synced;
+    if (s === this.#syncedLast) return;
+    this.#syncedLast = s;
+    for (const l of this.#syncListeners) l(s);
+  }
+
+  /**
+   * Calls cb(synced) now, then whenever `synced` changes: false after a
+   * local write, true once the server has confirmed every local write.
+   * Returns an unsubscribe function.
+   */
+  onSyncedChange(cb) {
+    if (typeof cb !== 'function') throw new TypeError('onSyncedChange needs a function');
+    this.#syncListeners.add(cb);
+    cb(this.#syncedLast);
+    return () => this.#syncListeners.delete(cb);
   }
 
   /** Sends local writes now and resolves when the server has stored them. */

@@ -288,7 +288,7 @@ func (c *Client) drain() error {
 		cause = ErrOffline
 	}
 	if cause == nil {
-		cause = context.DeadlineExceeded
+		cause = fmt.Errorf("no confirmation from the server within CloseTimeout (%v): %w", grace, context.DeadlineExceeded)
 	}
 	return &UndeliveredError{Counters: names, Kept: !c.ownStore && perr == nil, Cause: cause}
 }

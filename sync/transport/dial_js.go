@@ -33,6 +33,13 @@ const (
 
 var jsUint8Array = js.Global().Get("Uint8Array")
 
+// ignoreError is every socket's onerror handler, for its whole life: the
+// listener added by Dial is removed when the connection is released, but a
+// socket closed while still connecting reports an error afterwards, and
+// Node's ws package throws an error event that has no listener (an
+// uncaught exception that ends the process). One function, never released.
+var ignoreError = js.FuncOf(func(js.Value, []js.Value) any { return nil })
+
 // liveFuncs counts js.Funcs this file holds; tests check that it returns to
 // zero once every connection has ended.
 var liveFuncs atomic.Int32
@@ -55,6 +62,7 @@ func Dial(ctx context.Context, url string) (Conn, error) {
 		return nil, fmt.Errorf("transport: dial %s: %w", url, err)
 	}
 	ws.Set("binaryType", "arraybuffer")
+	ws.Set("onerror", ignoreError)
 
 	c := &jsConn{ws: ws, notify: make(chan struct{}, 1), done: make(chan struct{})}
 	opened := make(chan struct{})

@@ -18,6 +18,8 @@ func main() {
 	set("createClient", func([]js.Value) any { return js.Global().Get("Promise").Call("resolve", 0) })
 	set("clientState", func([]js.Value) any { return "connecting" })
 	set("onState", func([]js.Value) any { return js.FuncOf(func(js.Value, []js.Value) any { return nil }) })
+	set("onError", func([]js.Value) any { return js.FuncOf(func(js.Value, []js.Value) any { return nil }) })
+	set("clientError", func([]js.Value) any { return js.Null() })
 	js.Global().Get("__topgunGoReady").Invoke(api)
 	time.Sleep(200 * time.Millisecond)
 }
