@@ -12,9 +12,6 @@ export class TopGunReactError extends Error {
   constructor(code: string, message: string);
 }
 
-/** How often a counter that is not synced re-reads `synced`, in ms. */
-export const SYNC_POLL_MS: number;
-
 /** An external store, in the shape useSyncExternalStore takes. */
 export interface ExternalStore<S> {
   /** Calls listener after every change of the snapshot; returns an unsubscribe function. */
@@ -27,7 +24,11 @@ export interface ClientSnapshot {
   readonly state: ConnectionState;
   /** Whether client.start() has resolved. */
   readonly started: boolean;
-  /** Why start() failed, or null. */
+  /**
+   * Why start() failed or, once started, client.error: why the last
+   * connection attempt failed (a TopGunError: AUTH_FAILED with the server's
+   * reason, AUTH_REQUIRED, CONNECT_FAILED...); null while ready.
+   */
   readonly error: Error | null;
 }
 

@@ -19,10 +19,6 @@ export class TopGunReactError extends Error {
   }
 }
 
-// How often a counter that is not synced re-reads `synced`: the client has
-// no event for it.
-export const SYNC_POLL_MS = 500;
-
 function checkClient(client, who) {
   if (
     !client ||
@@ -58,7 +54,9 @@ const clientStores = new WeakMap();
 /**
  * The store of a client's lifecycle: {state, started, error}. started turns
  * true once client.start() has resolved (or at once for a client that was
- * already started); error holds the reason start() failed.
+ * already started); error holds the reason start() failed or, once started,
+ * client.error: why the last connection attempt failed (AUTH_FAILED with the
+ * server's reason, AUTH_REQUIRED, CONNECT_FAILED...), null while ready.
  */
 export function getClientStore(client) {
   checkClient(client, 'getClientStore');
@@ -75,13 +73,14 @@ function createClientStore(client) {
   // The engine never reports 'idle': any other state means start() has
   // created it (or the client is closed).
   let started = client.state !== 'idle' && client.state !== 'closed';
-  let error = null;
+  let startError = null;
   let starting = null;
-  let snap = Object.freeze({ state: client.state, started, error });
+  let snap = Object.freeze({ state: client.state, started, error: startError ?? client.error ?? null });
   let off = null;
 
   function read() {
     const state = client.state;
+    const error = startError ?? client.error ?? null;
     if (state !== snap.state || started !== snap.started || error !== snap.error) {
       snap = Object.freeze({ state, started, error });
     }
@@ -123,14 +122,14 @@ function createClientStore(client) {
       starting ??= client.start().then(
         () => {
           started = true;
-          error = null;
+          startError = null;
           changed();
         },
         (e) => {
           starting = null;
-          error = e instanceof Error ? e : new Error(String(e));
+          startError = e instanceof Error ? e : new Error(String(e));
           changed();
-          throw error;
+          throw startError;
         },
       );
       return starting;
@@ -209,9 +208,9 @@ const counterStores = new WeakMap();
 
 /**
  * The store of the PN-Counter name: snapshots {value, loading, synced}.
- * value is 0 while loading (until the client has started); synced is
- * re-read on every value change, on every connection state change and
- * every SYNC_POLL_MS while it is false.
+ * value is 0 while loading (until the client has started); the snapshot
+ * follows the counter's subscribe (value) and onSyncedChange (synced)
+ * events: nothing polls.
  */
 export function getCounterStore(client, name) {
   checkClient(client, 'getCounterStore');
@@ -226,7 +225,6 @@ function createCounterStore(client, name) {
   let snap = LOADING_COUNTER;
   let handle = null;
   let detach = null;
-  let timer = null;
 
   // counter returns the handle once the client has started. It throws
   // TypeError for an invalid name, during render, where it belongs.
@@ -254,18 +252,23 @@ function createCounterStore(client, name) {
       emitted = snap;
       ls.emit();
     }
-    const poll = ls.size > 0 && !snap.loading && !snap.synced;
-    if (poll && !timer) {
-      timer = setInterval(refresh, SYNC_POLL_MS);
-      timer.unref?.(); // never keep a Node process alive
-    } else if (!poll && timer) {
-      clearInterval(timer);
-      timer = null;
-    }
   }
 
   function attach() {
-    detach = attachHandle(cs, client, () => counter().subscribe(refresh), refresh);
+    detach = attachHandle(
+      cs,
+      client,
+      () => {
+        const h = counter();
+        const offValue = h.subscribe(refresh);
+        const offSynced = h.onSyncedChange(refresh);
+        return () => {
+          offValue();
+          offSynced();
+        };
+      },
+      refresh,
+    );
   }
 
   function need(op) {
@@ -292,7 +295,6 @@ function createCounterStore(client, name) {
         if (ls.size === 0) {
           detach?.();
           detach = null;
-          refresh(); // stops the poll
         }
       };
     },

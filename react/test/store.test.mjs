@@ -1,7 +1,7 @@
 // The React-free store layer against the real client and server.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { getClientStore, getCounterStore, getLockStore, TopGunReactError, SYNC_POLL_MS } from '../dist/store.js';
+import { getClientStore, getCounterStore, getLockStore, TopGunReactError } from '../dist/store.js';
 import { startServer, newClient, until } from '../testutil.mjs';
 
 let server;
@@ -92,8 +92,8 @@ test('counter store: local and remote changes, stable snapshots, synced', async 
   );
   await until('b sees 10', () => sb.getSnapshot().value === 10);
   assert.ok(rb.seen.some((x) => x.value === 10), 'remote change notified');
-  // synced has no event: the store polls it and tells its listeners.
-  await until('the listener hears a is synced', () => ra.seen.at(-1).synced, 5000 + SYNC_POLL_MS);
+  // The counter's synced-change event reaches the listeners (nothing polls).
+  await until('the listener hears a is synced', () => ra.seen.at(-1).synced);
   assert.equal(sa.getSnapshot().synced, true);
   assert.equal(ra.seen.at(-1).value, 10);
   ra.off();
@@ -157,4 +157,30 @@ test('lock store: rejections are state error and still reject', async () => {
   assert.equal(l.getSnapshot().error.code, 'INVALID_TTL');
   const n = await newClient(url, { start: false });
   await assert.rejects(getLockStore(n, 'x').unlock(), { code: 'NOT_READY' });
+});
+
+test('client store: a refused token is the snapshot error (useClientStatus().error), and setToken clears it', async () => {
+  const { startServer: startProcess } = await import('../../scripts/server-process.mjs');
+  const { TopGunClient, MemoryAdapter } = await import('@topgun-go/client');
+  const { createHmac } = await import('node:crypto');
+  const secret = 'react-store-secret';
+  const jwt = await startProcess(['--jwt-secret', secret, '--data', 'memory']);
+  const c = new TopGunClient({ serverUrl: jwt.url, storage: new MemoryAdapter(), token: 'not-a-jwt' });
+  try {
+    const s = getClientStore(c);
+    const { seen, off } = record(s);
+    await s.start();
+    await until('AUTH_FAILED in the snapshot', () => s.getSnapshot().error?.code === 'AUTH_FAILED');
+    assert.ok(s.getSnapshot().error.reason, 'with the server reason');
+    assert.equal(s.getSnapshot().state, 'offline');
+    assert.ok(seen.some((x) => x.error?.code === 'AUTH_FAILED'), 'listeners were told');
+    const b64 = (o) => Buffer.from(JSON.stringify(o)).toString('base64url');
+    const body = `${b64({ alg: 'HS256', typ: 'JWT' })}.${b64({ sub: 'ann', exp: Math.floor(Date.now() / 1000) + 3600 })}`;
+    c.setToken(`${body}.${createHmac('sha256', secret).update(body).digest('base64url')}`);
+    await until('ready, error cleared', () => s.getSnapshot().state === 'ready' && s.getSnapshot().error === null);
+    off();
+  } finally {
+    await c.close();
+    await jwt.stop();
+  }
 });
