@@ -19,7 +19,11 @@
 // other message but AUTH_REQUIRED, or after HelloTimeout). State and
 // OnStateChange report Connecting, Authenticating, Ready, Offline and Closed;
 // Err says why the last attempt failed (an *AuthError after AUTH_FAIL,
-// ErrAuthRequired when a server wants a token the client does not have).
+// ErrAuthRequired when a server wants a token the client does not have),
+// and OnError reports every error as it happens. After AUTH_FAIL or
+// AUTH_REQUIRED the client does not retry with the same token: it waits for
+// SetToken, RetryNow, or a TokenFunc that returns another token (polled
+// with the backoff).
 // Once ready the client PINGs every PingInterval and drops the connection
 // when no PONG came for PingTimeout. Failed or dropped connections are retried
 // after min(MinBackoff·2^attempt, MaxBackoff) × uniform[0.5, 1.5); the attempt
@@ -42,8 +46,9 @@
 // # Counters
 //
 // Client.Counter returns one *Counter per name. Get, Increment, Decrement and
-// AddAndGet act on the local replica and return at once; Subscribe's callbacks
-// fire after every local or remote change of the value. Local writes are
+// AddAndGet act on the local replica and return at once; Subscribe calls
+// back at once with the value and after every local or remote change of it;
+// OnSynced likewise with Synced(). Local writes are
 // persisted and synced in the background: after SyncDelay one worker round
 // applies every pending change in ONE Store.Apply (own writes as deltas, other
 // nodes' entries by max), then sends COUNTER_SYNC with this replica's own
@@ -54,7 +59,17 @@
 // the connection is subscribed again, and a handle created offline loads the
 // server's state (PROTOCOL.md D4). States from the server merge by max.
 // Synced reports whether the server has confirmed all local writes; Flush
-// sends at once and waits for that.
+// sends at once and waits for that. Persist writes pending changes to the
+// store at once (a program about to act on a write calls it).
+//
+// # Shutdown
+//
+// Close means delivered or reported: it refuses new writes, persists, and
+// within Options.CloseTimeout tries to deliver what the server has not
+// confirmed (connecting at once if it is between attempts), whatever the
+// connection is doing. What remains is returned as an *UndeliveredError and
+// stays in the Store for the next Start; so a program whose offline writes
+// must survive a restart passes a durable Store (sync/store/filestore).
 //
 // A node id must belong to one replica with one store. Two live clients that
 // share a node id but not their store overwrite each other's increments on the
