@@ -86,9 +86,10 @@ function Header({ online, onToggle }) {
         />
         offline
       </label>
-      {error && (
+      {error && error.code !== 'OFFLINE' && (
         <div className="note bad" data-testid="client-error" style={{ flexBasis: '100%' }}>
-          The client did not start: {error.message}
+          {loading ? 'The client did not start: ' : `Connection problem (${error.code}): `}
+          {error.message}
         </div>
       )}
     </header>
