@@ -49,8 +49,8 @@ func TestCrash(t *testing.T) {
 		killAt       int
 		afterPersist bool
 	}
-	// After persist: 200 steps, Persist, then 49 steps that only the
-	// background rounds may have stored when the kill lands.
+	// After persist: 200 steps, Persist, and the kill once 50 more steps
+	// are announced; only background rounds may have stored those.
 	tests := []crashCase{{"after persist", 200, 50, true}}
 	for i := range 3 {
 		tests = append(tests, crashCase{fmt.Sprintf("random %d", i), 25, 1 + rng.IntN(800), false})

@@ -21,9 +21,9 @@ func Example() {
 	ctx := context.Background()
 	st, err := filestore.Open("/var/lib/worker/topgun-client.db", filestore.Options{})
 	if err != nil {
-		log.Fatal(err) // errors.Is(err, filestore.ErrLocked): another instance runs
+		log.Fatal(err) // ErrLocked: another instance runs
 	}
-	defer st.Close() // after the client: it does not close a store it was given
+	defer st.Close() // runs after c.Close, which leaves st open
 
 	c, err := client.New(client.Options{URL: "wss://counters.example.com/ws", Store: st})
 	if err != nil {

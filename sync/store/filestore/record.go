@@ -107,8 +107,14 @@ func (d *decoder) uvarint() uint64 {
 		return 0
 	}
 	v, n := binary.Uvarint(d.b)
-	if n <= 0 {
+	switch {
+	case n <= 0:
 		d.err = errShort // n < 0 is an overflow, also a broken record
+		return 0
+	case n > 1 && d.b[n-1] == 0:
+		// A padded varint (0x80 0x00 for 0) reads as a valid number, but
+		// encodeState never writes one: each state has one record.
+		d.err = errors.New("non-minimal varint")
 		return 0
 	}
 	d.b = d.b[n:]

@@ -133,6 +133,8 @@ var corruptRecords = []struct {
 	{"truncated magnitude", seal([]byte{1, 1, 1, 'a', 0x80}), false},
 	{"varint overflow", seal([]byte{1, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x01}), false},
 	{"huge count", seal([]byte{1, 0xff, 0xff, 0xff, 0xff, 0x0f, 0}), false},
+	{"padded varint", seal([]byte{1, 0x80, 0x00, 0}), false},
+	{"padded magnitude", seal([]byte{1, 1, 1, 'a', 0x85, 0x00, 0}), false},
 	{"trailing bytes", raw(1, []entry{{"a", 5}}, nil, 0), false},
 	{"empty node id", raw(1, []entry{{"", 5}}, nil), true},
 	{"repeated node", raw(1, nil, []entry{{"a", 5}, {"a", 6}}), false},
