@@ -19,19 +19,25 @@ export async function harness(page: Page, storage: 'idb' | 'memory' = 'idb') {
  * Starts a client as window.c on an already loaded harness page, connected
  * to serverUrl (default: the server that serves the page).
  */
-export async function startClient(page: Page, storage: 'idb' | 'memory' = 'idb', serverUrl?: string | string[]) {
+export async function startClient(
+  page: Page,
+  storage: 'idb' | 'memory' = 'idb',
+  serverUrl?: string | string[],
+  options: { closeTimeoutMs?: number } = {},
+) {
   await page.waitForFunction(() => (window as any).harnessReady === true);
   await page.evaluate(
-    async ([storage, serverUrl]) => {
+    async ([storage, serverUrl, options]) => {
       const { TopGunClient, IDBAdapter, MemoryAdapter } = (window as any).tg;
       const c = new TopGunClient({
+        ...options,
         serverUrl: serverUrl ?? 'ws://' + location.host,
         storage: storage === 'memory' ? new MemoryAdapter() : new IDBAdapter(),
       });
       await c.start();
       (window as any).c = c;
     },
-    [storage, serverUrl] as const,
+    [storage, serverUrl, options] as const,
   );
 }
 
@@ -80,4 +86,23 @@ export async function newHarnessPage(ctx: BrowserContext, storage: 'idb' | 'memo
   const p = await ctx.newPage();
   await harness(p, storage);
   return p;
+}
+
+/**
+ * Records page's uncaught errors and unhandled rejections ('pageerror') and
+ * its console errors, except the browser's 404 for /favicon.ico (the
+ * harness has none) and those matching ignore (e.g. Chromium's own
+ * "WebSocket connection to ... failed" line for an unreachable server).
+ * Assert the returned list is empty at the end of the test.
+ */
+export function pageProblems(page: Page, ignore?: RegExp): string[] {
+  const problems: string[] = [];
+  page.on('pageerror', (e) => problems.push(`page error: ${e.message}`));
+  page.on('console', (m) => {
+    if (m.type() !== 'error' || ignore?.test(m.text())) return;
+    const at = m.location().url;
+    if (/^Failed to load resource/.test(m.text()) && new URL(at, base()).pathname === '/favicon.ico') return;
+    problems.push(`console error: ${m.text()}${at ? ` (${at})` : ''}`);
+  });
+  return problems;
 }

@@ -113,7 +113,10 @@ export interface TopGunClientOptions {
 
 export class TopGunClient extends EventTarget {
   constructor(options: TopGunClientOptions);
-  /** Loads the engine and local state and starts connecting. Does not wait for the network. */
+  /**
+   * Loads the engine and local state and starts connecting. Does not wait for the network.
+   * Rejects with TopGunError CLOSED after close().
+   */
   start(): Promise<void>;
   /**
    * Delivers pending writes within closeTimeoutMs (connecting at once if
