@@ -219,6 +219,12 @@ func FromState(s State) (*Counter, error) {
 // Value returns Σp − Σn.
 func (c *Counter) Value() int64 { return c.sumP - c.sumN }
 
+// Len returns the number of entries (non-zero magnitudes) in c.
+func (c *Counter) Len() int { return len(c.p) + len(c.n) }
+
+// Sums returns Σp and Σn, the totals of each side (each at most 2^62-1).
+func (c *Counter) Sums() (p, n int64) { return c.sumP, c.sumN }
+
 // Entry returns node's magnitudes.
 func (c *Counter) Entry(node string) (p, n int64) { return c.p[node], c.n[node] }
 

@@ -47,10 +47,16 @@ type conn struct {
 	subs        map[string]*counterEntry // reader goroutine only
 	waiting     int                      // queued lock requests; under lockManager.mu
 
+	// view is the node id of a connection that negotiated compact views
+	// (nil: full states). Set once by the reader before any subscription.
+	view atomic.Pointer[string]
+
 	mu      sync.Mutex
-	out     [][]byte              // encoded frames for the writer
-	updates map[string]crdt.State // coalesced COUNTER_UPDATE deltas
-	order   []string              // names in updates, first-in order
+	out     [][]byte                   // encoded frames for the writer
+	updates map[string]crdt.State      // coalesced COUNTER_UPDATE deltas
+	order   []string                   // names in updates, first-in order
+	views   map[*counterEntry]struct{} // counters whose view changed
+	vorder  []*counterEntry            // entries of views, first-in order
 	wake    chan struct{}
 	space   chan struct{}
 	wrote   chan struct{} // closed when the writer exits
@@ -69,6 +75,7 @@ func newConn(s *Server, ws *websocket.Conn, id uint64) *conn {
 		limiter: rate.NewLimiter(rate.Limit(s.cfg.RateLimit), s.cfg.RateBurst),
 		subs:    make(map[string]*counterEntry),
 		updates: make(map[string]crdt.State),
+		views:   make(map[*counterEntry]struct{}),
 		wake:    make(chan struct{}, 1),
 		space:   make(chan struct{}, 1),
 		wrote:   make(chan struct{}),
@@ -86,10 +93,75 @@ func (c *conn) send(m wire.Message) {
 		c.log.Error("encode", "type", m.Type(), "err", err)
 		return
 	}
+	if len(b) > wire.MaxFrameSize {
+		b = c.tooLarge(m.Type(), counterName(m), len(b))
+	}
 	c.mu.Lock()
 	c.out = append(c.out, b)
 	c.mu.Unlock()
 	c.signal()
+}
+
+// tooLarge logs a frame over the protocol's limit, which the peer would
+// refuse, and returns the ERROR frame sent instead.
+func (c *conn) tooLarge(typ, name string, size int) []byte {
+	c.log.Warn("frame over the 2 MiB limit not sent", "type", typ, "name", name, "bytes", size)
+	b, _ := wire.Encode(wire.Error{Code: 413, Message: fmt.Sprintf(
+		"%s for %q is %d bytes, over the 2 MiB frame limit: the counter has too many writers for a full "+
+			"state; clients that negotiate compact views (views: \"compact\") get it in one small frame",
+		typ, name, size)})
+	return b
+}
+
+// counterName is the counter a message is about, or "".
+func counterName(m wire.Message) string {
+	switch m := m.(type) {
+	case wire.CounterResponse:
+		return m.Name
+	case wire.CounterUpdate:
+		return m.Name
+	}
+	return ""
+}
+
+// viewNode returns the node id of a connection that negotiated compact
+// views.
+func (c *conn) viewNode() (string, bool) {
+	if p := c.view.Load(); p != nil {
+		return *p, true
+	}
+	return "", false
+}
+
+// negotiate answers an AUTH or DEVICE_HELLO's request for compact views:
+// it turns them on when the node id is valid and no counter was
+// subscribed yet (a connection's views never change kind), and reports
+// whether they are on.
+func (c *conn) negotiate(views, node string) bool {
+	if views != wire.ViewsCompact {
+		_, on := c.viewNode()
+		return on
+	}
+	if _, on := c.viewNode(); on {
+		return true
+	}
+	if err := wire.ValidNode(node); err != nil {
+		c.sendError(400, "compact views need a valid nodeId: %v", err)
+		return false
+	}
+	if len(c.subs) > 0 {
+		return false
+	}
+	c.view.Store(&node)
+	return true
+}
+
+// ackViews is the views field of an AUTH_ACK or DEVICE_ACK.
+func ackViews(on bool) string {
+	if on {
+		return wire.ViewsCompact
+	}
+	return ""
 }
 
 func (c *conn) signal() {
@@ -104,11 +176,24 @@ func (c *conn) sendError(code uint32, format string, args ...any) {
 	c.send(wire.Error{Code: code, Message: fmt.Sprintf(format, args...)})
 }
 
-// pushUpdate merges delta into the pending COUNTER_UPDATE for name. A slow
+// pushUpdate tells c that e changed by delta: a connection with compact
+// views gets e's newest durable view when its writer runs; others get
+// delta merged into the pending COUNTER_UPDATE for the counter. A slow
 // subscriber thus holds at most one pending update per counter, however
 // many changes it has not read yet: nothing is dropped and memory stays
 // bounded by what it subscribed to.
-func (c *conn) pushUpdate(name string, delta crdt.State) {
+func (c *conn) pushUpdate(e *counterEntry, delta crdt.State) {
+	name := e.name
+	if _, ok := c.viewNode(); ok {
+		c.mu.Lock()
+		if _, dup := c.views[e]; !dup {
+			c.views[e] = struct{}{}
+			c.vorder = append(c.vorder, e)
+		}
+		c.mu.Unlock()
+		c.signal()
+		return
+	}
 	c.mu.Lock()
 	cur, ok := c.updates[name]
 	if !ok {
@@ -167,6 +252,10 @@ func (c *conn) writeLoop() {
 			delete(c.updates, name)
 		}
 		c.order = c.order[:0]
+		views := append([]*counterEntry(nil), c.vorder...)
+		clear(c.vorder)
+		c.vorder = c.vorder[:0]
+		clear(c.views)
 		closing := c.closing
 		c.mu.Unlock()
 		c.signalSpace()
@@ -176,7 +265,22 @@ func (c *conn) writeLoop() {
 				c.log.Error("encode update", "err", err)
 				continue
 			}
+			if len(b) > wire.MaxFrameSize {
+				b = c.tooLarge(u.Type(), u.Name, len(b))
+			}
 			batch = append(batch, b)
+		}
+		if node, ok := c.viewNode(); ok {
+			for _, e := range views {
+				e.mu.Lock()
+				b, err := e.encodedUpdateLocked(node)
+				e.mu.Unlock()
+				if err != nil {
+					c.log.Error("encode view", "name", e.name, "err", err)
+					continue
+				}
+				batch = append(batch, b)
+			}
 		}
 		for _, b := range batch {
 			ctx, cancel := context.WithTimeout(c.ctx, writeTimeout)
@@ -279,7 +383,7 @@ func (c *conn) authenticate() error {
 		}
 		c.user = sub
 		c.log = c.log.With("user", sub)
-		c.send(wire.AuthAck{UserID: sub})
+		c.send(wire.AuthAck{UserID: sub, Views: ackViews(c.negotiate(a.Views, a.NodeID))})
 		return nil
 	}
 }
@@ -309,7 +413,7 @@ func (c *conn) handleFrame(b []byte, top bool) {
 	case wire.Auth:
 		c.reauth(m)
 	case wire.DeviceHello:
-		c.send(wire.DeviceAck{})
+		c.send(wire.DeviceAck{Views: ackViews(c.negotiate(m.Views, m.NodeID))})
 	case wire.CounterRequest:
 		c.s.counters.request(c, m.Name)
 	case wire.CounterSync:
@@ -341,7 +445,7 @@ func (c *conn) handleFrame(b []byte, top bool) {
 // user.
 func (c *conn) reauth(a wire.Auth) {
 	if c.s.cfg.NoAuth {
-		c.send(wire.AuthAck{})
+		c.send(wire.AuthAck{Views: ackViews(c.negotiate(a.Views, a.NodeID))})
 		return
 	}
 	sub, err := c.s.verifier.verify(a.Token)
@@ -351,7 +455,7 @@ func (c *conn) reauth(a wire.Auth) {
 	case sub != c.user:
 		c.sendError(400, "this connection is authenticated as another user; reconnect to switch users")
 	default:
-		c.send(wire.AuthAck{UserID: sub})
+		c.send(wire.AuthAck{UserID: sub, Views: ackViews(c.negotiate(a.Views, a.NodeID))})
 	}
 }
 

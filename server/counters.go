@@ -55,6 +55,7 @@ type counterEntry struct {
 	durable uint64     // every change ≤ durable is stored
 	pending crdt.State // changes not yet handed to the writer
 	from    *conn      // sole contributor of pending, nil if several
+	dur     durView    // the durable totals, for compact views
 	writing bool       // a writer goroutine is running
 	waiters []counterReply
 	dead    bool // evicted: look the name up again
@@ -100,6 +101,7 @@ func (h *counterHub) get(name string) (*counterEntry, error) {
 		if err == nil {
 			e.mu.Lock()
 			_, err = e.ctr.Merge(st)
+			e.dur.sumP, e.dur.sumN = e.ctr.Sums() // loaded: all stored
 			e.mu.Unlock()
 		}
 		if err != nil {
@@ -140,7 +142,11 @@ func (h *counterHub) load(e *counterEntry) (crdt.State, error) {
 func (h *counterHub) remote(e *counterEntry, d crdt.State) {
 	e.mu.Lock()
 	delta := emptyState()
+	e.noteLocked(d)
 	n, err := e.ctr.MergeInto(d, &delta)
+	if err == nil {
+		e.storedLocked(d) // it comes from the store: it is durable
+	}
 	if err != nil || n == 0 || e.dead {
 		e.mu.Unlock()
 		if err != nil {
@@ -154,7 +160,7 @@ func (h *counterHub) remote(e *counterEntry, d crdt.State) {
 	}
 	e.mu.Unlock()
 	for _, o := range subs {
-		o.pushUpdate(e.name, delta)
+		o.pushUpdate(e, delta)
 	}
 }
 
@@ -209,8 +215,13 @@ func (h *counterHub) request(c *conn, name string) {
 	}
 	e.subs[c] = struct{}{}
 	c.subs[name] = e
-	msg := wire.CounterResponse{Name: name, State: e.ctr.State()}
-	h.replyLocked(e, c, msg)
+	var st crdt.State
+	if node, ok := c.viewNode(); ok {
+		st = e.liveViewLocked(node)
+	} else {
+		st = e.ctr.State()
+	}
+	h.replyLocked(e, c, wire.CounterResponse{Name: name, State: st})
 	e.mu.Unlock()
 }
 
@@ -220,6 +231,13 @@ func (h *counterHub) request(c *conn, name string) {
 func (h *counterHub) sync(c *conn, m wire.CounterSync) {
 	if err := wire.ValidName(m.Name); err != nil {
 		c.sendError(400, "COUNTER_SYNC: %v", err)
+		return
+	}
+	// Node ids are checked before anything is merged: a bad one (the "*"
+	// of a compact view among them) is refused and the counter stays
+	// healthy.
+	if err := wire.ValidNodes(m.State); err != nil {
+		c.sendError(400, "COUNTER_SYNC %q: %v", m.Name, err)
 		return
 	}
 	e, err := h.lockLive(m.Name)
@@ -241,6 +259,7 @@ func (h *counterHub) sync(c *conn, m wire.CounterSync) {
 	}
 	// Changed entries go straight into the pending write.
 	wasEmpty := e.pending.Len() == 0
+	e.noteLocked(m.State)
 	n, err := e.ctr.MergeInto(m.State, &e.pending)
 	if err != nil {
 		c.sendError(400, "COUNTER_SYNC %q: %v", m.Name, err)
@@ -256,7 +275,9 @@ func (h *counterHub) sync(c *conn, m wire.CounterSync) {
 	// The decoded state is ours and Merge kept none of it, so the reply
 	// reuses its maps.
 	var reply crdt.State
-	if !subscribed {
+	if node, ok := c.viewNode(); ok {
+		reply = e.liveViewLocked(node)
+	} else if !subscribed {
 		reply = e.ctr.State()
 	} else {
 		reply = m.State
@@ -328,6 +349,7 @@ func (h *counterHub) write(e *counterEntry) {
 			e.from = nil
 		} else {
 			e.durable = upto
+			e.storedLocked(batch)
 			subs = make([]*conn, 0, len(e.subs))
 			for o := range e.subs {
 				if o != from { // the sole contributor already has it
@@ -346,7 +368,7 @@ func (h *counterHub) write(e *counterEntry) {
 			r.c.signalSpace()
 		}
 		for _, o := range subs {
-			o.pushUpdate(e.name, batch)
+			o.pushUpdate(e, batch)
 		}
 		e.mu.Lock()
 		if err != nil && len(e.waiters) == 0 {

@@ -189,6 +189,9 @@ func (c *Client) Start(ctx context.Context) error {
 		cnt := c.newCounter(name, cr)
 		cnt.node = node
 		cnt.persistedP, cnt.persistedN = st.P[node], st.N[node]
+		cnt.compact = isView(st)
+		cnt.foldLocked()
+		cnt.remote = crdt.State{} // stored already; a folded aggregate is not news
 		cnt.syncedNow = cnt.syncedLocked()
 		loaded[name] = cnt
 	}
@@ -802,6 +805,9 @@ func (c *Client) Reload(ctx context.Context, names []string) error {
 			cnt = c.newCounter(name, cr)
 			cnt.node = c.nodeID
 			cnt.persistedP, cnt.persistedN = st.P[c.nodeID], st.N[c.nodeID]
+			cnt.compact = isView(st)
+			cnt.foldLocked()
+			cnt.remote = crdt.State{}
 			cnt.syncedNow = cnt.syncedLocked()
 			c.counters[name] = cnt
 		}

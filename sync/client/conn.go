@@ -430,7 +430,7 @@ func (cn *connection) handshake(ctx context.Context) error {
 		return ErrHandshakeTimeout
 	}
 	if token != "" {
-		if err := cn.send(ctx, wire.Auth{Token: token}); err != nil {
+		if err := cn.send(ctx, wire.Auth{Token: token, NodeID: c.nodeID, Views: wire.ViewsCompact}); err != nil {
 			return fail()
 		}
 		for {
@@ -449,7 +449,7 @@ func (cn *connection) handshake(ctx context.Context) error {
 			}
 		}
 	}
-	if err := cn.send(ctx, wire.DeviceHello{}); err != nil {
+	if err := cn.send(ctx, wire.DeviceHello{NodeID: c.nodeID, Views: wire.ViewsCompact}); err != nil {
 		return fail()
 	}
 	grace := time.NewTimer(c.opts.HelloTimeout)

@@ -49,6 +49,10 @@ type Counter struct {
 	force        bool
 	version      uint64 // bumped on every value change; starts at 1
 	subs         []*subscriber
+	// compact is set once the counter holds a compact view's aggregate of
+	// the other nodes (the wire.RestNode entry): other nodes' entries are
+	// then folded into it (foldLocked), so st holds at most own + rest.
+	compact bool
 	// syncedNow is Synced() as last reported to OnSynced callbacks;
 	// syncVer is bumped whenever it changes.
 	syncedNow bool
@@ -449,6 +453,10 @@ func (cnt *Counter) merge(s crdt.State) {
 		return
 	}
 	crdt.RaiseInto(&cnt.remote, changed)
+	if isView(s) {
+		cnt.compact = true
+	}
+	cnt.foldLocked()
 	cnt.raiseOwnLocked()
 	dirty := changed.Len() > 0 || cnt.confP > cnt.persistedP || cnt.confN > cnt.persistedN
 	ch := cnt.changedLocked(cnt.st.Value() != before)
@@ -484,7 +492,91 @@ func (cnt *Counter) reload(s crdt.State) (ch change, ahead bool) {
 	if _, err := cnt.st.Merge(others); err != nil {
 		cnt.c.log.Warn("client: dropping stored counter state", "counter", cnt.name, "err", err)
 	}
+	if isView(s) {
+		cnt.compact = true
+	}
+	cnt.foldLocked()
 	cnt.raiseOwnLocked()
 	ahead = cnt.persistedP > cnt.sentP || cnt.persistedN > cnt.sentN
 	return cnt.changedLocked(cnt.st.Value() != before), ahead
+}
+
+// isView reports whether s is (or holds) a compact view: it has the
+// aggregate entry of the other nodes.
+func isView(s crdt.State) bool {
+	_, p := s.P[wire.RestNode]
+	_, n := s.N[wire.RestNode]
+	return p || n
+}
+
+// foldLocked keeps a compact counter at O(1): entries of individual other
+// nodes (from a full state of a server without compact views, or stored
+// before this client had them) fold into the aggregate by per-side max,
+// which is a lower bound of the truth as both are, so nothing is counted
+// twice. The folded aggregate goes to the store with the other remote
+// changes. cnt.mu held.
+func (cnt *Counter) foldLocked() {
+	if !cnt.compact {
+		return
+	}
+	own, rest := 0, 0
+	if p, n := cnt.st.Entry(cnt.node); p > 0 || n > 0 {
+		own = btoi(p > 0) + btoi(n > 0)
+	}
+	if p, n := cnt.st.Entry(wire.RestNode); p > 0 || n > 0 {
+		rest = btoi(p > 0) + btoi(n > 0)
+	}
+	if cnt.st.Len() <= own+rest {
+		return // nothing but own and rest
+	}
+	s := cnt.st.State()
+	var op, on int64
+	for k, v := range s.P {
+		if k != cnt.node && k != wire.RestNode {
+			op += v
+		}
+	}
+	for k, v := range s.N {
+		if k != cnt.node && k != wire.RestNode {
+			on += v
+		}
+	}
+	ownP, ownN := s.P[cnt.node], s.N[cnt.node]
+	restP, restN := max(s.P[wire.RestNode], op), max(s.N[wire.RestNode], on)
+	folded := crdt.State{P: map[string]int64{}, N: map[string]int64{}}
+	if ownP > 0 {
+		folded.P[cnt.node] = ownP
+	}
+	if ownN > 0 {
+		folded.N[cnt.node] = ownN
+	}
+	if restP > 0 {
+		folded.P[wire.RestNode] = restP
+	}
+	if restN > 0 {
+		folded.N[wire.RestNode] = restN
+	}
+	st, err := crdt.FromState(folded)
+	if err != nil {
+		cnt.c.log.Warn("client: folding counter entries", "counter", cnt.name, "err", err)
+		return
+	}
+	cnt.st = st
+	// The other nodes' entries pending for the store are replaced by the
+	// aggregate.
+	rem := crdt.State{P: map[string]int64{}, N: map[string]int64{}}
+	if restP > 0 {
+		rem.P[wire.RestNode] = restP
+	}
+	if restN > 0 {
+		rem.N[wire.RestNode] = restN
+	}
+	cnt.remote = rem
+}
+
+func btoi(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
 }

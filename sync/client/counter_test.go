@@ -3,6 +3,7 @@
 package client_test
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"math/rand/v2"
@@ -15,6 +16,7 @@ import (
 	"github.com/topgun-go/topgun/crdt"
 	"github.com/topgun-go/topgun/sync/client"
 	"github.com/topgun-go/topgun/sync/store"
+	"github.com/topgun-go/topgun/sync/transport"
 	"github.com/topgun-go/topgun/sync/wire"
 )
 
@@ -538,5 +540,117 @@ func TestReloadFromSharedStore(t *testing.T) {
 	}
 	if p, n := ca.Own(); p != 7 || n != 0 {
 		t.Fatalf("Own() = %d, %d", p, n)
+	}
+}
+
+// TestManyWritersCompact: a fresh client reads a counter with 50,000
+// writers, whose full state is over the 2 MiB frame limit, through a
+// compact view (it used to read 0), and its own writes still count once.
+func TestManyWritersCompact(t *testing.T) {
+	t.Parallel()
+	srv := startServer(t)
+	r := dialRaw(t, srv.url)
+	const w = 50000
+	for lo := 0; lo < w; lo += 10000 {
+		s := crdt.State{P: map[string]int64{}, N: map[string]int64{}}
+		for i := lo; i < lo+10000; i++ {
+			s.P[fmt.Sprintf("writer-%06d", i)] = 3
+		}
+		r.send(wire.CounterSync{Name: "popular", State: s})
+		next[wire.CounterUpdate](r)
+	}
+	c := readyClient(t, srv.url)
+	cnt := mustCounter(t, c, "popular")
+	eventually(t, "the fresh client reads the whole counter", func() bool { return cnt.Get() == 3*w })
+	cnt.AddAndGet(5)
+	if err := cnt.Flush(ctxT(t)); err != nil {
+		t.Fatal(err)
+	}
+	other := mustCounter(t, readyClient(t, srv.url), "popular")
+	eventually(t, "another client reads it with the write", func() bool { return other.Get() == 3*w+5 })
+	if cnt.Get() != 3*w+5 {
+		t.Fatalf("writer reads %d, want %d", cnt.Get(), 3*w+5)
+	}
+}
+
+// legacyDialer strips the compact-views request from the handshake while
+// legacy is set, so the server sends this client full states, as a server
+// without the extension would.
+func legacyDialer(legacy *atomic.Bool) transport.Dialer {
+	return func(ctx context.Context, url string) (transport.Conn, error) {
+		c, err := transport.Dial(ctx, url)
+		if err != nil {
+			return nil, err
+		}
+		return &legacyConn{Conn: c, legacy: legacy}, nil
+	}
+}
+
+type legacyConn struct {
+	transport.Conn
+	legacy *atomic.Bool
+}
+
+func (c *legacyConn) Write(ctx context.Context, b []byte) error {
+	if c.legacy.Load() {
+		if m, err := wire.Decode(b); err == nil {
+			if h, ok := m.(wire.DeviceHello); ok {
+				h.Views, h.NodeID = "", ""
+				b, _ = wire.Encode(h)
+			}
+		}
+	}
+	return c.Conn.Write(ctx, b)
+}
+
+// TestFullStateThenCompactView: a client that held other nodes' entries
+// from full states, then gets compact views (its server gained the
+// extension), folds them into the aggregate without counting them twice,
+// and persists only its own entries and the aggregate.
+func TestFullStateThenCompactView(t *testing.T) {
+	t.Parallel()
+	srv := startServer(t)
+	px := newProxy(t, srv.addr)
+	writer := mustCounter(t, readyClient(t, srv.url), "fold")
+	writer.AddAndGet(7)
+	if err := writer.Flush(ctxT(t)); err != nil {
+		t.Fatal(err)
+	}
+	var legacy atomic.Bool
+	legacy.Store(true)
+	st := store.NewMemory()
+	t.Cleanup(func() { st.Close() })
+	opts := fastOptions(px.url())
+	opts.Dialer = legacyDialer(&legacy)
+	opts.Store = st
+	c := newClient(t, opts)
+	cnt := mustCounter(t, c, "fold")
+	eventually(t, "full state loaded", func() bool { return cnt.Get() == 7 })
+	cnt.AddAndGet(2)
+	if err := cnt.Flush(ctxT(t)); err != nil {
+		t.Fatal(err)
+	}
+	legacy.Store(false)
+	px.Cut()
+	eventually(t, "offline", func() bool { return c.State() == client.Offline })
+	px.Restore()
+	waitReady(t, c)
+	writer.AddAndGet(1)
+	eventually(t, "compact updates count once", func() bool { return cnt.Get() == 10 })
+	if err := c.Persist(ctxT(t)); err != nil {
+		t.Fatal(err)
+	}
+	m, err := st.LoadCounters(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := m["fold"].P[wire.RestNode]; got != 8 {
+		t.Fatalf("stored aggregate %d, want 8 (%+v)", got, m["fold"])
+	}
+	// A restart from that store (legacy entry and aggregate both stored)
+	// still counts 10.
+	c2 := newClient(t, client.Options{URL: "ws://127.0.0.1:1/ws", Store: st, Logger: quietLogger(), MinBackoff: time.Hour, CloseTimeout: -1})
+	if v := mustCounter(t, c2, "fold").Get(); v != 10 {
+		t.Fatalf("after restart %d, want 10", v)
 	}
 }

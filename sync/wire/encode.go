@@ -166,12 +166,15 @@ func appendMessage(b []byte, m Message) ([]byte, error) {
 		w.str("token", x.Token, true)
 		w.uint("protocolVersion", uint64(x.ProtocolVersion), false)
 		w.str("deviceToken", x.DeviceToken, false)
+		w.str("nodeId", x.NodeID, false)
+		w.str("views", x.Views, false)
 	case AuthAck:
 		w = begin(b, TypeAuthAck, false)
 		w.str("userId", x.UserID, false)
 		w.str("deviceId", x.DeviceID, false)
 		w.str("deviceToken", x.DeviceToken, false)
 		w.uint("protocolVersion", uint64(x.ProtocolVersion), false)
+		w.str("views", x.Views, false)
 	case AuthFail:
 		w = begin(b, TypeAuthFail, false)
 		w.str("error", x.Error, true)
@@ -179,10 +182,13 @@ func appendMessage(b []byte, m Message) ([]byte, error) {
 	case DeviceHello:
 		w = begin(b, TypeDeviceHello, false)
 		w.str("deviceToken", x.DeviceToken, false)
+		w.str("nodeId", x.NodeID, false)
+		w.str("views", x.Views, false)
 	case DeviceAck:
 		w = begin(b, TypeDeviceAck, false)
 		w.str("deviceId", x.DeviceID, false)
 		w.str("deviceToken", x.DeviceToken, false)
+		w.str("views", x.Views, false)
 	case Ping:
 		w = begin(b, TypePing, false)
 		w.uint("timestamp", x.Timestamp, true)

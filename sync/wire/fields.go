@@ -141,6 +141,7 @@ const (
 // message of a kind from it.
 type fieldSet struct {
 	token, deviceToken, userID, deviceID, error, message string
+	nodeID, views                                        string
 	name, requestID, reason                              string
 	protocolVersion, code, count                         uint32
 	timestamp, serverTime, ttl, wait, fencingToken       uint64
@@ -272,6 +273,16 @@ func (f *fieldSet) field(k msgKind, key []byte, d *decoder, de *DecodeError) (kn
 			f.deviceToken, err = d.optStr()
 			return true, err
 		}
+	case "nodeId":
+		if in(bAuth | bDeviceHello) {
+			f.nodeID, err = d.optStr()
+			return true, err
+		}
+	case "views":
+		if in(bAuth | bAuthAck | bDeviceHello | bDeviceAck) {
+			f.views, err = d.optStr()
+			return true, err
+		}
 	case "deviceId":
 		if in(bAuthAck | bDeviceAck) {
 			f.deviceID, err = d.optStr()
@@ -327,16 +338,17 @@ func (f *fieldSet) build(k msgKind) Message {
 	case kAuthRequired:
 		return AuthRequired{}
 	case kAuth:
-		return Auth{Token: f.token, ProtocolVersion: f.protocolVersion, DeviceToken: f.deviceToken}
+		return Auth{Token: f.token, ProtocolVersion: f.protocolVersion, DeviceToken: f.deviceToken,
+			NodeID: f.nodeID, Views: f.views}
 	case kAuthAck:
 		return AuthAck{UserID: f.userID, DeviceID: f.deviceID, DeviceToken: f.deviceToken,
-			ProtocolVersion: f.protocolVersion}
+			ProtocolVersion: f.protocolVersion, Views: f.views}
 	case kAuthFail:
 		return AuthFail{Error: f.error, Code: f.code}
 	case kDeviceHello:
-		return DeviceHello{DeviceToken: f.deviceToken}
+		return DeviceHello{DeviceToken: f.deviceToken, NodeID: f.nodeID, Views: f.views}
 	case kDeviceAck:
-		return DeviceAck{DeviceID: f.deviceID, DeviceToken: f.deviceToken}
+		return DeviceAck{DeviceID: f.deviceID, DeviceToken: f.deviceToken, Views: f.views}
 	case kPing:
 		return Ping{Timestamp: f.timestamp}
 	case kPong:

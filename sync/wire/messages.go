@@ -54,6 +54,10 @@ type Auth struct {
 	Token           string
 	ProtocolVersion uint32 // 0: absent
 	DeviceToken     string
+	// NodeID and Views negotiate compact counter views (a topgun-go
+	// extension, "" when absent): the replica's node id and ViewsCompact.
+	NodeID string
+	Views  string
 }
 
 // AuthAck accepts an Auth (or, in no-auth mode, answers it anyway).
@@ -62,6 +66,8 @@ type AuthAck struct {
 	DeviceID        string
 	DeviceToken     string
 	ProtocolVersion uint32 // 0: absent; only seen in upstream fixtures
+	// Views is ViewsCompact when the server will send compact views.
+	Views string
 }
 
 // AuthFail rejects an Auth; the server closes the connection after it.
@@ -70,11 +76,23 @@ type AuthFail struct {
 	Code  uint32 // 0: absent
 }
 
-// DeviceHello opens a session without a token.
-type DeviceHello struct{ DeviceToken string }
+// DeviceHello opens a session without a token. NodeID and Views are as
+// in Auth.
+type DeviceHello struct{ DeviceToken, NodeID, Views string }
 
-// DeviceAck answers DeviceHello.
-type DeviceAck struct{ DeviceID, DeviceToken string }
+// DeviceAck answers DeviceHello; Views as in AuthAck.
+type DeviceAck struct{ DeviceID, DeviceToken, Views string }
+
+// Compact counter views, a topgun-go extension. A client that sends
+// Views: ViewsCompact and its NodeID in AUTH or DEVICE_HELLO, and whose
+// server answers Views: ViewsCompact, receives every counter state as a
+// view: its own node's entries plus, under RestNode on each side, the sum
+// of every other node's entries. RestNode is not a valid node id, so a
+// view's aggregate can never be merged back as a node's entry.
+const (
+	ViewsCompact = "compact"
+	RestNode     = "*"
+)
 
 // Ping is the client's heartbeat; Timestamp is the client's clock in ms.
 type Ping struct{ Timestamp uint64 }
