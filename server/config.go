@@ -40,6 +40,21 @@ type Config struct {
 	RateLimit float64
 	RateBurst int
 
+	// MaxOutbox bounds, in bytes, what may wait to be written to one
+	// connection (8 MiB). At the bound the server stops reading the
+	// connection's frames; past twice the bound (fan-out to a client that
+	// does not read) it closes the connection with 1008 "slow consumer".
+	MaxOutbox int
+	// MaxSyncNodes is the most node ids one COUNTER_SYNC may carry (1000;
+	// topgun-go clients send one). More is refused with ERROR 413.
+	MaxSyncNodes int
+	// MaxSubscriptions is the most counters one connection may subscribe
+	// to (10 000). More is refused with ERROR 413.
+	MaxSubscriptions int
+	// MaxLocks is the most locks one connection may hold or wait for
+	// (1024). More is denied with reason "too_many".
+	MaxLocks int
+
 	// AuthTimeout bounds the time from connect to AUTH in JWT mode (10 s).
 	AuthTimeout time.Duration
 	// IdleTimeout closes a connection that sent nothing for this long (60 s).
@@ -98,6 +113,18 @@ func (c *Config) setDefaults() error {
 	}
 	if c.RateBurst <= 0 {
 		c.RateBurst = 40000
+	}
+	if c.MaxOutbox <= 0 {
+		c.MaxOutbox = 8 << 20
+	}
+	if c.MaxSyncNodes <= 0 {
+		c.MaxSyncNodes = 1000
+	}
+	if c.MaxSubscriptions <= 0 {
+		c.MaxSubscriptions = 10000
+	}
+	if c.MaxLocks <= 0 {
+		c.MaxLocks = 1024
 	}
 	if c.AuthTimeout <= 0 {
 		c.AuthTimeout = 10 * time.Second

@@ -51,16 +51,18 @@ type conn struct {
 	// (nil: full states). Set once by the reader before any subscription.
 	view atomic.Pointer[string]
 
-	mu      sync.Mutex
-	out     [][]byte                   // encoded frames for the writer
-	updates map[string]crdt.State      // coalesced COUNTER_UPDATE deltas
-	order   []string                   // names in updates, first-in order
-	views   map[*counterEntry]struct{} // counters whose view changed
-	vorder  []*counterEntry            // entries of views, first-in order
-	wake    chan struct{}
-	space   chan struct{}
-	wrote   chan struct{} // closed when the writer exits
-	closing bool          // close after flushing out
+	mu       sync.Mutex
+	out      [][]byte                   // encoded frames for the writer
+	outBytes int                        // bytes in out
+	slow     bool                       // closed as a slow consumer
+	updates  map[string]crdt.State      // coalesced COUNTER_UPDATE deltas
+	order    []string                   // names in updates, first-in order
+	views    map[*counterEntry]struct{} // counters whose view changed
+	vorder   []*counterEntry            // entries of views, first-in order
+	wake     chan struct{}
+	space    chan struct{}
+	wrote    chan struct{} // closed when the writer exits
+	closing  bool          // close after flushing out
 }
 
 func newConn(s *Server, ws *websocket.Conn, id uint64) *conn {
@@ -98,8 +100,30 @@ func (c *conn) send(m wire.Message) {
 	}
 	c.mu.Lock()
 	c.out = append(c.out, b)
+	c.outBytes += len(b)
+	slow := c.outBytes > 2*c.s.cfg.MaxOutbox && !c.slow
+	if slow {
+		c.slow = true
+	}
+	n := c.outBytes
 	c.mu.Unlock()
+	if slow {
+		c.slowConsumer(n)
+		return
+	}
 	c.signal()
+}
+
+// slowConsumer closes a connection whose peer does not read what the
+// server must send it (the reader stops at MaxOutbox; this is for what
+// other clients' writes and lock events queue for it).
+func (c *conn) slowConsumer(queued int) {
+	c.log.Warn("closing slow consumer", "queued_bytes", queued, "max_outbox", c.s.cfg.MaxOutbox)
+	go func() {
+		_ = c.ws.Close(websocket.StatusPolicyViolation,
+			fmt.Sprintf("slow consumer: %d bytes queued, over twice --max-outbox", queued))
+		c.cancel()
+	}()
 }
 
 // tooLarge logs a frame over the protocol's limit, which the peer would
@@ -219,9 +243,9 @@ func (c *conn) signalSpace() {
 func (c *conn) waitSpace() error {
 	for {
 		c.mu.Lock()
-		n := len(c.out)
+		n, bytes := len(c.out), c.outBytes
 		c.mu.Unlock()
-		if n < maxQueued && c.pending.Load() < maxPending {
+		if n < maxQueued && bytes < c.s.cfg.MaxOutbox && c.pending.Load() < maxPending {
 			return nil
 		}
 		select {
@@ -246,6 +270,7 @@ func (c *conn) writeLoop() {
 		batch = append(batch[:0], c.out...)
 		clear(c.out)
 		c.out = c.out[:0]
+		c.outBytes = 0
 		var ups []wire.CounterUpdate
 		for _, name := range c.order {
 			ups = append(ups, wire.CounterUpdate{Name: name, State: c.updates[name]})
@@ -287,7 +312,10 @@ func (c *conn) writeLoop() {
 			err := c.ws.Write(ctx, websocket.MessageBinary, b)
 			cancel()
 			if err != nil {
-				c.log.Debug("write", "err", err)
+				if c.ctx.Err() == nil {
+					c.log.Info("write failed; closing (a peer that does not read for the write timeout is a slow consumer)",
+						"err", err, "timeout", writeTimeout)
+				}
 				c.cancel()
 				return
 			}

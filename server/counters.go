@@ -201,10 +201,24 @@ func (h *counterHub) forget(e *counterEntry) {
 	}
 }
 
+// subscribable reports whether c may subscribe to one more counter than
+// it has, answering ERROR 413 if not. Reader goroutine.
+func (h *counterHub) subscribable(c *conn, typ, name string) bool {
+	if _, ok := c.subs[name]; ok || len(c.subs) < h.s.cfg.MaxSubscriptions {
+		return true
+	}
+	c.sendError(413, "%s %q: this connection already subscribes to %d counters, the limit (--max-subscriptions)",
+		typ, name, h.s.cfg.MaxSubscriptions)
+	return false
+}
+
 // request answers COUNTER_REQUEST: subscribe and send the full state.
 func (h *counterHub) request(c *conn, name string) {
 	if err := wire.ValidName(name); err != nil {
 		c.sendError(400, "COUNTER_REQUEST: %v", err)
+		return
+	}
+	if !h.subscribable(c, "COUNTER_REQUEST", name) {
 		return
 	}
 	e, err := h.lockLive(name)
@@ -236,8 +250,16 @@ func (h *counterHub) sync(c *conn, m wire.CounterSync) {
 	// Node ids are checked before anything is merged: a bad one (the "*"
 	// of a compact view among them) is refused and the counter stays
 	// healthy.
+	if n := len(m.State.Nodes()); n > h.s.cfg.MaxSyncNodes {
+		c.sendError(413, "COUNTER_SYNC %q carries %d node ids, over the limit of %d (--max-sync-nodes): send your own node's entries",
+			m.Name, n, h.s.cfg.MaxSyncNodes)
+		return
+	}
 	if err := wire.ValidNodes(m.State); err != nil {
 		c.sendError(400, "COUNTER_SYNC %q: %v", m.Name, err)
+		return
+	}
+	if !h.subscribable(c, "COUNTER_SYNC", m.Name) {
 		return
 	}
 	e, err := h.lockLive(m.Name)

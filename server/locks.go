@@ -13,8 +13,6 @@ const (
 	// Tokens skipped by a crash are never reused, so tokens stay strictly
 	// increasing across restarts at the cost of one fsync per block.
 	fenceBlock = 1024
-	// maxWaitingPerConn bounds queued lock requests per connection.
-	maxWaitingPerConn = 1024
 )
 
 // lockService grants leases on names: lockManager on one node, etcdLocks
@@ -131,14 +129,15 @@ func (m *lockManager) acquire(c *conn, r wire.LockRequest, ttl time.Duration) {
 		e.timer.Stop()
 		e.timer = m.expireAfter(e, ttl)
 		c.send(wire.LockGranted{RequestID: r.RequestID, Name: r.Name, FencingToken: e.token, TTL: uint64(ttl / time.Millisecond)})
+	case len(m.held[c])+c.waiting >= m.s.cfg.MaxLocks:
+		c.send(deny(r, wire.ReasonTooMany))
+		m.gc(e)
 	case e.holder == nil && len(e.queue) == 0:
 		if !m.grant(e, c, r, ttl) {
 			m.gc(e)
 		}
 	case r.Wait == 0:
 		c.send(deny(r, wire.ReasonBusy))
-	case c.waiting >= maxWaitingPerConn:
-		c.send(deny(r, wire.ReasonRateLimited))
 	default:
 		w := &lockWaiter{c: c, req: r, ttl: ttl}
 		w.timer = time.AfterFunc(time.Duration(r.Wait)*time.Millisecond, func() { m.waitExpired(e, w) })

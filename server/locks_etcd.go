@@ -228,8 +228,8 @@ func (l *etcdLocks) enqueueLocked(c *conn, r wire.LockRequest, ttl time.Duration
 	case l.lease == 0 || l.closed:
 		c.send(deny(r, wire.ReasonUnavailable))
 		return nil, false
-	case len(l.byConn[c]) >= maxWaitingPerConn:
-		c.send(deny(r, wire.ReasonRateLimited))
+	case len(l.byConn[c]) >= l.s.cfg.MaxLocks:
+		c.send(deny(r, wire.ReasonTooMany))
 		return nil, false
 	}
 	l.seq++

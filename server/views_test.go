@@ -41,7 +41,7 @@ func manyWriters(t *testing.T, url, name string, w int) {
 
 func TestCompactViewIsSmallWhateverTheWriters(t *testing.T) {
 	t.Parallel()
-	url, _ := start(t, Config{})
+	url, _ := start(t, Config{MaxSyncNodes: 10000})
 	for _, w := range []int{10, 1000, 50000} {
 		name := fmt.Sprintf("views:w%d", w)
 		manyWriters(t, url, name, w)
@@ -166,7 +166,7 @@ func TestCompactNegotiation(t *testing.T) {
 // (the peer would drop it); the client gets ERROR 413 saying why.
 func TestLegacyFullStateOverTheLimit(t *testing.T) {
 	t.Parallel()
-	url, _ := start(t, Config{})
+	url, _ := start(t, Config{MaxSyncNodes: 10000})
 	manyWriters(t, url, "huge", 120000)
 	c := dial(t, url)
 	c.send(wire.CounterRequest{Name: "huge"})

@@ -151,6 +151,8 @@ func errObject(err error) js.Value {
 		code = "RATE_LIMITED"
 	case errors.Is(err, client.ErrUnavailable):
 		code = "UNAVAILABLE"
+	case errors.Is(err, client.ErrTooManyLocks):
+		code = "TOO_MANY_LOCKS"
 	case errors.Is(err, client.ErrOffline):
 		code = "OFFLINE"
 	case errors.Is(err, client.ErrDisconnected):

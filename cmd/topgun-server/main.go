@@ -13,6 +13,17 @@
 //	--static       directory served at / for plain HTTP (the demo page) [TOPGUN_STATIC]
 //	--log-level    debug, info, warn or error [TOPGUN_LOG_LEVEL]  (info)
 //
+// Limits (each refused with a clear error or close reason when hit):
+//
+//	--auth-timeout      time from connect to AUTH in JWT mode [TOPGUN_AUTH_TIMEOUT]  (10s)
+//	--idle-timeout      close a connection silent this long [TOPGUN_IDLE_TIMEOUT]  (60s)
+//	--max-outbox        bytes queued for one connection [TOPGUN_MAX_OUTBOX]  (8388608)
+//	--max-sync-nodes    node ids in one COUNTER_SYNC [TOPGUN_MAX_SYNC_NODES]  (1000)
+//	--max-subscriptions counters per connection [TOPGUN_MAX_SUBSCRIPTIONS]  (10000)
+//	--max-locks         locks held or awaited per connection [TOPGUN_MAX_LOCKS]  (1024)
+//	--rate-limit        frames/s per connection [TOPGUN_RATE_LIMIT]  (20000)
+//	--rate-burst        burst above it [TOPGUN_RATE_BURST]  (40000)
+//
 // Cluster mode (several nodes sharing an etcd cluster; docs/deployment.md):
 //
 //	--etcd                 comma-separated etcd endpoints; replaces --data [TOPGUN_ETCD]
@@ -34,6 +45,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -91,12 +103,35 @@ func run(args []string) error {
 		}
 		return d
 	}
+	var intErr error
+	integer := func(name string, def int) int {
+		v := os.Getenv(name)
+		if v == "" {
+			return def
+		}
+		n, err := strconv.Atoi(v)
+		if (err != nil || n <= 0) && intErr == nil {
+			intErr = fmt.Errorf("%s=%q: want a positive integer", name, v)
+		}
+		return n
+	}
 	defTTL := dur("TOPGUN_LOCK_TTL", "30s")
 	maxTTL := dur("TOPGUN_LOCK_TTL_MAX", "1h")
 	leaseTTL := dur("TOPGUN_ETCD_LEASE_TTL", "10s")
 	reqTimeout := dur("TOPGUN_ETCD_REQUEST_TIMEOUT", "2s")
+	authTimeout := dur("TOPGUN_AUTH_TIMEOUT", "10s")
+	idleTimeout := dur("TOPGUN_IDLE_TIMEOUT", "60s")
 	if durErr != nil {
 		return durErr
+	}
+	maxOutbox := integer("TOPGUN_MAX_OUTBOX", 8<<20)
+	maxSyncNodes := integer("TOPGUN_MAX_SYNC_NODES", 1000)
+	maxSubs := integer("TOPGUN_MAX_SUBSCRIPTIONS", 10000)
+	maxLocks := integer("TOPGUN_MAX_LOCKS", 1024)
+	rateLimit := integer("TOPGUN_RATE_LIMIT", 20000)
+	rateBurst := integer("TOPGUN_RATE_BURST", 40000)
+	if intErr != nil {
+		return intErr
 	}
 	var (
 		etcdEPs     = fs.String("etcd", env("TOPGUN_ETCD", ""), "comma-separated etcd endpoints: run as a cluster node on etcd instead of --data (env TOPGUN_ETCD)")
@@ -112,9 +147,24 @@ func run(args []string) error {
 		origins     = fs.String("origins", env("TOPGUN_ORIGINS", ""), "comma-separated allowed WebSocket origin patterns; empty allows any (env TOPGUN_ORIGINS)")
 		static      = fs.String("static", env("TOPGUN_STATIC", ""), "directory served at / for plain HTTP requests (env TOPGUN_STATIC)")
 		logLevel    = fs.String("log-level", env("TOPGUN_LOG_LEVEL", "info"), "debug, info, warn or error (env TOPGUN_LOG_LEVEL)")
+
+		fAuthTimeout  = fs.Duration("auth-timeout", authTimeout, "time from connect to AUTH in JWT mode (env TOPGUN_AUTH_TIMEOUT)")
+		fIdleTimeout  = fs.Duration("idle-timeout", idleTimeout, "close a connection that sent nothing for this long (env TOPGUN_IDLE_TIMEOUT)")
+		fMaxOutbox    = fs.Int("max-outbox", maxOutbox, "bytes that may wait to be written to one connection; the server stops reading it there and closes it (1008 slow consumer) past twice that (env TOPGUN_MAX_OUTBOX)")
+		fMaxSyncNodes = fs.Int("max-sync-nodes", maxSyncNodes, "most node ids in one COUNTER_SYNC; more gets ERROR 413 (env TOPGUN_MAX_SYNC_NODES)")
+		fMaxSubs      = fs.Int("max-subscriptions", maxSubs, "most counters one connection may subscribe to; more gets ERROR 413 (env TOPGUN_MAX_SUBSCRIPTIONS)")
+		fMaxLocks     = fs.Int("max-locks", maxLocks, "most locks one connection may hold or wait for; more is denied with too_many (env TOPGUN_MAX_LOCKS)")
+		fRateLimit    = fs.Int("rate-limit", rateLimit, "sustained frames per second per connection; more gets ERROR 429 (env TOPGUN_RATE_LIMIT)")
+		fRateBurst    = fs.Int("rate-burst", rateBurst, "burst of frames per connection above --rate-limit (env TOPGUN_RATE_BURST)")
 	)
 	if err := fs.Parse(args); err != nil {
 		return err
+	}
+	for name, v := range map[string]int{"max-outbox": *fMaxOutbox, "max-sync-nodes": *fMaxSyncNodes,
+		"max-subscriptions": *fMaxSubs, "max-locks": *fMaxLocks, "rate-limit": *fRateLimit, "rate-burst": *fRateBurst} {
+		if v <= 0 {
+			return fmt.Errorf("--%s %d: want a positive integer", name, v)
+		}
 	}
 	var level slog.Level
 	if err := level.UnmarshalText([]byte(*logLevel)); err != nil {
@@ -168,6 +218,15 @@ func run(args []string) error {
 		DefaultLockTTL: *lockTTL,
 		MaxLockTTL:     *lockMax,
 		Logger:         log,
+
+		AuthTimeout:      *fAuthTimeout,
+		IdleTimeout:      *fIdleTimeout,
+		MaxOutbox:        *fMaxOutbox,
+		MaxSyncNodes:     *fMaxSyncNodes,
+		MaxSubscriptions: *fMaxSubs,
+		MaxLocks:         *fMaxLocks,
+		RateLimit:        float64(*fRateLimit),
+		RateBurst:        *fRateBurst,
 
 		Etcd:               etcdCli,
 		EtcdPrefix:         *etcdPrefix,

@@ -218,3 +218,26 @@ func TestGracefulShutdown(t *testing.T) {
 		t.Fatalf("exit after SIGTERM: %v", err)
 	}
 }
+
+func TestRefusesBadLimits(t *testing.T) {
+	for _, tc := range []struct {
+		args []string
+		env  string
+		want string
+	}{
+		{[]string{"--max-sync-nodes", "0"}, "", "--max-sync-nodes 0"},
+		{[]string{"--max-outbox", "-5"}, "", "--max-outbox -5"},
+		{nil, "TOPGUN_MAX_LOCKS=many", `TOPGUN_MAX_LOCKS="many"`},
+	} {
+		args := append([]string{"--addr", "127.0.0.1:0", "--data", "memory", "--no-auth"}, tc.args...)
+		cmd := exec.Command(os.Args[0], args...)
+		cmd.Env = append(os.Environ(), "TOPGUN_TEST_MAIN=1")
+		if tc.env != "" {
+			cmd.Env = append(cmd.Env, tc.env)
+		}
+		out, err := cmd.CombinedOutput()
+		if err == nil || !strings.Contains(string(out), tc.want) {
+			t.Errorf("%v %s: err %v, output %q; want a refusal naming %s", tc.args, tc.env, err, out, tc.want)
+		}
+	}
+}

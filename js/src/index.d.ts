@@ -34,6 +34,7 @@ export type TopGunErrorCode =
   | 'NOT_HOLDER'
   | 'RATE_LIMITED'
   | 'UNAVAILABLE'
+  | 'TOO_MANY_LOCKS' // the connection holds or waits for the server's --max-locks
   | 'ERROR'; // anything else
 
 /** Error with a machine-readable code (wasm/main.go errObject). */

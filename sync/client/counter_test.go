@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/topgun-go/topgun/crdt"
+	"github.com/topgun-go/topgun/server"
 	"github.com/topgun-go/topgun/sync/client"
 	"github.com/topgun-go/topgun/sync/store"
 	"github.com/topgun-go/topgun/sync/transport"
@@ -548,7 +549,7 @@ func TestReloadFromSharedStore(t *testing.T) {
 // compact view (it used to read 0), and its own writes still count once.
 func TestManyWritersCompact(t *testing.T) {
 	t.Parallel()
-	srv := startServer(t)
+	srv := startServer(t, func(c *server.Config) { c.MaxSyncNodes = 10000 })
 	r := dialRaw(t, srv.url)
 	const w = 50000
 	for lo := 0; lo < w; lo += 10000 {

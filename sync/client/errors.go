@@ -55,6 +55,9 @@ var (
 	ErrRateLimited = errors.New("client: rate limited")
 	// ErrUnavailable: the server could not grant a lease right now.
 	ErrUnavailable = errors.New("client: lock service unavailable")
+	// ErrTooManyLocks: the connection already holds or waits for as many
+	// locks as the server allows (its --max-locks).
+	ErrTooManyLocks = errors.New("client: too many locks on this connection")
 )
 
 // LockError is a lock request or release the server denied, with the
@@ -86,6 +89,8 @@ func (e *LockError) Is(target error) bool {
 		return target == ErrRateLimited
 	case wire.ReasonUnavailable:
 		return target == ErrUnavailable
+	case wire.ReasonTooMany:
+		return target == ErrTooManyLocks
 	}
 	return false
 }

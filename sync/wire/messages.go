@@ -34,6 +34,7 @@ const (
 	ReasonTimeout     = "timeout"
 	ReasonRateLimited = "rate_limited"
 	ReasonUnavailable = "unavailable" // server could not persist a fencing token
+	ReasonTooMany     = "too_many"    // the connection holds or waits for too many locks
 	ReasonExpired     = "expired"     // LOCK_LOST: the lease ran out
 	ReasonReleased    = "released"    // LOCK_LOST: released on the holder's behalf
 )
