@@ -10,7 +10,7 @@ import (
 	"github.com/golang-jwt/jwt/v5"
 )
 
-// verifier checks AUTH tokens as PROTOCOL.md §2.2 describes: HS256 with the
+// verifier checks AUTH tokens as docs/protocol.md ("JWT mode") describes: HS256 with the
 // secret's raw bytes, or RS256 when the secret is a PEM public key; exp
 // required with 60 s leeway; sub must be a non-empty string. alg "none"
 // and every other algorithm are refused by the method allow-list.

@@ -381,7 +381,7 @@ func (c *conn) run() {
 	}
 }
 
-// authenticate runs phase 1 of PROTOCOL.md §2.2 with a deadline from
+// authenticate runs the JWT handshake (docs/protocol.md, "JWT mode") with a deadline from
 // connect. Frames other than AUTH get ERROR 401 instead of silence.
 func (c *conn) authenticate() error {
 	c.send(wire.AuthRequired{})
@@ -420,7 +420,7 @@ func (c *conn) authenticate() error {
 func (c *conn) handleFrame(b []byte, top bool) {
 	if !c.limiter.Allow() {
 		// A lock request still gets its own answer, so the client does not
-		// wait for a reply that never comes (D12).
+		// wait for a reply that never comes.
 		if m, err := wire.Decode(b); err == nil {
 			if r, ok := m.(wire.LockRequest); ok {
 				c.send(deny(r, wire.ReasonRateLimited))
@@ -469,7 +469,7 @@ func (c *conn) handleFrame(b []byte, top bool) {
 }
 
 // reauth answers AUTH after the handshake: in no-auth mode with AUTH_ACK
-// (D9), in JWT mode with AUTH_ACK when the token is valid for the same
+// , in JWT mode with AUTH_ACK when the token is valid for the same
 // user.
 func (c *conn) reauth(a wire.Auth) {
 	if c.s.cfg.NoAuth {

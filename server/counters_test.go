@@ -71,7 +71,7 @@ func TestCounterSyncBroadcastsOnlyChanges(t *testing.T) {
 }
 
 // TestCounterAcceptsTSAlias: the reference TS client sends {positive,
-// negative} (D1); we accept it.
+// negative}; we accept it.
 func TestCounterAcceptsTSAlias(t *testing.T) {
 	t.Parallel()
 	url, _ := start(t, Config{})

@@ -237,7 +237,7 @@ func (m *lockManager) waitExpired(e *lockEntry, w *lockWaiter) {
 }
 
 // release answers LOCK_RELEASE: only the holder (same connection, or same
-// user in JWT mode) with the current token succeeds (D2).
+// user in JWT mode) with the current token succeeds.
 func (m *lockManager) release(c *conn, r wire.LockRelease) {
 	out := wire.LockReleased{RequestID: r.RequestID, Name: r.Name}
 	m.mu.Lock()

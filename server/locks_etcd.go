@@ -403,7 +403,7 @@ func (l *etcdLocks) cleanupLocked(key string) {
 }
 
 // release answers LOCK_RELEASE: only the holder (same connection, or same
-// user in JWT mode, on any node) with the current token succeeds (D2).
+// user in JWT mode, on any node) with the current token succeeds.
 func (l *etcdLocks) release(c *conn, r wire.LockRelease) {
 	out := wire.LockReleased{RequestID: r.RequestID, Name: r.Name}
 	sameUser := !l.s.cfg.NoAuth && c.user != ""

@@ -36,7 +36,7 @@ func TestLockGrantRenewReleaseAndFencing(t *testing.T) {
 		if d := expect[wire.LockReleased](b); d.Success || d.Reason != wire.ReasonBusy || d.RequestID != "3" {
 			t.Fatalf("busy denial %+v", d)
 		}
-		// D2: a non-holder cannot release, even with the right token.
+		// a non-holder cannot release, even with the right token.
 		b.send(wire.LockRelease{RequestID: "4", Name: "job", FencingToken: g1.FencingToken})
 		if d := expect[wire.LockReleased](b); d.Success || d.Reason != wire.ReasonNotHolder {
 			t.Fatalf("non-holder release %+v", d)
@@ -182,7 +182,7 @@ func TestLockWaitTimeout(t *testing.T) {
 }
 
 // TestFencingSurvivesRestart: tokens after a restart on the same store are
-// above every token issued before (D3).
+// above every token issued before.
 func TestFencingSurvivesRestart(t *testing.T) {
 	eachLockMode(t, func(t *testing.T, mode lockMode) {
 		store := storage.NewMemory()

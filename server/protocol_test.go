@@ -27,7 +27,7 @@ func frame(t *testing.T, build func(e encoder)) []byte {
 }
 
 // TestMalformedFrames: every bad frame gets ERROR 400 with a reason and the
-// connection keeps working (TopGun drops them silently, D12).
+// connection keeps working (TopGun drops them silently).
 func TestMalformedFrames(t *testing.T) {
 	t.Parallel()
 	url, _ := start(t, Config{})
@@ -136,7 +136,7 @@ func TestPingDeviceHelloAndAuthInNoAuthMode(t *testing.T) {
 	}
 	r.send(wire.DeviceHello{})
 	expect[wire.DeviceAck](r)
-	// D9: a client that has a token must not hang against a no-auth server.
+	// a client that has a token must not hang against a no-auth server.
 	r.send(wire.Auth{Token: "anything"})
 	expect[wire.AuthAck](r)
 }

@@ -278,7 +278,7 @@ func TestAddAndGetOutOfRange(t *testing.T) {
 }
 
 // TestOfflineReconnect cuts a client off with a proxy: it keeps writing,
-// creates a handle while offline (D4), reconnects when the proxy is back,
+// creates a handle while offline, reconnects when the proxy is back,
 // and nothing is lost.
 func TestOfflineReconnect(t *testing.T) {
 	t.Parallel()
@@ -324,7 +324,7 @@ func TestOfflineReconnect(t *testing.T) {
 	if ca.Synced() {
 		t.Fatal("Synced while cut off")
 	}
-	// The D4 case: a handle created offline.
+	// A handle created offline.
 	aLate := mustCounter(t, a, "late")
 	if aLate.Get() != 0 {
 		t.Fatalf("offline handle value %d before reconnect", aLate.Get())

@@ -57,7 +57,7 @@
 // the client sends, for every counter it holds, COUNTER_SYNC with its own
 // entries, or COUNTER_REQUEST if it has none: offline writes reach the server,
 // the connection is subscribed again, and a handle created offline loads the
-// server's state (PROTOCOL.md D4). States from the server merge by max.
+// server's state. States from the server merge by max.
 // Synced reports whether the server has confirmed all local writes; Flush
 // sends at once and waits for that. Persist writes pending changes to the
 // store at once (a program about to act on a write calls it).

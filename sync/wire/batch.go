@@ -5,7 +5,7 @@ import (
 	"fmt"
 )
 
-// SplitBatch splits the data of a client→server BATCH (PROTOCOL.md §1.5):
+// SplitBatch splits the data of a client→server BATCH (docs/protocol.md, "BATCH"):
 // items concatenated, each a 4-byte big-endian length and that many bytes of
 // a complete frame. The count field is not consulted. A truncated tail is
 // ignored, as the reference server does. More than MaxBatchItems items is

@@ -181,7 +181,7 @@ func TestSplitServerBatch(t *testing.T) {
 	}
 }
 
-// TestBatchLayoutsDiffer pins PROTOCOL.md D8: the same items framed for one
+// TestBatchLayoutsDiffer pins a known upstream mismatch: the same items framed for one
 // direction do not split as the other.
 func TestBatchLayoutsDiffer(t *testing.T) {
 	t.Parallel()

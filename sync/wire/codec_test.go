@@ -678,7 +678,7 @@ func TestDecodeCounterAlias(t *testing.T) {
 		st   M
 	}{
 		{"p n", M{"p", M{"a", 3, "b", 1}, "n", M{"a", 2}}},
-		{"positive negative (D1)", M{"positive", M{"a", 3, "b", 1}, "negative", M{"a", 2}}},
+		{"positive negative", M{"positive", M{"a", 3, "b", 1}, "negative", M{"a", 2}}},
 		{"reversed order", M{"negative", M{"a", 2}, "positive", M{"b", 1, "a", 3}}},
 		{"mixed", M{"p", M{"a", 3, "b", 1}, "negative", M{"a", F64(2)}}},
 		{"both, merged by max", M{"p", M{"a", 1, "b", 1}, "positive", M{"a", 3}, "n", M{"a", 2}, "negative", M{"a", 1}}},

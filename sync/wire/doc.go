@@ -1,5 +1,5 @@
 // Package wire is TopGun's wire protocol for counters and locks: the message
-// types of PROTOCOL.md §2–§4 plus topgun-go's extensions, and their
+// types of the protocol (docs/protocol.md) plus topgun-go's extensions, and their
 // MessagePack codec.
 //
 // Every frame is one MessagePack map with a string key "type". AUTH*,
@@ -15,7 +15,7 @@
 //   - unknown keys are ignored, unknown types and missing required fields are
 //     errors (a *DecodeError; see AsDecodeError);
 //   - counter states accept {positive, negative} as an alias of {p, n} (the
-//     reference TypeScript client sends that, PROTOCOL.md D1) and every entry
+//     reference TypeScript client sends that) and every entry
 //     must be a magnitude accepted by crdt.Magnitude; a bad entry is an
 //     error wrapping both ErrInvalidField and crdt.ErrInvalidEntry.
 //

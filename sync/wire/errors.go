@@ -5,7 +5,7 @@ import (
 	"fmt"
 )
 
-// Limits of PROTOCOL.md §1.2 and §5.
+// Limits of the protocol (docs/protocol.md, "Decoding rules").
 const (
 	// MaxFrameSize is the largest frame Decode accepts (2 MiB).
 	MaxFrameSize = 2 << 20

@@ -15,7 +15,7 @@ import (
 	"github.com/topgun-go/topgun/sync/wire"
 )
 
-// fixtureDir holds the upstream cross-language fixtures (PROTOCOL.md §7),
+// fixtureDir holds the upstream cross-language fixtures ,
 // relative to this package's directory.
 var fixtureDir = filepath.Join("testdata", "fixtures")
 
@@ -39,7 +39,7 @@ var fixtureWant = map[string]wire.Message{
 }
 
 // fixtureIgnored lists JSON keys a fixture carries that the protocol does
-// not (PROTOCOL.md §7: AUTH_REQUIRED.reason is in neither schema nor server).
+// not (AUTH_REQUIRED.reason is in neither schema nor server).
 var fixtureIgnored = map[string][]string{"AUTH_REQUIRED": {"reason"}}
 
 type fixture struct {
@@ -57,7 +57,7 @@ func loadFixtures(tb testing.TB) []fixture {
 	}
 	if len(paths) == 0 {
 		abs, _ := filepath.Abs(fixtureDir)
-		tb.Fatalf("no fixtures: expected upstream *.msgpack files in %s (copied from shared/protocol/fixtures)", abs)
+		tb.Fatalf("no fixtures: expected upstream *.msgpack files in %s (TopGun's cross-language fixtures)", abs)
 	}
 	var fs []fixture
 	for _, p := range paths {
