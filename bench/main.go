@@ -54,6 +54,7 @@ var (
 	rounds   = flag.Int("rounds", 5000, "sequential lock round trips")
 	duration = flag.Duration("duration", 5*time.Second, "length of each throughput run")
 	window   = flag.Int("window", 32, "frames in flight per client in throughput runs")
+	only     = flag.String("only", "", `run one section only ("views"), printing it`)
 )
 
 func main() {
@@ -67,6 +68,11 @@ func main() {
 
 	var rep report
 	rep.header()
+	if *only == "views" {
+		viewsBench(&rep)
+		fmt.Print(rep.String())
+		return
+	}
 
 	store, err := boltstore.Open(filepath.Join(dir, "server.db"), boltstore.Options{})
 	if err != nil {
@@ -127,6 +133,7 @@ func main() {
 	single := storeWrites(filepath.Join(dir, "single.db"), boltstore.Options{MaxBatchSize: 1, MaxBatchDelay: time.Microsecond}, *duration)
 	rep.store(batched, single)
 
+	viewsBench(&rep)
 	clusterBench(&rep, dir, base)
 
 	fmt.Print(rep.String())
