@@ -230,6 +230,30 @@ func (c *conn) pushUpdate(e *counterEntry, delta crdt.State) {
 	c.signal()
 }
 
+// dropPending forgets the updates of e queued for c (it unsubscribed).
+func (c *conn) dropPending(e *counterEntry) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if _, ok := c.views[e]; ok {
+		delete(c.views, e)
+		for i, x := range c.vorder {
+			if x == e {
+				c.vorder = append(c.vorder[:i], c.vorder[i+1:]...)
+				break
+			}
+		}
+	}
+	if _, ok := c.updates[e.name]; ok {
+		delete(c.updates, e.name)
+		for i, x := range c.order {
+			if x == e.name {
+				c.order = append(c.order[:i], c.order[i+1:]...)
+				break
+			}
+		}
+	}
+}
+
 // signalSpace wakes a reader waiting in waitSpace.
 func (c *conn) signalSpace() {
 	select {
@@ -446,6 +470,8 @@ func (c *conn) handleFrame(b []byte, top bool) {
 		c.s.counters.request(c, m.Name)
 	case wire.CounterSync:
 		c.s.counters.sync(c, m)
+	case wire.CounterUnsubscribe:
+		c.s.counters.unsubscribe(c, m.Name)
 	case wire.LockRequest:
 		c.s.acquireLock(c, m)
 	case wire.LockRelease:
@@ -468,8 +494,8 @@ func (c *conn) handleFrame(b []byte, top bool) {
 	}
 }
 
-// reauth answers AUTH after the handshake: in no-auth mode with AUTH_ACK
-// , in JWT mode with AUTH_ACK when the token is valid for the same
+// reauth answers AUTH after the handshake: in no-auth mode with AUTH_ACK,
+// in JWT mode with AUTH_ACK when the token is valid for the same
 // user.
 func (c *conn) reauth(a wire.Auth) {
 	if c.s.cfg.NoAuth {

@@ -459,6 +459,26 @@ func (h *counterHub) checkOwners(c *conn, e *counterEntry, s crdt.State) (string
 	return "", nil
 }
 
+// unsubscribe answers COUNTER_UNSUBSCRIBE: c no longer gets the counter's
+// updates, and the server forgets the counter if nothing else uses it.
+// Unknown or unsubscribed names are ignored (the message is idempotent).
+// Reader goroutine.
+func (h *counterHub) unsubscribe(c *conn, name string) {
+	e, ok := c.subs[name]
+	if !ok {
+		return
+	}
+	delete(c.subs, name)
+	e.mu.Lock()
+	delete(e.subs, c)
+	idle := e.idleLocked()
+	e.mu.Unlock()
+	c.dropPending(e)
+	if idle {
+		h.forget(e)
+	}
+}
+
 // unsubscribeAll drops c from every counter it subscribed to.
 func (h *counterHub) unsubscribeAll(c *conn) {
 	for _, e := range c.subs {

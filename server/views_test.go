@@ -180,3 +180,33 @@ func TestLegacyFullStateOverTheLimit(t *testing.T) {
 		t.Fatalf("compact value %d", v)
 	}
 }
+
+// TestUnsubscribe: after COUNTER_UNSUBSCRIBE the connection gets no more
+// updates of the counter, and a counter nothing uses is forgotten.
+func TestUnsubscribe(t *testing.T) {
+	t.Parallel()
+	url, srv := start(t, Config{})
+	sub, w := dialCompact(t, url, "sub"), dial(t, url)
+	sub.send(wire.CounterRequest{Name: "u"})
+	expect[wire.CounterResponse](sub)
+	sub.send(wire.CounterUnsubscribe{Name: "u"})
+	sub.send(wire.CounterUnsubscribe{Name: "never-subscribed"}) // ignored
+	sub.roundTrip()
+	w.send(wire.CounterSync{Name: "u", State: st(map[string]int64{"w": 1}, nil)})
+	expect[wire.CounterUpdate](w)
+	w.send(wire.CounterUnsubscribe{Name: "u"})
+	w.roundTrip()
+	if got := sub.roundTrip(); len(got) != 0 {
+		t.Fatalf("unsubscribed connection got %+v", got)
+	}
+	srv.counters.mu.Lock()
+	_, live := srv.counters.m["u"]
+	srv.counters.mu.Unlock()
+	if live {
+		t.Fatal("a counter nobody subscribes to is still in memory")
+	}
+	sub.send(wire.CounterRequest{Name: "u"})
+	if v, _ := expect[wire.CounterResponse](sub).State.Value(); v != 1 {
+		t.Fatalf("resubscribed value %d, want 1 (loaded from the store)", v)
+	}
+}

@@ -72,6 +72,22 @@ func main() {
 	def("counter", counter)
 	def("counterNotify", counterNotify)
 	def("flush", flush)
+	// counterHold(h, false) releases a counter handle (Counter.Close);
+	// counterHold(h, true) takes it back.
+	def("counterHold", func(a []js.Value) any {
+		mu.Lock()
+		ch := getCounter(int32(a[0].Int()))
+		mu.Unlock()
+		if ch == nil {
+			return errObject(fmt.Errorf("topgun: no counter handle %d", a[0].Int()))
+		}
+		if a[1].Bool() {
+			ch.cnt.Acquire()
+		} else {
+			ch.cnt.Close()
+		}
+		return nil
+	})
 	def("lock", lock)
 	def("lockAcquire", lockAcquire)
 	def("lockUnlock", lockUnlock)

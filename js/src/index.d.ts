@@ -198,6 +198,13 @@ export class PNCounter {
   onSyncedChange(cb: (synced: boolean) => void): () => void;
   /** Sends local writes now; resolves once the server has stored them. */
   flush(): Promise<void>;
+  /**
+   * Releases the handle (sync/client Counter.Close): once its writes are
+   * delivered the server stops sending its changes and reconnects skip it;
+   * get() keeps the last known value. Writes are never dropped. Using the
+   * handle again takes it back and it catches up.
+   */
+  dispose(): void;
 }
 
 /** A named lease with a fencing token (sync/client Lock). */

@@ -376,6 +376,8 @@ export class TopGunClient extends EventTarget {
       const h = unwrap(api.counter(this.#id, name));
       c = new PNCounter(this, this.#rt, h, name, () => this.#api());
       this.#counters.set(name, c);
+    } else {
+      c._hold();
     }
     return c;
   }
@@ -503,6 +505,7 @@ export class PNCounter {
   #syncedLast;
   #queued = false;
   #dead = null;
+  #disposed = false;
 
   constructor(client, rt, h, name, api) {
     this._client = client;
@@ -561,6 +564,7 @@ export class PNCounter {
       this.#pendN -= delta;
     }
     this.#value = v;
+    this.#disposed = false; // Go takes it back with the write
     if (!this.#queued) {
       this.#queued = true;
       queuePush(this);
@@ -609,6 +613,7 @@ export class PNCounter {
   /** Calls cb now with the value, then after every local or remote change. */
   subscribe(cb) {
     if (typeof cb !== 'function') throw new TypeError('subscribe needs a function');
+    this._hold();
     this.#listeners.add(cb);
     cb(this.#value);
     return () => this.#listeners.delete(cb);
@@ -634,13 +639,34 @@ export class PNCounter {
    */
   onSyncedChange(cb) {
     if (typeof cb !== 'function') throw new TypeError('onSyncedChange needs a function');
+    this._hold();
     this.#syncListeners.add(cb);
     cb(this.#syncedLast);
     return () => this.#syncListeners.delete(cb);
   }
 
+  /**
+   * Releases the handle: once its writes are delivered, the server stops
+   * sending this client the counter's changes and reconnects skip it; get()
+   * keeps the last known value. Writes are never dropped. Using the handle
+   * again (addAndGet, subscribe, onSyncedChange, flush, getPNCounter) takes
+   * it back and it catches up. React's usePNCounter does this on unmount.
+   */
+  dispose() {
+    if (this.#disposed || this.#dead) return;
+    this.#disposed = true;
+    this.#api().counterHold(this.#h, false);
+  }
+
+  _hold() {
+    if (!this.#disposed || this.#dead) return;
+    this.#disposed = false;
+    this.#api().counterHold(this.#h, true);
+  }
+
   /** Sends local writes now and resolves when the server has stored them. */
   async flush() {
+    this._hold();
     const api = this.#api();
     pushAll();
     kickAll();

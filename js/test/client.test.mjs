@@ -151,3 +151,27 @@ test('setOnline(false) keeps counters working offline; setOnline(true) syncs the
   await until('b sees 4', () => kb.get() === 4);
   assert.throws(() => a.setOnline('yes'), TypeError);
 });
+
+test('dispose(): a disposed handle\'s writes are still delivered; using it again catches up', async () => {
+  const a = await newClient();
+  const b = await newClient();
+  await until('ready', () => a.state === 'ready' && b.state === 'ready');
+  const na = a.getPNCounter('dispose:1');
+  const nb = b.getPNCounter('dispose:1');
+  na.addAndGet(2);
+  na.dispose(); // the write is still delivered
+  await until('b sees the write of the disposed handle', () => nb.get() === 2);
+  await until('a synced', () => na.synced);
+  const seen = [];
+  nb.addAndGet(5);
+  await nb.flush();
+  // (That the server stops sending a released counter is checked by the
+  // Go client's TestCounterClose, which sees the COUNTER_UNSUBSCRIBE.)
+  const c = await newClient();
+  const nc = c.getPNCounter('dispose:1');
+  await until('server has 7', () => nc.get() === 7);
+  const off = na.subscribe((v) => seen.push(v));
+  await until('a catches up after subscribe', () => na.get() === 7);
+  assert.equal(seen.at(-1), 7);
+  off();
+});

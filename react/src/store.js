@@ -295,6 +295,13 @@ function createCounterStore(client, name) {
         if (ls.size === 0) {
           detach?.();
           detach = null;
+          // Nobody shows it: the client stops receiving its changes (its
+          // writes are still delivered); the next subscriber takes it back.
+          try {
+            handle?.dispose();
+          } catch {
+            // closed client: nothing to release
+          }
         }
       };
     },

@@ -566,6 +566,8 @@ func (c *Client) Counter(name string) (*Counter, error) {
 	if !ok {
 		// The worker subscribes it on the ready connection, if any.
 		c.markDirty(cnt, true)
+	} else {
+		cnt.acquire()
 	}
 	return cnt, nil
 }
@@ -721,6 +723,10 @@ func (c *Client) round(ctx context.Context, send bool) error {
 	}
 	sort.Slice(list, func(i, j int) bool { return list[i].name < list[j].name })
 	for _, cnt := range list {
+		if cnt.idle() {
+			cn.unsubscribe(cnt)
+			continue
+		}
 		if !cn.subscribe(cnt) {
 			cnt.sendSync(cn)
 		}

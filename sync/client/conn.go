@@ -28,6 +28,7 @@ type connection struct {
 	out    chan []byte
 	hs     chan wire.Message // messages seen during the handshake
 	hsDone atomic.Bool
+	views  atomic.Bool  // the server acknowledged compact views (and unsubscription)
 	pong   atomic.Int64 // unix nanos of the last PONG (or of ready)
 	wg     sync.WaitGroup
 
@@ -138,6 +139,22 @@ func (cn *connection) send(ctx context.Context, m wire.Message) error {
 	case <-ctx.Done():
 		return ctx.Err()
 	}
+}
+
+// unsubscribe ends cn's subscription to cnt, if the server supports it
+// (it acknowledged compact views); others keep sending updates.
+func (cn *connection) unsubscribe(cnt *Counter) {
+	if !cn.views.Load() {
+		return
+	}
+	cn.mu.Lock()
+	if !cn.subscribed[cnt] || cn.dead {
+		cn.mu.Unlock()
+		return
+	}
+	delete(cn.subscribed, cnt)
+	cn.mu.Unlock()
+	_ = cn.send(cn.c.ctx, wire.CounterUnsubscribe{Name: cnt.name})
 }
 
 // subscribe sends the subscribing frame of cnt unless cn already did; it
@@ -438,6 +455,7 @@ func (cn *connection) handshake(ctx context.Context) error {
 			case m := <-cn.hs:
 				switch m := m.(type) {
 				case wire.AuthAck:
+					cn.views.Store(m.Views == wire.ViewsCompact)
 					return nil
 				case wire.AuthFail:
 					return &AuthError{Message: m.Error}
@@ -459,6 +477,9 @@ func (cn *connection) handshake(ctx context.Context) error {
 		case m := <-cn.hs:
 			if _, ok := m.(wire.AuthRequired); ok {
 				return ErrAuthRequired
+			}
+			if a, ok := m.(wire.DeviceAck); ok {
+				cn.views.Store(a.Views == wire.ViewsCompact)
 			}
 			return nil // DEVICE_ACK or any other message
 		case <-grace.C:
@@ -485,6 +506,9 @@ func (c *Client) becomeReady(cn *connection) {
 	}
 	c.mu.Unlock()
 	for _, cnt := range list {
+		if cnt.idle() && cn.views.Load() {
+			continue // released and delivered: nothing to resync
+		}
 		cn.subscribe(cnt)
 	}
 	c.setState(Ready, nil)

@@ -49,6 +49,9 @@ type Counter struct {
 	force        bool
 	version      uint64 // bumped on every value change; starts at 1
 	subs         []*subscriber
+	// released: Close was called and the handle not used since; once
+	// synced, the connection unsubscribes (see Client.round).
+	released bool
 	// compact is set once the counter holds a compact view's aggregate of
 	// the other nodes (the wire.RestNode entry): other nodes' entries are
 	// then folded into it (foldLocked), so st holds at most own + rest.
@@ -171,6 +174,7 @@ func (cnt *Counter) AddAndGet(delta int64) (int64, error) {
 		cnt.mu.Unlock()
 		return v, fmt.Errorf("client: counter %q: %w", cnt.name, err)
 	}
+	cnt.released = false
 	if delta > 0 {
 		cnt.unappliedP += delta
 	} else {
@@ -207,6 +211,7 @@ func (cnt *Counter) raiseOwnLocked() bool {
 // received. It returns a function that unregisters fn (a call already
 // under way may still complete).
 func (cnt *Counter) Subscribe(fn func(int64)) (unsubscribe func()) {
+	cnt.acquire()
 	s := &subscriber{fn: fn}
 	cnt.mu.Lock()
 	ver, v := cnt.version, cnt.st.Value()
@@ -238,6 +243,7 @@ func (cnt *Counter) Subscribe(fn func(int64)) (unsubscribe func()) {
 // Subscribe's, and never deliver an older state after a newer one. It
 // returns a function that unregisters fn.
 func (cnt *Counter) OnSynced(fn func(synced bool)) (unsubscribe func()) {
+	cnt.acquire()
 	s := &syncSub{fn: fn}
 	cnt.mu.Lock()
 	ver, synced := cnt.syncVer, cnt.syncedNow
@@ -296,6 +302,7 @@ func (cnt *Counter) syncedLocked() bool {
 // debounce, and waits until the server has confirmed them (Synced), ctx
 // ends or the client is closed. Offline, it waits for the connection.
 func (cnt *Counter) Flush(ctx context.Context) error {
+	cnt.acquire()
 	kick := true
 	retry := time.NewTimer(flushRetry)
 	defer retry.Stop()
@@ -458,7 +465,8 @@ func (cnt *Counter) merge(s crdt.State) {
 	}
 	cnt.foldLocked()
 	cnt.raiseOwnLocked()
-	dirty := changed.Len() > 0 || cnt.confP > cnt.persistedP || cnt.confN > cnt.persistedN
+	dirty := changed.Len() > 0 || cnt.confP > cnt.persistedP || cnt.confN > cnt.persistedN ||
+		(cnt.released && cnt.syncedLocked()) // its unsubscription waited for this
 	ch := cnt.changedLocked(cnt.st.Value() != before)
 	cnt.mu.Unlock()
 	if dirty {
@@ -579,4 +587,48 @@ func btoi(b bool) int {
 		return 1
 	}
 	return 0
+}
+
+// Close releases the handle: the client stops receiving the counter's
+// remote changes (the server forgets this connection's subscription) once
+// every local write is confirmed, and, while released, the counter costs
+// nothing on reconnect. Writes are never dropped: unconfirmed ones are
+// still delivered first. Get then returns the last known value, which may
+// fall behind. Using the handle again (AddAndGet, Subscribe, OnSynced,
+// Flush, or Client.Counter with its name) takes it back: it subscribes
+// again and catches up. Close is idempotent.
+func (cnt *Counter) Close() {
+	cnt.mu.Lock()
+	if cnt.released {
+		cnt.mu.Unlock()
+		return
+	}
+	cnt.released = true
+	cnt.mu.Unlock()
+	cnt.c.markDirty(cnt, true)
+}
+
+// Acquire takes a handle released by Close back, as using it does:
+// it subscribes again and catches up.
+func (cnt *Counter) Acquire() { cnt.acquire() }
+
+// acquire takes a released handle back.
+func (cnt *Counter) acquire() {
+	cnt.mu.Lock()
+	was := cnt.released
+	cnt.released = false
+	cnt.mu.Unlock()
+	if was {
+		cnt.c.markDirty(cnt, true) // the worker subscribes it again
+	}
+}
+
+// idleLocked reports whether the counter is released and has nothing left
+// to deliver: the connection need not be subscribed. cnt.mu held.
+func (cnt *Counter) idleLocked() bool { return cnt.released && cnt.syncedLocked() }
+
+func (cnt *Counter) idle() bool {
+	cnt.mu.Lock()
+	defer cnt.mu.Unlock()
+	return cnt.idleLocked()
 }

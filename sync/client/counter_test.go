@@ -655,3 +655,63 @@ func TestFullStateThenCompactView(t *testing.T) {
 		t.Fatalf("after restart %d, want 10", v)
 	}
 }
+
+// TestCounterClose: a released handle stops receiving remote changes once
+// its writes are delivered, costs nothing on reconnect, and catches up
+// when used again.
+func TestCounterClose(t *testing.T) {
+	t.Parallel()
+	srv := startServer(t)
+	px := newProxy(t, srv.addr)
+	rec := &recordingDialer{}
+	opts := fastOptions(px.url())
+	opts.Dialer = rec.dial
+	c := newClient(t, opts)
+	waitReady(t, c)
+	cnt := mustCounter(t, c, "released")
+	cnt.AddAndGet(3)
+	cnt.Close() // before the write is confirmed: it is delivered anyway
+	other := mustCounter(t, readyClient(t, srv.url), "released")
+	eventually(t, "the released handle's write delivered", func() bool { return other.Get() == 3 })
+	eventually(t, "unsubscribed", func() bool {
+		for _, m := range rec.frames() {
+			if u, ok := m.(wire.CounterUnsubscribe); ok && u.Name == "released" {
+				return true
+			}
+		}
+		return false
+	})
+	other.AddAndGet(10)
+	if err := other.Flush(ctxT(t)); err != nil {
+		t.Fatal(err)
+	}
+	// A reconnect does not resubscribe the released counter.
+	n := len(rec.frames())
+	px.Cut()
+	eventually(t, "offline", func() bool { return c.State() == client.Offline })
+	px.Restore()
+	waitReady(t, c)
+	mustCounter(t, c, "kept").Increment()
+	if err := c.Flush(ctxT(t)); err != nil {
+		t.Fatal(err)
+	}
+	for _, m := range rec.frames()[n:] {
+		switch m := m.(type) {
+		case wire.CounterSync:
+			if m.Name == "released" {
+				t.Fatalf("reconnect resynced a released counter: %+v", m)
+			}
+		case wire.CounterRequest:
+			if m.Name == "released" {
+				t.Fatalf("reconnect requested a released counter: %+v", m)
+			}
+		}
+	}
+	if cnt.Get() != 3 {
+		t.Fatalf("released handle changed to %d", cnt.Get())
+	}
+	// Used again, it subscribes and catches up.
+	got := make(chan int64, 16)
+	cnt.Subscribe(func(v int64) { got <- v })
+	eventually(t, "caught up", func() bool { return cnt.Get() == 13 })
+}

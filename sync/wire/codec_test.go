@@ -188,6 +188,7 @@ var typeCases = []struct {
 		wire.LockReleased{RequestID: "r", Name: "l", Success: false, Reason: "busy"}},
 	{wire.TypeLockLost, true, []any{"name", "l", "fencingToken", 3, "reason", "expired"},
 		[]string{"name", "fencingToken"}, wire.LockLost{Name: "l", FencingToken: 3, Reason: "expired"}},
+	{wire.TypeCounterUnsubscribe, true, []any{"name", "c"}, []string{"name"}, wire.CounterUnsubscribe{Name: "c"}},
 }
 
 func frameOf(typ string, isWrapped bool, kv []any) []byte {
@@ -199,8 +200,8 @@ func frameOf(typ string, isWrapped bool, kv []any) []byte {
 
 func TestDecodeEveryType(t *testing.T) {
 	t.Parallel()
-	if len(typeCases) != 19 {
-		t.Fatalf("typeCases covers %d types, want 19", len(typeCases))
+	if len(typeCases) != 20 {
+		t.Fatalf("typeCases covers %d types, want 20", len(typeCases))
 	}
 	for _, tc := range typeCases {
 		t.Run(tc.typ, func(t *testing.T) {
@@ -294,13 +295,18 @@ func TestRoundTrip(t *testing.T) {
 		wire.LockReleased{RequestID: "", Name: "l", Reason: wire.ReasonBusy},
 		wire.LockLost{Name: "l", FencingToken: 3},
 		wire.LockLost{Name: "l", FencingToken: 3, Reason: wire.ReasonExpired},
+		wire.CounterUnsubscribe{Name: "c"},
+		wire.DeviceHello{NodeID: "n", Views: wire.ViewsCompact},
+		wire.DeviceAck{Views: wire.ViewsCompact},
+		wire.Auth{Token: "t", NodeID: "n", Views: wire.ViewsCompact},
+		wire.AuthAck{UserID: "u", Views: wire.ViewsCompact},
 	}
 	seen := map[string]bool{}
 	for _, m := range cases {
 		seen[m.Type()] = true
 	}
-	if len(seen) != 19 {
-		t.Fatalf("round trip covers %d types, want 19", len(seen))
+	if len(seen) != 20 {
+		t.Fatalf("round trip covers %d types, want 20", len(seen))
 	}
 	for _, m := range cases {
 		t.Run(m.Type(), func(t *testing.T) {

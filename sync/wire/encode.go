@@ -69,6 +69,8 @@ func sizeHint(m Message) int {
 		}
 	case CounterRequest:
 		n += len(x.Name)
+	case CounterUnsubscribe:
+		n += len(x.Name)
 	case CounterResponse:
 		n += len(x.Name) + stateSize(x.State)
 	case CounterSync:
@@ -216,6 +218,9 @@ func appendMessage(b []byte, m Message) ([]byte, error) {
 		}
 	case CounterRequest:
 		w = begin(b, TypeCounterRequest, true)
+		w.str("name", x.Name, true)
+	case CounterUnsubscribe:
+		w = begin(b, TypeCounterUnsubscribe, true)
 		w.str("name", x.Name, true)
 	case CounterResponse:
 		w = begin(b, TypeCounterResponse, true)

@@ -25,6 +25,7 @@ const (
 	kLockRelease
 	kLockReleased
 	kLockLost
+	kCounterUnsubscribe
 )
 
 func (k msgKind) wrapped() bool { return k >= kError }
@@ -71,6 +72,8 @@ func kindOf(s []byte) (k msgKind, typ string) {
 		return kLockReleased, TypeLockReleased
 	case TypeLockLost:
 		return kLockLost, TypeLockLost
+	case TypeCounterUnsubscribe:
+		return kCounterUnsubscribe, TypeCounterUnsubscribe
 	}
 	return 0, ""
 }
@@ -99,21 +102,22 @@ var seenNames = [...]string{"token", "error", "timestamp", "serverTime", "code",
 
 // required lists each kind's required fields.
 var required = [...]uint32{
-	kAuth:            seenToken,
-	kAuthFail:        seenError,
-	kPing:            seenTimestamp,
-	kPong:            seenTimestamp | seenServerTime,
-	kBatch:           seenCount | seenData,
-	kError:           seenCode | seenMessage,
-	kCounterRequest:  seenName,
-	kCounterResponse: seenName | seenState,
-	kCounterSync:     seenName | seenState,
-	kCounterUpdate:   seenName | seenState,
-	kLockRequest:     seenName | seenRequestID,
-	kLockGranted:     seenName | seenRequestID | seenFencing,
-	kLockRelease:     seenName | seenFencing,
-	kLockReleased:    seenName | seenRequestID | seenSuccess,
-	kLockLost:        seenName | seenFencing,
+	kAuth:               seenToken,
+	kAuthFail:           seenError,
+	kPing:               seenTimestamp,
+	kPong:               seenTimestamp | seenServerTime,
+	kBatch:              seenCount | seenData,
+	kError:              seenCode | seenMessage,
+	kCounterRequest:     seenName,
+	kCounterResponse:    seenName | seenState,
+	kCounterSync:        seenName | seenState,
+	kCounterUpdate:      seenName | seenState,
+	kLockRequest:        seenName | seenRequestID,
+	kLockGranted:        seenName | seenRequestID | seenFencing,
+	kLockRelease:        seenName | seenFencing,
+	kLockReleased:       seenName | seenRequestID | seenSuccess,
+	kLockLost:           seenName | seenFencing,
+	kCounterUnsubscribe: seenName,
 }
 
 // Sets of kinds, for the keys each kind knows.
@@ -134,7 +138,7 @@ const (
 	bLockLost     = 1 << kLockLost
 	bCounterState = 1<<kCounterResponse | 1<<kCounterSync | 1<<kCounterUpdate
 	bNamed        = 1<<kCounterRequest | bCounterState | bLockRequest | bLockGranted |
-		bLockRelease | bLockReleased | bLockLost
+		bLockRelease | bLockReleased | bLockLost | 1<<kCounterUnsubscribe
 )
 
 // fieldSet holds the decoded fields of any message; build makes the
@@ -359,6 +363,8 @@ func (f *fieldSet) build(k msgKind) Message {
 		return Error{Code: f.code, Message: f.message, Details: f.details}
 	case kCounterRequest:
 		return CounterRequest{Name: f.name}
+	case kCounterUnsubscribe:
+		return CounterUnsubscribe{Name: f.name}
 	case kCounterResponse:
 		return CounterResponse{Name: f.name, State: f.state}
 	case kCounterSync:

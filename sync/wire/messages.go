@@ -23,6 +23,9 @@ const (
 	TypeLockRelease     = "LOCK_RELEASE"
 	TypeLockReleased    = "LOCK_RELEASED"
 	TypeLockLost        = "LOCK_LOST"
+	// TypeCounterUnsubscribe is a topgun-go extension: a client that no
+	// longer needs a counter's updates says so.
+	TypeCounterUnsubscribe = "COUNTER_UNSUBSCRIBE"
 )
 
 // Lock denial and loss reasons (LOCK_RELEASED.reason, LOCK_LOST.reason).
@@ -120,6 +123,11 @@ type Batch struct {
 // CounterRequest subscribes to a counter and asks for its state.
 type CounterRequest struct{ Name string }
 
+// CounterUnsubscribe ends the connection's subscription to a counter (a
+// topgun-go extension; sent only to servers that acknowledged compact
+// views). The server answers nothing.
+type CounterUnsubscribe struct{ Name string }
+
 // CounterResponse answers CounterRequest with the full state.
 type CounterResponse struct {
 	Name  string
@@ -181,42 +189,44 @@ type LockLost struct {
 	Reason       string
 }
 
-func (AuthRequired) Type() string    { return TypeAuthRequired }
-func (Auth) Type() string            { return TypeAuth }
-func (AuthAck) Type() string         { return TypeAuthAck }
-func (AuthFail) Type() string        { return TypeAuthFail }
-func (DeviceHello) Type() string     { return TypeDeviceHello }
-func (DeviceAck) Type() string       { return TypeDeviceAck }
-func (Ping) Type() string            { return TypePing }
-func (Pong) Type() string            { return TypePong }
-func (Error) Type() string           { return TypeError }
-func (Batch) Type() string           { return TypeBatch }
-func (CounterRequest) Type() string  { return TypeCounterRequest }
-func (CounterResponse) Type() string { return TypeCounterResponse }
-func (CounterSync) Type() string     { return TypeCounterSync }
-func (CounterUpdate) Type() string   { return TypeCounterUpdate }
-func (LockRequest) Type() string     { return TypeLockRequest }
-func (LockGranted) Type() string     { return TypeLockGranted }
-func (LockRelease) Type() string     { return TypeLockRelease }
-func (LockReleased) Type() string    { return TypeLockReleased }
-func (LockLost) Type() string        { return TypeLockLost }
+func (AuthRequired) Type() string       { return TypeAuthRequired }
+func (Auth) Type() string               { return TypeAuth }
+func (AuthAck) Type() string            { return TypeAuthAck }
+func (AuthFail) Type() string           { return TypeAuthFail }
+func (DeviceHello) Type() string        { return TypeDeviceHello }
+func (DeviceAck) Type() string          { return TypeDeviceAck }
+func (Ping) Type() string               { return TypePing }
+func (Pong) Type() string               { return TypePong }
+func (Error) Type() string              { return TypeError }
+func (Batch) Type() string              { return TypeBatch }
+func (CounterRequest) Type() string     { return TypeCounterRequest }
+func (CounterUnsubscribe) Type() string { return TypeCounterUnsubscribe }
+func (CounterResponse) Type() string    { return TypeCounterResponse }
+func (CounterSync) Type() string        { return TypeCounterSync }
+func (CounterUpdate) Type() string      { return TypeCounterUpdate }
+func (LockRequest) Type() string        { return TypeLockRequest }
+func (LockGranted) Type() string        { return TypeLockGranted }
+func (LockRelease) Type() string        { return TypeLockRelease }
+func (LockReleased) Type() string       { return TypeLockReleased }
+func (LockLost) Type() string           { return TypeLockLost }
 
-func (AuthRequired) wrapped() bool    { return false }
-func (Auth) wrapped() bool            { return false }
-func (AuthAck) wrapped() bool         { return false }
-func (AuthFail) wrapped() bool        { return false }
-func (DeviceHello) wrapped() bool     { return false }
-func (DeviceAck) wrapped() bool       { return false }
-func (Ping) wrapped() bool            { return false }
-func (Pong) wrapped() bool            { return false }
-func (Batch) wrapped() bool           { return false }
-func (Error) wrapped() bool           { return true }
-func (CounterRequest) wrapped() bool  { return true }
-func (CounterResponse) wrapped() bool { return true }
-func (CounterSync) wrapped() bool     { return true }
-func (CounterUpdate) wrapped() bool   { return true }
-func (LockRequest) wrapped() bool     { return true }
-func (LockGranted) wrapped() bool     { return true }
-func (LockRelease) wrapped() bool     { return true }
-func (LockReleased) wrapped() bool    { return true }
-func (LockLost) wrapped() bool        { return true }
+func (AuthRequired) wrapped() bool       { return false }
+func (Auth) wrapped() bool               { return false }
+func (AuthAck) wrapped() bool            { return false }
+func (AuthFail) wrapped() bool           { return false }
+func (DeviceHello) wrapped() bool        { return false }
+func (DeviceAck) wrapped() bool          { return false }
+func (Ping) wrapped() bool               { return false }
+func (Pong) wrapped() bool               { return false }
+func (Batch) wrapped() bool              { return false }
+func (Error) wrapped() bool              { return true }
+func (CounterRequest) wrapped() bool     { return true }
+func (CounterUnsubscribe) wrapped() bool { return true }
+func (CounterResponse) wrapped() bool    { return true }
+func (CounterSync) wrapped() bool        { return true }
+func (CounterUpdate) wrapped() bool      { return true }
+func (LockRequest) wrapped() bool        { return true }
+func (LockGranted) wrapped() bool        { return true }
+func (LockRelease) wrapped() bool        { return true }
+func (LockReleased) wrapped() bool       { return true }
+func (LockLost) wrapped() bool           { return true }
