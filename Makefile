@@ -9,7 +9,8 @@ WASM_FLAGS  := -trimpath -ldflags="-s -w"
 FUZZTIME    ?= 3s
 # Fuzz targets as package:Target.
 FUZZ_TARGETS := ./crdt:FuzzMergeCommutative ./crdt:FuzzMergeAssociative \
-	./crdt:FuzzMergeIdempotent ./crdt:FuzzMagnitude ./sync/wire:FuzzDecode
+	./crdt:FuzzMergeIdempotent ./crdt:FuzzMagnitude ./sync/wire:FuzzDecode \
+	./sync/store/filestore:FuzzDecodeState
 
 # bin/ holds wasmbrowsertest as go_js_wasm_exec, which `go test` runs js/wasm
 # test binaries with (in Chromium).
