@@ -182,17 +182,10 @@ func (c *Client) Start(ctx context.Context) error {
 	}
 	loaded := make(map[string]*Counter, len(states))
 	for name, st := range states {
-		cr, err := crdt.FromState(st)
+		cnt, err := c.loadCounter(name, node, st)
 		if err != nil {
-			return fmt.Errorf("client: stored counter %q: %w", name, err)
+			return err
 		}
-		cnt := c.newCounter(name, cr)
-		cnt.node = node
-		cnt.persistedP, cnt.persistedN = st.P[node], st.N[node]
-		cnt.compact = isView(st)
-		cnt.foldLocked()
-		cnt.remote = crdt.State{} // stored already; a folded aggregate is not news
-		cnt.syncedNow = cnt.syncedLocked()
 		loaded[name] = cnt
 	}
 
@@ -214,6 +207,29 @@ func (c *Client) Start(ctx context.Context) error {
 	go c.run()
 	go c.worker()
 	return nil
+}
+
+// loadCounter makes the handle of a counter read from the store. It starts
+// released: until the app uses it, it costs nothing on the wire if the
+// server confirmed all its writes (which the store remembers under ackKey),
+// and it is delivered, then released, if not.
+func (c *Client) loadCounter(name, node string, st crdt.State) (*Counter, error) {
+	clean, ackP, ackN := splitAck(st)
+	cr, err := crdt.FromState(clean)
+	if err != nil {
+		return nil, fmt.Errorf("client: stored counter %q: %w", name, err)
+	}
+	cnt := c.newCounter(name, cr)
+	cnt.node = node
+	cnt.persistedP, cnt.persistedN = clean.P[node], clean.N[node]
+	cnt.confP, cnt.confN = ackP, ackN
+	cnt.ackStoredP, cnt.ackStoredN = ackP, ackN
+	cnt.compact = isView(clean)
+	cnt.foldLocked()
+	cnt.remote = crdt.State{} // stored already; a folded aggregate is not news
+	cnt.released = true
+	cnt.syncedNow = cnt.syncedLocked()
+	return cnt, nil
 }
 
 // Close delivers what it can, then stops. It refuses new writes, persists
@@ -648,6 +664,7 @@ type persistSnap struct {
 	cnt            *Counter
 	dp, dn         int64
 	floorP, floorN int64
+	ackP, ackN     int64 // the server's confirmations, stored under ackKey
 	remote         crdt.State
 }
 
@@ -802,24 +819,19 @@ func (c *Client) Reload(ctx context.Context, names []string) error {
 		}
 		cnt, have := c.counters[name]
 		if !have {
-			cr, err := crdt.FromState(st)
-			if err != nil {
+			var err error
+			if cnt, err = c.loadCounter(name, c.nodeID, st); err != nil {
 				c.mu.Unlock()
 				c.log.Warn("client: dropping stored counter state", "counter", name, "err", err)
 				continue
 			}
-			cnt = c.newCounter(name, cr)
-			cnt.node = c.nodeID
-			cnt.persistedP, cnt.persistedN = st.P[c.nodeID], st.N[c.nodeID]
-			cnt.compact = isView(st)
-			cnt.foldLocked()
-			cnt.remote = crdt.State{}
-			cnt.syncedNow = cnt.syncedLocked()
 			c.counters[name] = cnt
 		}
 		c.mu.Unlock()
 		if !have {
-			c.markDirty(cnt, true) // subscribes it, sending its own entries
+			if !cnt.idle() {
+				c.markDirty(cnt, true) // delivers another tab's writes
+			}
 			continue
 		}
 		n, ahead := cnt.reload(st)

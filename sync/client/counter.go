@@ -38,9 +38,11 @@ type Counter struct {
 	unappliedP, unappliedN int64
 	// remote: other nodes' entries merged since the last persistence round.
 	remote crdt.State
-	// confP/N: the highest own entries the server has reported back.
-	confP, confN int64
-	confCh       chan struct{} // closed and replaced when confP/N rise
+	// confP/N: the highest own entries the server has reported back;
+	// ackStoredP/N: what the store holds of them (under ackKey).
+	confP, confN           int64
+	ackStoredP, ackStoredN int64
+	confCh                 chan struct{} // closed and replaced when confP/N rise
 	// sentP/N: own entries last sent on sentOn. A round syncs when the
 	// persisted entries exceed them (values, not flags, so a write racing
 	// with a round is never skipped), or when force asks for a resend.
@@ -348,10 +350,23 @@ func (cnt *Counter) takePersist() persistSnap {
 	if cnt.confN > cnt.persistedN {
 		s.floorN = cnt.confN
 	}
+	if cnt.confP > cnt.ackStoredP || cnt.confN > cnt.ackStoredN {
+		s.ackP, s.ackN = cnt.confP, cnt.confN
+	}
 	cnt.unappliedP, cnt.unappliedN = 0, 0
 	cnt.pendingP += s.dp
 	cnt.pendingN += s.dn
 	s.remote, cnt.remote = cnt.remote, crdt.State{}
+	if s.ackP > 0 || s.ackN > 0 {
+		ack := crdt.State{P: map[string]int64{}, N: map[string]int64{}}
+		if s.ackP > 0 {
+			ack.P[ackKey] = s.ackP
+		}
+		if s.ackN > 0 {
+			ack.N[ackKey] = s.ackN
+		}
+		crdt.RaiseInto(&s.remote, ack)
+	}
 	return s
 }
 
@@ -368,6 +383,8 @@ func (cnt *Counter) persisted(s persistSnap, t store.OwnTotal) change {
 	cnt.pendingN -= s.dn
 	cnt.persistedP = max(cnt.persistedP, t.P)
 	cnt.persistedN = max(cnt.persistedN, t.N)
+	cnt.ackStoredP = max(cnt.ackStoredP, s.ackP)
+	cnt.ackStoredN = max(cnt.ackStoredN, s.ackN)
 	return cnt.changedLocked(cnt.raiseOwnLocked())
 }
 
@@ -379,7 +396,8 @@ func (cnt *Counter) restorePersist(s persistSnap) {
 	cnt.pendingN -= s.dn
 	cnt.unappliedP += s.dp
 	cnt.unappliedN += s.dn
-	crdt.RaiseInto(&cnt.remote, s.remote)
+	rem, _, _ := splitAck(s.remote) // the next round stores the ack again
+	crdt.RaiseInto(&cnt.remote, rem)
 }
 
 // ownPersisted returns this replica's persisted entries as a state.
@@ -465,7 +483,7 @@ func (cnt *Counter) merge(s crdt.State) {
 	}
 	cnt.foldLocked()
 	cnt.raiseOwnLocked()
-	dirty := changed.Len() > 0 || cnt.confP > cnt.persistedP || cnt.confN > cnt.persistedN ||
+	dirty := changed.Len() > 0 || cnt.confP > cnt.ackStoredP || cnt.confN > cnt.ackStoredN ||
 		(cnt.released && cnt.syncedLocked()) // its unsubscription waited for this
 	ch := cnt.changedLocked(cnt.st.Value() != before)
 	cnt.mu.Unlock()
@@ -488,9 +506,17 @@ func (cnt *Counter) Own() (p, n int64) {
 // totals as stored totals, other nodes' entries by max. It returns what
 // changed, and whether the persisted own entries are now ahead of what was
 // last sent (another writer's increments this client should deliver).
-func (cnt *Counter) reload(s crdt.State) (ch change, ahead bool) {
+func (cnt *Counter) reload(st crdt.State) (ch change, ahead bool) {
+	s, ackP, ackN := splitAck(st)
 	cnt.mu.Lock()
 	defer cnt.mu.Unlock()
+	cnt.ackStoredP, cnt.ackStoredN = max(cnt.ackStoredP, ackP), max(cnt.ackStoredN, ackN)
+	if ackP > cnt.confP || ackN > cnt.confN {
+		// Another tab's connection got the confirmation.
+		cnt.confP, cnt.confN = max(cnt.confP, ackP), max(cnt.confN, ackN)
+		close(cnt.confCh)
+		cnt.confCh = make(chan struct{})
+	}
 	before := cnt.st.Value()
 	cnt.persistedP = max(cnt.persistedP, s.P[cnt.node])
 	cnt.persistedN = max(cnt.persistedN, s.N[cnt.node])
@@ -631,4 +657,24 @@ func (cnt *Counter) idle() bool {
 	cnt.mu.Lock()
 	defer cnt.mu.Unlock()
 	return cnt.idleLocked()
+}
+
+// ackKey is where a store keeps the server's confirmation of this
+// replica's own entries: a pseudo-node entry on each side (not a valid node
+// id, never sent, merged by max like every entry), so that after a restart
+// the client knows which counters have nothing to deliver.
+const ackKey = "="
+
+// splitAck returns s without the ackKey entries, and those entries.
+func splitAck(s crdt.State) (clean crdt.State, ackP, ackN int64) {
+	_, hp := s.P[ackKey]
+	_, hn := s.N[ackKey]
+	if !hp && !hn {
+		return s, 0, 0
+	}
+	clean = s.Clone()
+	ackP, ackN = clean.P[ackKey], clean.N[ackKey]
+	delete(clean.P, ackKey)
+	delete(clean.N, ackKey)
+	return clean, ackP, ackN
 }

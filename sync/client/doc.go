@@ -62,6 +62,16 @@
 // sends at once and waits for that. Persist writes pending changes to the
 // store at once (a program about to act on a write calls it).
 //
+// # What a client costs
+//
+// The store remembers the server's confirmation of each counter's own
+// entries (under the pseudo-node "=", never sent). Counters loaded by Start
+// are released (see Counter.Close) until the app asks for them: one whose
+// writes were all confirmed costs nothing on the wire, on Start and on every
+// reconnect; one with pending writes is delivered, then released. Client.Counter
+// on a loaded name returns the stored value at once and subscribes, so it
+// catches up within a round trip.
+//
 // # Shutdown
 //
 // Close means delivered or reported: it refuses new writes, persists, and
