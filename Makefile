@@ -19,9 +19,13 @@ export PATH := $(CURDIR)/bin:$(PATH)
 .PHONY: run build wasm react demo deps test test-go test-cluster test-browser test-js test-react e2e e2e-pack \
 	fuzz fuzz-short bench lint vet fmt-check staticcheck clean
 
-## run: server on http://localhost:8080 with the demo (no auth, data in ./data)
+# make run listens on ADDR, or 127.0.0.1:PORT (PORT=9090 make run).
+PORT        ?= 8080
+ADDR        ?= 127.0.0.1:$(PORT)
+
+## run: server on http://localhost:8080 with the demo (no auth, data in ./data; PORT or ADDR to move it)
 run: demo
-	$(GO) run ./cmd/topgun-server --no-auth --data ./data --addr 127.0.0.1:8080 --static demo/dist
+	$(GO) run ./cmd/topgun-server --no-auth --data ./data --addr $(ADDR) --static demo/dist
 
 ## build: the server binary in bin/
 build:

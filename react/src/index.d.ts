@@ -12,8 +12,11 @@ export interface TopGunProviderProps {
    * The client the hooks below use. The provider calls client.start() once
    * after its first render (start() is shared, so starting it yourself as
    * well is harmless) and never closes it: the app owns the client.
+   * null renders every hook in its loading state without touching
+   * IndexedDB or the network: for server-side rendering (Next.js...) and
+   * until the app has created its client in the browser.
    */
-  client: TopGunClient;
+  client: TopGunClient | null;
   children?: ReactNode;
   /** Rendered instead of children until the client has started. Default: children at once (hooks report loading). */
   fallback?: ReactNode;
@@ -25,7 +28,7 @@ export function TopGunProvider(props: TopGunProviderProps): ReactNode;
  * The provider's client. Outside a <TopGunProvider> this (and every hook
  * below) throws TopGunReactError NO_PROVIDER with the fix in the message.
  */
-export function useClient(): TopGunClient;
+export function useClient(): TopGunClient | null;
 
 export interface ClientStatus {
   /** The client's connection state ('idle' until started). */

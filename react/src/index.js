@@ -30,13 +30,51 @@ function useStore(store) {
   return useSyncExternalStore(store.subscribe, store.getSnapshot, store.getSnapshot);
 }
 
+// The stores of a provider whose client is null: server-side rendering, or
+// before the app has made its client in the browser. Everything is loading;
+// nothing touches IndexedDB or the network.
+const noop = () => () => {};
+function notReady(what) {
+  return () => {
+    throw new TopGunReactError(
+      'NOT_READY',
+      `${what}() without a client: <TopGunProvider client={null}> renders loading state only ` +
+        '(server-side rendering); create the client in the browser',
+    );
+  };
+}
+const NULL_CLIENT = Object.freeze({ state: 'idle', started: false, error: null });
+const NULL_COUNTER = Object.freeze({ value: 0, loading: true, synced: false });
+const NULL_LOCK = Object.freeze({ held: false, fencingToken: null, state: 'idle', error: null, lostReason: null });
+const nullClientStore = Object.freeze({
+  client: null,
+  subscribe: noop,
+  getSnapshot: () => NULL_CLIENT,
+  start: () => Promise.resolve(),
+  whenStarted: noop,
+  started: false,
+});
+const nullCounterStore = Object.freeze({
+  subscribe: noop,
+  getSnapshot: () => NULL_COUNTER,
+  increment: notReady('increment'),
+  decrement: notReady('decrement'),
+  add: notReady('add'),
+});
+const nullLockStore = Object.freeze({
+  subscribe: noop,
+  getSnapshot: () => NULL_LOCK,
+  lock: () => Promise.reject(new TopGunReactError('NOT_READY', 'lock() without a client (server-side rendering)')),
+  unlock: () => Promise.reject(new TopGunReactError('NOT_READY', 'unlock() without a client (server-side rendering)')),
+});
+
 /**
  * TopGunProvider makes client available to the hooks below it and starts
  * it (once) after the first render. With a fallback it renders that, not
  * children, until the client has started.
  */
 export function TopGunProvider({ client, children, fallback }) {
-  const store = getClientStore(client);
+  const store = client === null ? nullClientStore : getClientStore(client);
   useEffect(() => {
     // A failure is kept for useClientStatus().error.
     store.start().catch(() => {});
@@ -63,7 +101,7 @@ export function useClientStatus() {
  */
 export function usePNCounter(name) {
   const cs = useClientStore('usePNCounter');
-  const store = getCounterStore(cs.client, name);
+  const store = cs.client === null ? nullCounterStore : getCounterStore(cs.client, name);
   const snap = useStore(store);
   return useMemo(
     () => ({
@@ -85,7 +123,7 @@ export function usePNCounter(name) {
  */
 export function useLock(name, options) {
   const cs = useClientStore('useLock');
-  const store = getLockStore(cs.client, name);
+  const store = cs.client === null ? nullLockStore : getLockStore(cs.client, name);
   const snap = useStore(store);
   const defTTL = options?.ttlMs;
   const lock = useCallback((ttlMs, opts) => store.lock(ttlMs ?? defTTL, opts), [store, defTTL]);

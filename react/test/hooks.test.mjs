@@ -57,6 +57,27 @@ test('the provider needs a client', () => {
   assert.throws(() => renderToString(h(TopGunProvider, {}, 'x')), TypeError);
 });
 
+test('client={null} (server-side rendering): every hook is loading, nothing touches IndexedDB', () => {
+  // Node has no indexedDB: a hook that reached for it would throw.
+  assert.equal(typeof globalThis.indexedDB, 'undefined');
+  const tree = (f) => h(TopGunProvider, { client: null }, h(() => h('pre', null, JSON.stringify(f()))));
+  const out = (f) => JSON.parse(/<pre>(.*)<\/pre>/s.exec(renderToString(tree(f)))[1].replaceAll('&quot;', '"'));
+  assert.deepEqual(out(() => useClientStatus()), { state: 'idle', loading: true, error: null });
+  assert.deepEqual(out(() => usePNCounter('ssr:a')), { value: 0, loading: true, synced: false });
+  assert.deepEqual(out(() => useLock('ssr:l')), {
+    held: false,
+    fencingToken: null,
+    state: 'idle',
+    error: null,
+    lostReason: null,
+  });
+  assert.equal(out(() => useClient()), null);
+  assert.equal(
+    renderToString(h(TopGunProvider, { client: null, fallback: h('i', null, 'loading') }, h('b', null, 'app'))),
+    '<i>loading</i>',
+  );
+});
+
 test('before start: loading, value 0, lock idle, fallback', async () => {
   const c = await newClient(server.url, { start: false });
   assert.equal(
