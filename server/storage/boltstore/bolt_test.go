@@ -3,6 +3,7 @@ package boltstore
 import (
 	"bufio"
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"os/exec"
@@ -50,9 +51,13 @@ func TestLocked(t *testing.T) {
 	dir := t.TempDir()
 	s := open(t, dir, Options{})
 	defer s.Close()
-	if s2, err := Open(filepath.Join(dir, "data", "topgun.db"), Options{Timeout: 50e6}); err == nil {
+	s2, err := Open(filepath.Join(dir, "data", "topgun.db"), Options{Timeout: 50e6})
+	if err == nil {
 		s2.Close()
 		t.Fatal("second Open succeeded, want a lock timeout")
+	}
+	if !errors.Is(err, ErrLocked) || !strings.Contains(err.Error(), "in use by another process") {
+		t.Fatalf("second Open: %v, want ErrLocked saying the file is in use", err)
 	}
 }
 

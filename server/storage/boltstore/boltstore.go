@@ -43,6 +43,9 @@ const (
 	DefaultTimeout = 5 * time.Second
 )
 
+// ErrLocked is returned by Open when another process holds the file.
+var ErrLocked = errors.New("boltstore: data file in use")
+
 // Options tune Open. The zero value gives the tuned defaults.
 type Options struct {
 	// MaxBatchSize caps how many writes share one commit
@@ -97,6 +100,10 @@ func Open(path string, opts Options) (*Store, error) {
 	}
 	_, statErr := os.Stat(path)
 	db, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: opts.Timeout, NoSync: opts.NoSync})
+	if errors.Is(err, bolt.ErrTimeout) {
+		return nil, fmt.Errorf("%w: %s is in use by another process (is another topgun-server running on this data directory?); file lock not acquired within %v",
+			ErrLocked, path, opts.Timeout)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("boltstore: open %s: %w", path, err)
 	}
