@@ -222,6 +222,7 @@ func (c *Client) loadCounter(name, node string, st crdt.State) (*Counter, error)
 	cnt := c.newCounter(name, cr)
 	cnt.node = node
 	cnt.persistedP, cnt.persistedN = clean.P[node], clean.N[node]
+	cnt.savedP, cnt.savedN = cnt.persistedP, cnt.persistedN
 	cnt.confP, cnt.confN = ackP, ackN
 	cnt.ackStoredP, cnt.ackStoredN = ackP, ackN
 	cnt.compact = isView(clean)

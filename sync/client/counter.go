@@ -24,14 +24,22 @@ type Counter struct {
 	mu sync.Mutex
 	st *crdt.Counter
 	// Own entries. The local replica's own slot is always
-	//   max(persisted, conf) + pending + unapplied
+	//   max(saved + pending, persisted, conf) + unapplied
 	// (see raiseOwnLocked), so increments made by another writer sharing
-	// the node id and store (another tab) show up after the next Apply.
+	// the node id and store (another tab) show up after the next Apply or
+	// Reload, and a delta being stored is never counted twice: each term
+	// is a lower bound of the node's true total.
 	//
 	// persistedP/N: own totals the store reported (Apply or load). Syncs
 	// send these, never more, so the server never holds own entries above
 	// the store.
 	persistedP, persistedN int64
+	// savedP/N: own totals this client's own Apply calls returned (or the
+	// store held at load). Unlike persistedP/N they never include what
+	// another writer stored, so savedP + pendingP never counts the delta
+	// being stored now twice, however its commit and a Reload or a
+	// server confirmation interleave.
+	savedP, savedN int64
 	// pendingP/N: own deltas taken by the worker and not yet applied.
 	pendingP, pendingN int64
 	// unappliedP/N: own deltas not yet taken by the worker.
@@ -194,8 +202,8 @@ func (cnt *Counter) AddAndGet(delta int64) (int64, error) {
 // value changed. cnt.mu held.
 func (cnt *Counter) raiseOwnLocked() bool {
 	want := crdt.State{
-		P: map[string]int64{cnt.node: max(cnt.persistedP, cnt.confP) + cnt.pendingP + cnt.unappliedP},
-		N: map[string]int64{cnt.node: max(cnt.persistedN, cnt.confN) + cnt.pendingN + cnt.unappliedN},
+		P: map[string]int64{cnt.node: max(cnt.savedP+cnt.pendingP, cnt.persistedP, cnt.confP) + cnt.unappliedP},
+		N: map[string]int64{cnt.node: max(cnt.savedN+cnt.pendingN, cnt.persistedN, cnt.confN) + cnt.unappliedN},
 	}
 	before := cnt.st.Value()
 	if _, err := cnt.st.Merge(want); err != nil {
@@ -383,6 +391,8 @@ func (cnt *Counter) persisted(s persistSnap, t store.OwnTotal) change {
 	cnt.pendingN -= s.dn
 	cnt.persistedP = max(cnt.persistedP, t.P)
 	cnt.persistedN = max(cnt.persistedN, t.N)
+	cnt.savedP = max(cnt.savedP, t.P)
+	cnt.savedN = max(cnt.savedN, t.N)
 	cnt.ackStoredP = max(cnt.ackStoredP, s.ackP)
 	cnt.ackStoredN = max(cnt.ackStoredN, s.ackN)
 	return cnt.changedLocked(cnt.raiseOwnLocked())
