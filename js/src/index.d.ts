@@ -222,6 +222,9 @@ export class Lock {
   isLocked(): boolean;
   /** Token of the current grant (strictly increasing per grant), or null. */
   readonly fencingToken: number | null;
-  /** Calls cb when a held lock is lost: 'expired' (TTL) or 'disconnected'. */
-  onLost(cb: (reason: 'expired' | 'disconnected' | string) => void): () => void;
+  /**
+   * Calls cb when a held lock is lost: 'expired' (TTL), 'disconnected', 'released' (by the same user
+   * through another connection) or 'unavailable' (cluster mode: the node lost its etcd lease).
+   */
+  onLost(cb: (reason: 'expired' | 'disconnected' | 'released' | 'unavailable' | string) => void): () => void;
 }

@@ -94,8 +94,10 @@
 // server's reason, ErrDisconnected, the context's error). Requests are
 // correlated by requestId. A lease belongs to the connection: when it drops,
 // pending Acquires fail with ErrDisconnected and held locks are lost;
-// OnLost callbacks then fire with LostDisconnected, or LostExpired when the
-// server reports LOCK_LOST. Unlock sends LOCK_RELEASE with the fencing token
+// OnLost callbacks then fire with LostDisconnected, or with the reason of
+// the server's LOCK_LOST: LostExpired, LostReleased (released by the same
+// user through another connection) or LostUnavailable (cluster mode: the
+// node lost its etcd lease). Unlock sends LOCK_RELEASE with the fencing token
 // and clears the handle whatever the answer.
 //
 // # Errors and callbacks

@@ -36,6 +36,13 @@ const (
 	// LostDisconnected: the connection holding the lease dropped; the
 	// server frees a connection's locks when it closes.
 	LostDisconnected = "disconnected"
+	// LostReleased: the lock's user released it through another
+	// connection (LOCK_LOST "released").
+	LostReleased = wire.ReasonReleased
+	// LostUnavailable: in cluster mode, the server node lost its etcd
+	// lease, and with it the locks granted through it (LOCK_LOST
+	// "unavailable").
+	LostUnavailable = wire.ReasonUnavailable
 )
 
 // LockOption modifies one Acquire.
