@@ -53,17 +53,26 @@ import (
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.uber.org/zap"
 
+	"github.com/topgun-go/topgun/internal/version"
 	"github.com/topgun-go/topgun/server"
 	"github.com/topgun-go/topgun/server/storage"
 	"github.com/topgun-go/topgun/server/storage/boltstore"
 	"github.com/topgun-go/topgun/server/storage/etcdstore"
 )
 
-func main() {
-	if err := run(os.Args[1:]); err != nil {
-		fmt.Fprintln(os.Stderr, "topgun-server:", err)
-		os.Exit(1)
+func main() { os.Exit(runMain(os.Args[1:])) }
+
+// runMain runs the command and returns its exit status.
+func runMain(args []string) int {
+	err := run(args)
+	if errors.Is(err, flag.ErrHelp) {
+		return 0 // --help printed the usage: not a failure
 	}
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "topgun-server:", err)
+		return 1
+	}
+	return 0
 }
 
 func env(name, def string) string {
@@ -157,8 +166,18 @@ func run(args []string) error {
 		fRateLimit    = fs.Int("rate-limit", rateLimit, "sustained frames per second per connection; more gets ERROR 429 (env TOPGUN_RATE_LIMIT)")
 		fRateBurst    = fs.Int("rate-burst", rateBurst, "burst of frames per connection above --rate-limit (env TOPGUN_RATE_BURST)")
 	)
+	showVersion := fs.Bool("version", false, "print the version and exit")
+	fs.Usage = func() {
+		fmt.Fprintf(fs.Output(), "topgun-server %s: PN-Counters and named locks over TopGun's wire protocol.\n\n", version.Version)
+		fmt.Fprintf(fs.Output(), "Usage: topgun-server [flags]   (every flag also has an environment variable)\n\n")
+		fs.PrintDefaults()
+	}
 	if err := fs.Parse(args); err != nil {
 		return err
+	}
+	if *showVersion {
+		fmt.Println("topgun-server", version.Version)
+		return nil
 	}
 	for name, v := range map[string]int{"max-outbox": *fMaxOutbox, "max-sync-nodes": *fMaxSyncNodes,
 		"max-subscriptions": *fMaxSubs, "max-locks": *fMaxLocks, "rate-limit": *fRateLimit, "rate-burst": *fRateBurst} {
@@ -249,7 +268,7 @@ func run(args []string) error {
 	if *noAuth {
 		mode = "no-auth"
 	}
-	log.Info("listening", "addr", ln.Addr().String(), "data", where, "auth", mode)
+	log.Info("listening", "addr", ln.Addr().String(), "data", where, "auth", mode, "version", version.Version)
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()

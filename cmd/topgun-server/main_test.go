@@ -16,18 +16,16 @@ import (
 
 	"github.com/topgun-go/topgun/crdt"
 	"github.com/topgun-go/topgun/sync/wire"
+
+	"github.com/topgun-go/topgun/internal/version"
 )
 
 // The test binary doubles as the server binary: with TOPGUN_TEST_MAIN=1 it
-// runs main's run() with its arguments, so the tests below start the real
+// runs main's runMain with its arguments, so the tests below start the real
 // command as a separate process they can SIGKILL.
 func TestMain(m *testing.M) {
 	if os.Getenv("TOPGUN_TEST_MAIN") == "1" {
-		if err := run(os.Args[1:]); err != nil {
-			fmt.Fprintln(os.Stderr, "topgun-server:", err)
-			os.Exit(1)
-		}
-		os.Exit(0)
+		os.Exit(runMain(os.Args[1:]))
 	}
 	os.Exit(m.Run())
 }
@@ -238,6 +236,56 @@ func TestRefusesBadLimits(t *testing.T) {
 		out, err := cmd.CombinedOutput()
 		if err == nil || !strings.Contains(string(out), tc.want) {
 			t.Errorf("%v %s: err %v, output %q; want a refusal naming %s", tc.args, tc.env, err, out, tc.want)
+		}
+	}
+}
+
+func TestHelpAndVersion(t *testing.T) {
+	for _, tc := range []struct {
+		arg, want string
+	}{
+		{"--help", "Usage: topgun-server"},
+		{"-h", "-max-outbox int"},
+		{"--version", "topgun-server " + version.Version},
+	} {
+		cmd := exec.Command(os.Args[0], tc.arg)
+		cmd.Env = append(os.Environ(), "TOPGUN_TEST_MAIN=1")
+		out, err := cmd.CombinedOutput()
+		if err != nil {
+			t.Errorf("%s: %v (want exit 0)\n%s", tc.arg, err, out)
+		}
+		if !strings.Contains(string(out), tc.want) {
+			t.Errorf("%s printed %q, want it to contain %q", tc.arg, out, tc.want)
+		}
+	}
+}
+
+// TestMakeRunHonoursPortAndAddr: `make run` passes PORT or ADDR to --addr.
+func TestMakeRunHonoursPortAndAddr(t *testing.T) {
+	if _, err := exec.LookPath("make"); err != nil {
+		t.Fatal("make is required")
+	}
+	for _, tc := range []struct {
+		env  []string
+		want string
+	}{
+		{nil, "--addr 127.0.0.1:8080 "},
+		{[]string{"PORT=9123"}, "--addr 127.0.0.1:9123 "},
+		{[]string{"ADDR=0.0.0.0:7001"}, "--addr 0.0.0.0:7001 "},
+	} {
+		cmd := exec.Command("make", "-s", "-n", "-C", "../..", "run")
+		for _, kv := range os.Environ() {
+			if !strings.HasPrefix(kv, "PORT=") && !strings.HasPrefix(kv, "ADDR=") {
+				cmd.Env = append(cmd.Env, kv)
+			}
+		}
+		cmd.Env = append(cmd.Env, tc.env...)
+		out, err := cmd.Output()
+		if err != nil {
+			t.Fatalf("make -n run %v: %v", tc.env, err)
+		}
+		if !strings.Contains(string(out), tc.want) {
+			t.Errorf("make -n run with %v:\n%s\nwant %q", tc.env, out, tc.want)
 		}
 	}
 }
