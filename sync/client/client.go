@@ -425,19 +425,9 @@ func (c *Client) OnStateChange(fn func(State)) (unsubscribe func()) {
 	id := c.subSeq
 	c.stateSubs = append(c.stateSubs, stateSub{id, fn})
 	c.mu.Unlock()
-	var once sync.Once
-	return func() {
-		once.Do(func() {
-			c.mu.Lock()
-			defer c.mu.Unlock()
-			for i, s := range c.stateSubs {
-				if s.id == id {
-					c.stateSubs = append(c.stateSubs[:i:i], c.stateSubs[i+1:]...)
-					return
-				}
-			}
-		})
-	}
+	return unsubscriber(&c.mu, func() {
+		c.stateSubs = without(c.stateSubs, func(s stateSub) bool { return s.id == id })
+	})
 }
 
 // OnError registers fn to be called with every error the client reports,
@@ -453,19 +443,9 @@ func (c *Client) OnError(fn func(error)) (unsubscribe func()) {
 	id := c.subSeq
 	c.errSubs = append(c.errSubs, errSub{id, fn})
 	c.mu.Unlock()
-	var once sync.Once
-	return func() {
-		once.Do(func() {
-			c.mu.Lock()
-			defer c.mu.Unlock()
-			for i, s := range c.errSubs {
-				if s.id == id {
-					c.errSubs = append(c.errSubs[:i:i], c.errSubs[i+1:]...)
-					return
-				}
-			}
-		})
-	}
+	return unsubscriber(&c.mu, func() {
+		c.errSubs = without(c.errSubs, func(s errSub) bool { return s.id == id })
+	})
 }
 
 // report hands err to the OnError callbacks.

@@ -149,13 +149,7 @@ func TestCloseDeliversAtEveryMoment(t *testing.T) {
 			opts.CloseTimeout = waitTimeout
 			name := "close-" + t.Name()[len("TestCloseDeliversAtEveryMoment/"):]
 			name = sanitize(name)
-			c, err := client.New(opts)
-			if err != nil {
-				t.Fatal(err)
-			}
-			if err := c.Start(t.Context()); err != nil {
-				t.Fatal(err)
-			}
+			c := newClient(t, opts) // the cleanup's Close is a no-op after this test's
 			cnt := mustCounter(t, c, name)
 			if v, err := cnt.AddAndGet(5); v != 5 || err != nil {
 				t.Fatalf("AddAndGet = %d, %v", v, err)
@@ -235,17 +229,11 @@ func TestCloseKeepsWhatItCannotDeliver(t *testing.T) {
 			opts, before := tt.setup(t)
 			opts.Store = st
 			opts.CloseTimeout = 300 * time.Millisecond
-			c, err := client.New(opts)
-			if err != nil {
-				t.Fatal(err)
-			}
-			if err := c.Start(t.Context()); err != nil {
-				t.Fatal(err)
-			}
+			c := newClient(t, opts) // the cleanup's Close is a no-op after this test's
 			cnt := mustCounter(t, c, name)
 			cnt.AddAndGet(9)
 			before(c)
-			err = c.Close()
+			err := c.Close()
 			var ue *client.UndeliveredError
 			if !errors.As(err, &ue) || !errors.Is(err, client.ErrUndelivered) {
 				t.Fatalf("Close = %v, want an *UndeliveredError", err)
@@ -273,13 +261,7 @@ func TestCloseMemoryStoreReportsLoss(t *testing.T) {
 	t.Parallel()
 	opts := fastOptions(testserverRefused(t))
 	opts.CloseTimeout = 100 * time.Millisecond
-	c, err := client.New(opts)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := c.Start(t.Context()); err != nil {
-		t.Fatal(err)
-	}
+	c := newClient(t, opts) // the cleanup's Close is a no-op after this test's
 	mustCounter(t, c, "lost").Increment()
 	var ue *client.UndeliveredError
 	if err := c.Close(); !errors.As(err, &ue) || ue.Kept {
@@ -300,17 +282,11 @@ func TestCloseOfflineOnPurpose(t *testing.T) {
 	opts := fastOptions(srv.url)
 	opts.Store = st
 	opts.CloseTimeout = time.Hour // not waited for
-	c, err := client.New(opts)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := c.Start(t.Context()); err != nil {
-		t.Fatal(err)
-	}
+	c := newClient(t, opts) // the cleanup's Close is a no-op after this test's
 	waitReady(t, c)
 	c.SetOnline(false)
 	mustCounter(t, c, "offline-close").AddAndGet(3)
-	err = c.Close()
+	err := c.Close()
 	if !errors.Is(err, client.ErrUndelivered) || !errors.Is(err, client.ErrOffline) {
 		t.Fatalf("Close = %v, want ErrUndelivered caused by ErrOffline", err)
 	}

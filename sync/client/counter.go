@@ -229,21 +229,10 @@ func (cnt *Counter) Subscribe(fn func(int64)) (unsubscribe func()) {
 	cnt.subs = append(cnt.subs[:len(cnt.subs):len(cnt.subs)], s)
 	cnt.mu.Unlock()
 	notify([]*subscriber{s}, ver, v) // unless a newer value got there first
-	var once sync.Once
-	return func() {
-		once.Do(func() {
-			s.removed.Store(true)
-			cnt.mu.Lock()
-			defer cnt.mu.Unlock()
-			for i, x := range cnt.subs {
-				if x == s {
-					// Copy on write: notifiers hold the old slice.
-					cnt.subs = append(cnt.subs[:i:i], cnt.subs[i+1:]...)
-					return
-				}
-			}
-		})
-	}
+	return unsubscriber(&cnt.mu, func() {
+		s.removed.Store(true)
+		cnt.subs = without(cnt.subs, func(x *subscriber) bool { return x == s })
+	})
 }
 
 // OnSynced calls fn with the new Synced() value whenever it changes: false
@@ -261,20 +250,10 @@ func (cnt *Counter) OnSynced(fn func(synced bool)) (unsubscribe func()) {
 	cnt.syncSubs = append(cnt.syncSubs[:len(cnt.syncSubs):len(cnt.syncSubs)], s)
 	cnt.mu.Unlock()
 	change{syncSubs: []*syncSub{s}, syncVer: ver, synced: synced}.fire()
-	var once sync.Once
-	return func() {
-		once.Do(func() {
-			s.removed.Store(true)
-			cnt.mu.Lock()
-			defer cnt.mu.Unlock()
-			for i, x := range cnt.syncSubs {
-				if x == s {
-					cnt.syncSubs = append(cnt.syncSubs[:i:i], cnt.syncSubs[i+1:]...)
-					return
-				}
-			}
-		})
-	}
+	return unsubscriber(&cnt.mu, func() {
+		s.removed.Store(true)
+		cnt.syncSubs = without(cnt.syncSubs, func(x *syncSub) bool { return x == s })
+	})
 }
 
 func notify(subs []*subscriber, ver uint64, v int64) {

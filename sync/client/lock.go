@@ -210,19 +210,9 @@ func (l *Lock) OnLost(fn func(reason string)) (unsubscribe func()) {
 	id := l.seq
 	l.subs = append(l.subs[:len(l.subs):len(l.subs)], &lostSub{id, fn})
 	l.mu.Unlock()
-	var once sync.Once
-	return func() {
-		once.Do(func() {
-			l.mu.Lock()
-			defer l.mu.Unlock()
-			for i, s := range l.subs {
-				if s.id == id {
-					l.subs = append(l.subs[:i:i], l.subs[i+1:]...)
-					return
-				}
-			}
-		})
-	}
+	return unsubscriber(&l.mu, func() {
+		l.subs = without(l.subs, func(s *lostSub) bool { return s.id == id })
+	})
 }
 
 // lose ends the lease held on cn (with token, if non-zero) and fires
