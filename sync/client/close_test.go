@@ -282,7 +282,7 @@ func TestCloseOfflineOnPurpose(t *testing.T) {
 	opts := fastOptions(srv.url)
 	opts.Store = st
 	opts.CloseTimeout = time.Hour // not waited for
-	c := newClient(t, opts) // the cleanup's Close is a no-op after this test's
+	c := newClient(t, opts)       // the cleanup's Close is a no-op after this test's
 	waitReady(t, c)
 	c.SetOnline(false)
 	mustCounter(t, c, "offline-close").AddAndGet(3)
