@@ -11,6 +11,10 @@
 //     against PING/PONG frames per second with the same clients and window;
 //   - durable store writes per second from 200 writers, bbolt with the tuned
 //     db.Batch against one fsync per write (MaxBatchSize 1);
+//   - fan-out from one writer to S = 100 … 10,000 subscribers of one
+//     counter: write→seen p50/p99 against PING round trips, frames and
+//     server CPU per delivered update (server and subscribers in child
+//     processes: bench/fanout.go);
 //   - cluster mode (3 etcd members, 2 server nodes): lock round trips,
 //     merges/s and write-to-update latency against the single-node figures,
 //     and the time from an etcd leader kill to the next lock grant.
@@ -54,10 +58,13 @@ var (
 	rounds   = flag.Int("rounds", 5000, "sequential lock round trips")
 	duration = flag.Duration("duration", 5*time.Second, "length of each throughput run")
 	window   = flag.Int("window", 32, "frames in flight per client in throughput runs")
-	only     = flag.String("only", "", `run one section only ("views"), printing it`)
+	only     = flag.String("only", "", `run one section only ("views" or "fanout"), printing it`)
 )
 
 func main() {
+	if childMain() {
+		return
+	}
 	flag.Parse()
 	log.SetFlags(0)
 	dir, err := os.MkdirTemp("", "topgun-bench-")
@@ -68,10 +75,18 @@ func main() {
 
 	var rep report
 	rep.header()
-	if *only == "views" {
+	switch *only {
+	case "views":
 		viewsBench(&rep)
 		fmt.Print(rep.String())
 		return
+	case "fanout":
+		fanoutBench(&rep, dir)
+		fmt.Print(rep.String())
+		return
+	case "":
+	default:
+		log.Fatalf("bench: -only %q: want views or fanout", *only)
 	}
 
 	store, err := boltstore.Open(filepath.Join(dir, "server.db"), boltstore.Options{})
@@ -134,6 +149,7 @@ func main() {
 	rep.store(batched, single)
 
 	viewsBench(&rep)
+	fanoutBench(&rep, dir)
 	clusterBench(&rep, dir, base)
 
 	fmt.Print(rep.String())

@@ -8,10 +8,12 @@ import (
 	"path/filepath"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
 	"github.com/topgun-go/topgun/crdt"
+	"github.com/topgun-go/topgun/server/storage"
 	"github.com/topgun-go/topgun/server/storage/boltstore"
 	"github.com/topgun-go/topgun/sync/wire"
 )
@@ -133,4 +135,103 @@ func syncFrames(b *testing.B, name func(i int) string) func(i int, seq int64) []
 		binary.BigEndian.PutUint64(t.frame[t.at:], math.Float64bits(float64(seq)))
 		return t.frame
 	}
+}
+
+// BenchmarkFanout: one writer and S subscribers of its counter that
+// negotiated compact views, without sockets (each subscriber's writer
+// runs, and its socket write is replaced by a counter). One op is one
+// COUNTER_SYNC of the writer, merged, stored (in-memory store: the fan-out,
+// not the fsync) and delivered to every subscriber before the next one.
+// It reports the process CPU time (user+system) per delivered update
+// (cpu-ns/update), the same per PONG delivered when each subscriber
+// answers a PING (cpu-ns/pong, the baseline: one frame in, one out, no
+// state), and wall time per delivered update.
+func BenchmarkFanout(b *testing.B) {
+	for _, s := range []int{100, 1000, 5000, 10000} {
+		b.Run(fmt.Sprintf("S=%d", s), func(b *testing.B) { fanout(b, s) })
+	}
+}
+
+func fanout(b *testing.B, subs int) {
+	st := storage.NewMemory()
+	b.Cleanup(func() { st.Close() })
+	srv, err := New(Config{Store: st, NoAuth: true, Logger: quietLogger(), RateLimit: 1e12, RateBurst: 1 << 40})
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { srv.Close() })
+	var delivered, target atomic.Int64
+	reached := make(chan struct{}, 1)
+	hook := func([]byte) error {
+		if delivered.Add(1) == target.Load() {
+			reached <- struct{}{}
+		}
+		return nil
+	}
+	// await waits until n more frames were delivered.
+	await := func(n int64, send func()) {
+		target.Store(delivered.Load() + n)
+		send()
+		select {
+		case <-reached:
+		case <-time.After(time.Minute):
+			b.Fatalf("delivered %d of %d frames", delivered.Load(), target.Load())
+		}
+	}
+	frame := func(m wire.Message) []byte {
+		f, err := wire.Encode(m)
+		if err != nil {
+			b.Fatal(err)
+		}
+		return f
+	}
+	const name = "fanout"
+	cs := make([]*conn, subs)
+	await(int64(2*subs), func() { // DEVICE_ACK and COUNTER_RESPONSE each
+		for i := range cs {
+			c := newConn(srv, nil, uint64(i+1))
+			c.writeFrame = hook
+			b.Cleanup(func() { srv.counters.unsubscribeAll(c); c.cancel(); <-c.wrote })
+			go c.writeLoop()
+			c.handleFrame(frame(wire.DeviceHello{NodeID: fmt.Sprintf("sub-%d", i), Views: wire.ViewsCompact}), true)
+			c.handleFrame(frame(wire.CounterRequest{Name: name}), true)
+			cs[i] = c
+		}
+	})
+	w := newConn(srv, nil, uint64(subs+1))
+	w.writeFrame = func([]byte) error { return nil }
+	b.Cleanup(func() { srv.counters.unsubscribeAll(w); w.cancel(); <-w.wrote })
+	go w.writeLoop()
+	syncs := syncFrames(b, func(int) string { return name })
+	ping := frame(wire.Ping{Timestamp: 1})
+
+	b.ResetTimer()
+	cpu0, t0 := cpuTime(b), time.Now()
+	for i := 0; i < b.N; i++ {
+		await(int64(subs), func() { w.handleFrame(syncs(0, int64(i+1)), true) })
+	}
+	cpu1, t1 := cpuTime(b), time.Now()
+	rounds := max(1, b.N/4)
+	for range rounds {
+		await(int64(subs), func() {
+			for _, c := range cs {
+				c.handleFrame(ping, true)
+			}
+		})
+	}
+	cpu2 := cpuTime(b)
+	b.StopTimer()
+	updates := float64(b.N) * float64(subs)
+	b.ReportMetric(float64(cpu1-cpu0)/updates, "cpu-ns/update")
+	b.ReportMetric(float64(cpu2-cpu1)/float64(rounds*subs), "cpu-ns/pong")
+	b.ReportMetric(float64(t1.Sub(t0))/updates, "ns/update")
+}
+
+// cpuTime is the process's user+system CPU time in nanoseconds.
+func cpuTime(b *testing.B) int64 {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		b.Fatal(err)
+	}
+	return ru.Utime.Nano() + ru.Stime.Nano()
 }

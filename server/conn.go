@@ -51,6 +51,14 @@ type conn struct {
 	// (nil: full states). Set once by the reader before any subscription.
 	view atomic.Pointer[string]
 
+	// writeFrame, if set, replaces the socket write (in-process
+	// benchmarks without sockets).
+	writeFrame   func(b []byte) error
+	writeTimeout time.Duration // bound of one frame write (writeTimeout; tests shorten it)
+	watchdog     *time.Timer   // writer only: bounds a write, see write
+	writing      atomic.Bool   // a socket write is in progress
+	stuck        atomic.Bool   // the watchdog fired
+
 	mu       sync.Mutex
 	out      [][]byte                   // encoded frames for the writer
 	outBytes int                        // bytes in out
@@ -63,6 +71,13 @@ type conn struct {
 	space    chan struct{}
 	wrote    chan struct{} // closed when the writer exits
 	closing  bool          // close after flushing out
+
+	// batching is set once the acknowledgement of compact views is queued:
+	// from out[batchFrom] on (batchFrom resets to 0 at every take), frames
+	// may share a server→client BATCH. The acknowledgement itself and what
+	// was queued before it go one frame each. Under mu.
+	batching  bool
+	batchFrom int
 }
 
 func newConn(s *Server, ws *websocket.Conn, id uint64) *conn {
@@ -81,6 +96,8 @@ func newConn(s *Server, ws *websocket.Conn, id uint64) *conn {
 		wake:    make(chan struct{}, 1),
 		space:   make(chan struct{}, 1),
 		wrote:   make(chan struct{}),
+
+		writeTimeout: writeTimeout,
 	}
 	c.lastSeen.Store(time.Now().UnixNano())
 	return c
@@ -101,6 +118,9 @@ func (c *conn) send(m wire.Message) {
 	c.mu.Lock()
 	c.out = append(c.out, b)
 	c.outBytes += len(b)
+	if !c.batching && compactAck(m) {
+		c.batching, c.batchFrom = true, len(c.out)
+	}
 	slow := c.outBytes > 2*c.s.cfg.MaxOutbox && !c.slow
 	if slow {
 		c.slow = true
@@ -135,6 +155,18 @@ func (c *conn) tooLarge(typ, name string, size int) []byte {
 			"state; clients that negotiate compact views (views: \"compact\") get it in one small frame",
 		typ, name, size)})
 	return b
+}
+
+// compactAck reports whether m acknowledges compact views: the client
+// reads server→client BATCH frames from the next frame on.
+func compactAck(m wire.Message) bool {
+	switch m := m.(type) {
+	case wire.AuthAck:
+		return m.Views == wire.ViewsCompact
+	case wire.DeviceAck:
+		return m.Views == wire.ViewsCompact
+	}
+	return false
 }
 
 // counterName is the counter a message is about, or "".
@@ -280,10 +312,19 @@ func (c *conn) waitSpace() error {
 	}
 }
 
-// writeLoop writes queued frames until the connection ends.
+// writeLoop writes queued frames until the connection ends. What one
+// wake-up finds queued for a connection with compact views goes out in as
+// few frames as the limits allow (server→client BATCH, wire.ServerBatches):
+// one socket write instead of one per frame. Other connections (TopGun's
+// clients, which do not read BATCH) get one frame per message.
 func (c *conn) writeLoop() {
 	defer close(c.wrote)
-	var batch [][]byte
+	var (
+		frames [][]byte
+		ups    []wire.CounterUpdate
+		views  []*counterEntry
+		buf    []byte // BATCH frames are built here
+	)
 	for {
 		select {
 		case <-c.wake:
@@ -291,21 +332,26 @@ func (c *conn) writeLoop() {
 			return
 		}
 		c.mu.Lock()
-		batch = append(batch[:0], c.out...)
+		frames = append(frames[:0], c.out...)
+		plain := len(frames) // frames that go one each
+		if c.batching {
+			plain = min(c.batchFrom, plain)
+			c.batchFrom = 0
+		}
 		clear(c.out)
 		c.out = c.out[:0]
 		c.outBytes = 0
-		var ups []wire.CounterUpdate
+		ups = ups[:0]
 		for _, name := range c.order {
 			ups = append(ups, wire.CounterUpdate{Name: name, State: c.updates[name]})
 			delete(c.updates, name)
 		}
 		c.order = c.order[:0]
-		views := append([]*counterEntry(nil), c.vorder...)
+		views = append(views[:0], c.vorder...)
 		clear(c.vorder)
 		c.vorder = c.vorder[:0]
 		clear(c.views)
-		closing := c.closing
+		closing, batching := c.closing, c.batching
 		c.mu.Unlock()
 		c.signalSpace()
 		for _, u := range ups {
@@ -317,8 +363,9 @@ func (c *conn) writeLoop() {
 			if len(b) > wire.MaxFrameSize {
 				b = c.tooLarge(u.Type(), u.Name, len(b))
 			}
-			batch = append(batch, b)
+			frames = append(frames, b)
 		}
+		clear(ups)
 		if node, ok := c.viewNode(); ok {
 			for _, e := range views {
 				e.mu.Lock()
@@ -328,21 +375,27 @@ func (c *conn) writeLoop() {
 					c.log.Error("encode view", "name", e.name, "err", err)
 					continue
 				}
-				batch = append(batch, b)
+				frames = append(frames, b)
 			}
 		}
-		for _, b := range batch {
-			ctx, cancel := context.WithTimeout(c.ctx, writeTimeout)
-			err := c.ws.Write(ctx, websocket.MessageBinary, b)
-			cancel()
-			if err != nil {
-				if c.ctx.Err() == nil {
-					c.log.Info("write failed; closing (a peer that does not read for the write timeout is a slow consumer)",
-						"err", err, "timeout", writeTimeout)
-				}
-				c.cancel()
-				return
+		clear(views)
+		err := c.writeEach(frames[:plain])
+		if err == nil && batching {
+			buf, err = wire.ServerBatches(buf, frames[plain:], c.write)
+		} else if err == nil {
+			err = c.writeEach(frames[plain:])
+		}
+		clear(frames)
+		if err != nil {
+			if c.ctx.Err() == nil {
+				c.log.Info("write failed; closing (a peer that does not read for the write timeout is a slow consumer)",
+					"err", err, "timeout", c.writeTimeout)
 			}
+			c.cancel()
+			return
+		}
+		if cap(buf) > 64<<10 || cap(frames) > 1024 {
+			buf, frames = nil, nil // what a burst needed is not kept per connection
 		}
 		if closing {
 			c.mu.Lock()
@@ -353,6 +406,57 @@ func (c *conn) writeLoop() {
 			}
 		}
 	}
+}
+
+// writeEach writes frames one socket frame each.
+func (c *conn) writeEach(frames [][]byte) error {
+	for _, b := range frames {
+		if err := c.write(b); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// write writes one frame, bounded by c.writeTimeout, and fails it when
+// the connection ends meanwhile. Both are set up once per connection (a
+// timer re-armed for every frame, and one callback on c.ctx that closes
+// the socket if a write is in progress), not per write: a context with a
+// timeout per write, and coder/websocket's cancel registration for it,
+// were a sixth of the writer's CPU in fan-out.
+func (c *conn) write(b []byte) error {
+	if c.writeFrame != nil {
+		return c.writeFrame(b)
+	}
+	if c.watchdog == nil {
+		c.watchdog = time.AfterFunc(c.writeTimeout, c.writeStuck)
+		context.AfterFunc(c.ctx, func() {
+			if c.writing.Load() {
+				c.ws.CloseNow()
+			}
+		})
+	} else {
+		c.watchdog.Reset(c.writeTimeout)
+	}
+	c.writing.Store(true)
+	err := c.ctx.Err() // after writing is set: a later cancel closes the socket
+	if err == nil {
+		err = c.ws.Write(context.Background(), websocket.MessageBinary, b)
+	}
+	c.writing.Store(false)
+	c.watchdog.Stop()
+	if err != nil && c.stuck.Load() {
+		return fmt.Errorf("write blocked for %v: %w", c.writeTimeout, err)
+	}
+	return err
+}
+
+// writeStuck ends a connection whose frame write blocked for
+// c.writeTimeout.
+func (c *conn) writeStuck() {
+	c.stuck.Store(true)
+	c.ws.CloseNow()
+	c.cancel()
 }
 
 // closeAfterFlush makes the writer exit once everything queued is written;

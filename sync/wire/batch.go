@@ -3,6 +3,7 @@ package wire
 import (
 	"encoding/binary"
 	"fmt"
+	"math"
 )
 
 // SplitBatch splits the data of a client→server BATCH (docs/protocol.md, "BATCH"):
@@ -65,4 +66,85 @@ func JoinBatch(frames ...[]byte) []byte {
 		out = append(out, f...)
 	}
 	return out
+}
+
+// serverBatchEnvelope is the most bytes a server→client BATCH frame adds
+// to its data: {"type": "BATCH", "count": u16 (≤ MaxBatchItems), "data":
+// bin32 header}.
+const serverBatchEnvelope = 1 + 5 + 6 + 6 + 3 + 5 + 5
+
+// serverBatchDataSize is the size of the server→client BATCH data
+// carrying frames.
+func serverBatchDataSize(frames [][]byte) int {
+	n := 4
+	for _, f := range frames {
+		n += 4 + len(f)
+	}
+	return n
+}
+
+func appendServerBatchData(dst []byte, frames [][]byte) []byte {
+	dst = binary.LittleEndian.AppendUint32(dst, uint32(len(frames)))
+	for _, f := range frames {
+		dst = binary.LittleEndian.AppendUint32(dst, uint32(len(f)))
+		dst = append(dst, f...)
+	}
+	return dst
+}
+
+// JoinServerBatch builds server→client BATCH data, the layout
+// SplitServerBatch reads: a little-endian u32 count, then per frame a
+// little-endian u32 length and the frame.
+func JoinServerBatch(frames ...[]byte) []byte {
+	return appendServerBatchData(make([]byte, 0, serverBatchDataSize(frames)), frames)
+}
+
+// AppendServerBatch appends to dst the BATCH frame that carries frames in
+// the server→client layout: the bytes of Encode(Batch{Count:
+// len(frames), Data: JoinServerBatch(frames...)}), built without the
+// intermediate copy. It does not check the limits (see ServerBatches).
+func AppendServerBatch(dst []byte, frames [][]byte) []byte {
+	w := begin(dst, TypeBatch, false)
+	w.uint("count", uint64(len(frames)), true)
+	w.key("data")
+	n := serverBatchDataSize(frames)
+	switch {
+	case n < 256:
+		w.b = append(w.b, 0xc4, byte(n))
+	case n <= math.MaxUint16:
+		w.b = binary.BigEndian.AppendUint16(append(w.b, 0xc5), uint16(n))
+	default:
+		w.b = binary.BigEndian.AppendUint32(append(w.b, 0xc6), uint32(n))
+	}
+	return appendServerBatchData(w.b, frames)
+}
+
+// ServerBatches hands frames, in order, to emit in as few frames as the
+// limits allow: consecutive frames share a server→client BATCH of at most
+// MaxBatchItems items and MaxFrameSize bytes in all, and a frame that
+// shares with no other (a lone frame, or one too large to share) is
+// emitted as it is. The BATCH frames are built in buf, whose storage is
+// returned for reuse: emit must not keep its argument. The first error
+// from emit stops the walk and is returned.
+func ServerBatches(buf []byte, frames [][]byte, emit func(frame []byte) error) ([]byte, error) {
+	for len(frames) > 0 {
+		n, size := 0, serverBatchEnvelope+4
+		for n < len(frames) && n < MaxBatchItems && size+4+len(frames[n]) <= MaxFrameSize {
+			size += 4 + len(frames[n])
+			n++
+		}
+		if n <= 1 {
+			if err := emit(frames[0]); err != nil {
+				return buf, err
+			}
+			frames = frames[1:]
+			continue
+		}
+		buf = AppendServerBatch(buf[:0], frames[:n])
+		if err := emit(buf); err != nil {
+			return buf, err
+		}
+		frames = frames[n:]
+	}
+	return buf, nil
 }
