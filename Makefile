@@ -59,7 +59,7 @@ demo: react
 	cd demo && npm run build
 
 ## test: everything CI runs
-test: deps lint test-go test-cluster test-browser test-js test-react e2e fuzz-short
+test: deps lint test-go test-cluster test-browser test-js test-react e2e fuzz-short examples
 
 # The cluster tests run on their own (make test-cluster): etcd's elections
 # are timing-sensitive and must not share 2 cores with the rest.
@@ -125,4 +125,29 @@ staticcheck:
 	GOOS=js GOARCH=wasm bin/staticcheck $(WASM_PKGS)
 
 clean:
-	rm -rf bin data js/dist js/gen react/dist demo/dist test-results e2e/pack/.app
+	rm -rf bin data dist js/dist js/gen react/dist demo/dist examples/vite-react/dist test-results e2e/pack/.app
+
+# --- Examples and release artifacts (examples/, dist/) ---------------------
+
+.PHONY: examples dist
+
+## examples: build examples/ (Go worker, Node worker, Vite + React app) and run both workers against a fresh server
+examples: react build
+	GO=$(GO) node examples/run.mjs
+
+# What dist/topgun-server --version prints: internal/version's Version plus
+# the commit as semver build metadata (+abc1234, .dirty with local changes).
+# `make dist VERSION=1.2.3` overrides it.
+VERSION_VAR := github.com/topgun-go/topgun/internal/version.Version
+VERSION     ?= $(shell sed -n 's/^var Version = "\(.*\)"$$/\1/p' internal/version/version.go)$(shell \
+	c=$$(git rev-parse --short HEAD 2>/dev/null) && { printf '+%s' "$$c"; git diff --quiet HEAD -- 2>/dev/null || printf '.dirty'; })
+
+## dist: release artifacts in dist/: the npm tarballs of js/ and react/ (npm pack) and the server binary
+dist: react
+	rm -rf dist
+	mkdir -p dist
+	cd js && npm pack --pack-destination ../dist
+	cd react && npm pack --pack-destination ../dist
+	CGO_ENABLED=0 $(GO) build -trimpath -ldflags="-s -w -X $(VERSION_VAR)=$(VERSION)" -o dist/topgun-server ./cmd/topgun-server
+	dist/topgun-server --version
+	@ls -l dist

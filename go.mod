@@ -4,6 +4,8 @@ go 1.26.0
 
 ignore (
 	./e2e/node_modules
+	./examples/node-worker/node_modules
+	./examples/vite-react/node_modules
 	./js/node_modules
 	./node_modules
 	./react/node_modules
