@@ -80,7 +80,7 @@ func Dial(ctx context.Context, url string) (Conn, error) {
 		// The browser does not say why (its console does): the error event
 		// is deliberately opaque and the close code is 1006 either way.
 		c.Close()
-		return nil, fmt.Errorf("transport: dial %s: the browser could not open the WebSocket (see its console for the cause): %w", url, c.endErr())
+		return nil, fmt.Errorf("transport: dial %s: the WebSocket could not be opened (the server is unreachable or refused it; in a browser the console says why): %w", url, c.endErr())
 	case <-ctx.Done():
 		c.Close()
 		return nil, fmt.Errorf("transport: dial %s: %w", url, ctx.Err())
