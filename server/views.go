@@ -54,64 +54,62 @@ func (e *counterEntry) durableLocked(node string) (p, n int64) {
 // noteLocked records, before s is merged into e.ctr, the durable values of
 // the entries s raises. e.mu held.
 func (e *counterEntry) noteLocked(s crdt.State) {
-	for node, v := range s.P {
-		if p, _ := e.ctr.Entry(node); v > p {
-			if _, ok := e.dur.oldP[node]; !ok {
-				if e.dur.oldP == nil {
-					e.dur.oldP = make(map[string]int64)
-				}
-				e.dur.oldP[node] = p
-			}
-		}
-	}
-	for node, v := range s.N {
-		if _, n := e.ctr.Entry(node); v > n {
-			if _, ok := e.dur.oldN[node]; !ok {
-				if e.dur.oldN == nil {
-					e.dur.oldN = make(map[string]int64)
-				}
-				e.dur.oldN[node] = n
-			}
-		}
-	}
+	noteSide(s.P, &e.dur.oldP, e.liveP)
+	noteSide(s.N, &e.dur.oldN, e.liveN)
 }
 
 // storedLocked records that the entries of b are stored (a write
 // committed, or a change another node stored): the durable totals rise.
 // e.mu held, b already merged into e.ctr.
 func (e *counterEntry) storedLocked(b crdt.State) {
+	p := storedSide(b.P, e.dur.oldP, &e.dur.sumP, e.liveP)
+	n := storedSide(b.N, e.dur.oldN, &e.dur.sumN, e.liveN)
+	if p || n {
+		e.dur.ver++
+	}
+}
+
+// liveP and liveN return a node's live entry on one side. e.mu held.
+func (e *counterEntry) liveP(node string) int64 { p, _ := e.ctr.Entry(node); return p }
+func (e *counterEntry) liveN(node string) int64 { _, n := e.ctr.Entry(node); return n }
+
+// noteSide is noteLocked for one side: old gets the live (still durable)
+// value of every node that side raises, unless it has one already.
+func noteSide(side map[string]int64, old *map[string]int64, live func(string) int64) {
+	for node, v := range side {
+		cur := live(node)
+		if v <= cur {
+			continue
+		}
+		if _, ok := (*old)[node]; !ok {
+			if *old == nil {
+				*old = make(map[string]int64)
+			}
+			(*old)[node] = cur
+		}
+	}
+}
+
+// storedSide is storedLocked for one side: the durable value of each node
+// of side rises to its stored value, sum by as much, and a node whose live
+// entry is no longer ahead leaves old. It reports whether sum changed.
+func storedSide(side, old map[string]int64, sum *int64, live func(string) int64) bool {
 	changed := false
-	for node, v := range b.P {
-		old, ok := e.dur.oldP[node]
+	for node, v := range side {
+		was, ok := old[node]
 		if !ok {
 			continue // durable already (noted nothing: nothing was ahead)
 		}
-		nv := max(old, v)
-		e.dur.sumP += nv - old
-		changed = changed || nv != old
-		if p, _ := e.ctr.Entry(node); p > nv {
-			e.dur.oldP[node] = nv
+		nv := max(was, v)
+		*sum += nv - was
+		changed = changed || nv != was
+		if live(node) > nv {
+			old[node] = nv
 		} else {
-			delete(e.dur.oldP, node)
+			delete(old, node)
 		}
 	}
-	for node, v := range b.N {
-		old, ok := e.dur.oldN[node]
-		if !ok {
-			continue
-		}
-		nv := max(old, v)
-		e.dur.sumN += nv - old
-		changed = changed || nv != old
-		if _, n := e.ctr.Entry(node); n > nv {
-			e.dur.oldN[node] = nv
-		} else {
-			delete(e.dur.oldN, node)
-		}
-	}
-	if changed {
-		e.dur.ver++
-	}
+	return changed
 }
 
 // liveViewLocked is the compact view for node of the live state, for

@@ -29,10 +29,9 @@ var (
 )
 
 type clientHandle struct {
-	c       *client.Client
-	store   store.Store
-	durable bool // IndexedDB: what Close cannot deliver is kept
-	stop    []func()
+	c    *client.Client
+	idb  *idb.Store // nil with MemoryAdapter: the client owns its memory store
+	stop []func()
 }
 
 type counterHandle struct {
@@ -331,12 +330,12 @@ func createClient(args []js.Value) any {
 			if err != nil {
 				return nil, err
 			}
-			h.store = s
-			h.durable = true
-		} else {
-			h.store = store.NewMemory()
+			h.idb = s
+			opts.Store = s
 		}
-		opts.Store = h.store
+		// Without IndexedDB opts.Store stays nil: the client makes a memory
+		// store, closes it with itself, and Close says undelivered writes
+		// are lost rather than kept.
 		c, err := client.New(opts)
 		if err == nil {
 			err = c.Start(context.Background())
@@ -345,13 +344,15 @@ func createClient(args []js.Value) any {
 			}
 		}
 		if err != nil {
-			h.store.Close()
+			if h.idb != nil {
+				h.idb.Close()
+			}
 			return nil, err
 		}
 		h.c = c
-		if s, ok := h.store.(*idb.Store); ok {
+		if h.idb != nil {
 			// Another tab wrote to the shared database: fold it in.
-			h.stop = append(h.stop, s.OnChange(func(names []string) {
+			h.stop = append(h.stop, h.idb.OnChange(func(names []string) {
 				_ = c.Reload(context.Background(), names)
 			}))
 		}
@@ -392,11 +393,10 @@ func closeClient(args []js.Value) any {
 			f()
 		}
 		err := h.c.Close()
-		if ue := (*client.UndeliveredError)(nil); errors.As(err, &ue) && !h.durable {
-			ue.Kept = false // the store the shim made is memory only
-		}
-		if cerr := h.store.Close(); cerr != nil && !errors.Is(cerr, store.ErrClosed) {
-			err = errors.Join(err, fmt.Errorf("topgun: closing the store: %w", cerr))
+		if h.idb != nil {
+			if cerr := h.idb.Close(); cerr != nil && !errors.Is(cerr, store.ErrClosed) {
+				err = errors.Join(err, fmt.Errorf("topgun: closing the store: %w", cerr))
+			}
 		}
 		mu.Lock()
 		clients[id] = nil

@@ -280,15 +280,11 @@ func (c *Client) drain() error {
 	defer cancel()
 	perr := c.Persist(ctx)
 	if grace > 0 && !c.paused.Load() && !c.authHeld.Load() {
-		dctx, dcancel := context.WithTimeout(context.Background(), grace)
-		defer dcancel()
-		if len(c.unsynced()) != 0 {
+		if pending := c.unsynced(); len(pending) != 0 {
+			dctx, dcancel := context.WithTimeout(context.Background(), grace)
+			defer dcancel()
 			c.RetryNow() // between attempts: try now, not after the backoff
-		}
-		for _, cnt := range c.unsynced() {
-			if cnt.Flush(dctx) != nil {
-				break
-			}
+			_ = flush(dctx, pending)
 		}
 	}
 	left := c.unsynced()
@@ -362,8 +358,11 @@ func (c *Client) Persist(ctx context.Context) error {
 // Flush persists and sends every counter's local writes now and waits
 // until the server has confirmed all of them (see Counter.Flush), ctx ends
 // or the client is closed.
-func (c *Client) Flush(ctx context.Context) error {
-	for _, cnt := range c.unsynced() {
+func (c *Client) Flush(ctx context.Context) error { return flush(ctx, c.unsynced()) }
+
+// flush flushes each counter of list in turn, stopping at the first error.
+func flush(ctx context.Context, list []*Counter) error {
+	for _, cnt := range list {
 		if err := cnt.Flush(ctx); err != nil {
 			return err
 		}
@@ -564,7 +563,7 @@ func (c *Client) Counter(name string) (*Counter, error) {
 		// The worker subscribes it on the ready connection, if any.
 		c.markDirty(cnt, true)
 	} else {
-		cnt.acquire()
+		cnt.Acquire()
 	}
 	return cnt, nil
 }

@@ -55,12 +55,17 @@ func gatedDialer(g *gate) transport.Dialer {
 // readGatedDialer dials at once but holds every Read until g is open: the
 // client stays in the handshake (Authenticating) until then.
 func readGatedDialer(g *gate) transport.Dialer {
+	return wrapDialer(func(c transport.Conn) transport.Conn { return &gatedConn{Conn: c, g: g} })
+}
+
+// wrapDialer dials with transport.Dial and wraps each connection.
+func wrapDialer(wrap func(transport.Conn) transport.Conn) transport.Dialer {
 	return func(ctx context.Context, url string) (transport.Conn, error) {
 		c, err := transport.Dial(ctx, url)
 		if err != nil {
 			return nil, err
 		}
-		return &gatedConn{Conn: c, g: g}, nil
+		return wrap(c), nil
 	}
 }
 

@@ -58,7 +58,7 @@ type Counter struct {
 	sentOn       *connection
 	force        bool
 	version      uint64 // bumped on every value change; starts at 1
-	subs         []*subscriber
+	subs         []*subscriber[int64]
 	// released: Close was called and the handle not used since; once
 	// synced, the connection unsubscribes (see Client.round).
 	released bool
@@ -70,23 +70,39 @@ type Counter struct {
 	// syncVer is bumped whenever it changes.
 	syncedNow bool
 	syncVer   uint64
-	syncSubs  []*syncSub
+	syncSubs  []*subscriber[bool]
 }
 
 // flushRetry is how long Flush waits for a confirmation before it sends
 // again.
 const flushRetry = 2 * time.Second
 
-type subscriber struct {
-	fn      func(int64)
+// subscriber is one Subscribe (T int64) or OnSynced (T bool) callback.
+type subscriber[T any] struct {
+	fn      func(T)
 	removed atomic.Bool
 	seen    atomic.Uint64 // highest version delivered
 }
 
-type syncSub struct {
-	fn      func(bool)
-	removed atomic.Bool
-	seen    atomic.Uint64 // highest syncVer delivered
+// notify calls every subscriber with v, the value at version ver, unless
+// it was removed or already got ver or a newer version (calls may race:
+// this keeps each subscriber's values in order).
+func notify[T any](subs []*subscriber[T], ver uint64, v T) {
+	for _, s := range subs {
+		if s.removed.Load() {
+			continue
+		}
+		for {
+			old := s.seen.Load()
+			if old >= ver {
+				break
+			}
+			if s.seen.CompareAndSwap(old, ver) {
+				s.fn(v)
+				break
+			}
+		}
+	}
 }
 
 func (c *Client) newCounter(name string, st *crdt.Counter) *Counter {
@@ -96,10 +112,10 @@ func (c *Client) newCounter(name string, st *crdt.Counter) *Counter {
 // change is what a mutation of a counter must tell its subscribers, taken
 // under cnt.mu and delivered (fire) after it is released.
 type change struct {
-	subs     []*subscriber
+	subs     []*subscriber[int64]
 	ver      uint64
 	v        int64
-	syncSubs []*syncSub
+	syncSubs []*subscriber[bool]
 	syncVer  uint64
 	synced   bool
 }
@@ -123,24 +139,8 @@ func (cnt *Counter) changedLocked(valueChanged bool) change {
 
 // fire delivers ch; callers hold no lock.
 func (ch change) fire() {
-	if ch.subs != nil {
-		notify(ch.subs, ch.ver, ch.v)
-	}
-	for _, s := range ch.syncSubs {
-		if s.removed.Load() {
-			continue
-		}
-		for {
-			old := s.seen.Load()
-			if old >= ch.syncVer {
-				break
-			}
-			if s.seen.CompareAndSwap(old, ch.syncVer) {
-				s.fn(ch.synced)
-				break
-			}
-		}
-	}
+	notify(ch.subs, ch.ver, ch.v)
+	notify(ch.syncSubs, ch.syncVer, ch.synced)
 }
 
 // Name returns the counter's name.
@@ -221,17 +221,17 @@ func (cnt *Counter) raiseOwnLocked() bool {
 // received. It returns a function that unregisters fn (a call already
 // under way may still complete).
 func (cnt *Counter) Subscribe(fn func(int64)) (unsubscribe func()) {
-	cnt.acquire()
-	s := &subscriber{fn: fn}
+	cnt.Acquire()
+	s := &subscriber[int64]{fn: fn}
 	cnt.mu.Lock()
 	ver, v := cnt.version, cnt.st.Value()
 	s.seen.Store(ver - 1) // version starts at 1
 	cnt.subs = append(cnt.subs[:len(cnt.subs):len(cnt.subs)], s)
 	cnt.mu.Unlock()
-	notify([]*subscriber{s}, ver, v) // unless a newer value got there first
+	notify([]*subscriber[int64]{s}, ver, v) // unless a newer value got there first
 	return unsubscriber(&cnt.mu, func() {
 		s.removed.Store(true)
-		cnt.subs = without(cnt.subs, func(x *subscriber) bool { return x == s })
+		cnt.subs = without(cnt.subs, func(x *subscriber[int64]) bool { return x == s })
 	})
 }
 
@@ -242,36 +242,18 @@ func (cnt *Counter) Subscribe(fn func(int64)) (unsubscribe func()) {
 // Subscribe's, and never deliver an older state after a newer one. It
 // returns a function that unregisters fn.
 func (cnt *Counter) OnSynced(fn func(synced bool)) (unsubscribe func()) {
-	cnt.acquire()
-	s := &syncSub{fn: fn}
+	cnt.Acquire()
+	s := &subscriber[bool]{fn: fn}
 	cnt.mu.Lock()
 	ver, synced := cnt.syncVer, cnt.syncedNow
 	s.seen.Store(ver - 1) // syncVer starts at 1
 	cnt.syncSubs = append(cnt.syncSubs[:len(cnt.syncSubs):len(cnt.syncSubs)], s)
 	cnt.mu.Unlock()
-	change{syncSubs: []*syncSub{s}, syncVer: ver, synced: synced}.fire()
+	notify([]*subscriber[bool]{s}, ver, synced) // unless a newer state got there first
 	return unsubscriber(&cnt.mu, func() {
 		s.removed.Store(true)
-		cnt.syncSubs = without(cnt.syncSubs, func(x *syncSub) bool { return x == s })
+		cnt.syncSubs = without(cnt.syncSubs, func(x *subscriber[bool]) bool { return x == s })
 	})
-}
-
-func notify(subs []*subscriber, ver uint64, v int64) {
-	for _, s := range subs {
-		if s.removed.Load() {
-			continue
-		}
-		for {
-			old := s.seen.Load()
-			if old >= ver {
-				break
-			}
-			if s.seen.CompareAndSwap(old, ver) {
-				s.fn(v)
-				break
-			}
-		}
-	}
 }
 
 // Synced reports whether the server has confirmed every local write of
@@ -291,7 +273,7 @@ func (cnt *Counter) syncedLocked() bool {
 // debounce, and waits until the server has confirmed them (Synced), ctx
 // ends or the client is closed. Offline, it waits for the connection.
 func (cnt *Counter) Flush(ctx context.Context) error {
-	cnt.acquire()
+	cnt.Acquire()
 	kick := true
 	retry := time.NewTimer(flushRetry)
 	defer retry.Stop()
@@ -345,14 +327,7 @@ func (cnt *Counter) takePersist() persistSnap {
 	cnt.pendingN += s.dn
 	s.remote, cnt.remote = cnt.remote, crdt.State{}
 	if s.ackP > 0 || s.ackN > 0 {
-		ack := crdt.State{P: map[string]int64{}, N: map[string]int64{}}
-		if s.ackP > 0 {
-			ack.P[ackKey] = s.ackP
-		}
-		if s.ackN > 0 {
-			ack.N[ackKey] = s.ackN
-		}
-		crdt.RaiseInto(&s.remote, ack)
+		crdt.RaiseInto(&s.remote, entries(ackKey, s.ackP, s.ackN))
 	}
 	return s
 }
@@ -391,14 +366,7 @@ func (cnt *Counter) restorePersist(s persistSnap) {
 
 // ownPersisted returns this replica's persisted entries as a state.
 func (cnt *Counter) ownPersistedLocked() crdt.State {
-	s := crdt.State{P: map[string]int64{}, N: map[string]int64{}}
-	if cnt.persistedP > 0 {
-		s.P[cnt.node] = cnt.persistedP
-	}
-	if cnt.persistedN > 0 {
-		s.N[cnt.node] = cnt.persistedN
-	}
-	return s
+	return entries(cnt.node, cnt.persistedP, cnt.persistedN)
 }
 
 // subscribeMessage is the frame that subscribes cn to the counter:
@@ -436,17 +404,7 @@ func (cnt *Counter) sendSync(cn *connection) {
 // the replica.
 func (cnt *Counter) merge(s crdt.State) {
 	cnt.mu.Lock()
-	confirmed := false
-	if v := s.P[cnt.node]; v > cnt.confP {
-		cnt.confP, confirmed = v, true
-	}
-	if v := s.N[cnt.node]; v > cnt.confN {
-		cnt.confN, confirmed = v, true
-	}
-	if confirmed {
-		close(cnt.confCh)
-		cnt.confCh = make(chan struct{})
-	}
+	cnt.confirmLocked(s.P[cnt.node], s.N[cnt.node])
 	before := cnt.st.Value()
 	// Own entries are not merged as such: the server's own totals are
 	// floors (conf), folded in by raiseOwnLocked and sent to the store as
@@ -500,12 +458,7 @@ func (cnt *Counter) reload(st crdt.State) (ch change, ahead bool) {
 	cnt.mu.Lock()
 	defer cnt.mu.Unlock()
 	cnt.ackStoredP, cnt.ackStoredN = max(cnt.ackStoredP, ackP), max(cnt.ackStoredN, ackN)
-	if ackP > cnt.confP || ackN > cnt.confN {
-		// Another tab's connection got the confirmation.
-		cnt.confP, cnt.confN = max(cnt.confP, ackP), max(cnt.confN, ackN)
-		close(cnt.confCh)
-		cnt.confCh = make(chan struct{})
-	}
+	cnt.confirmLocked(ackP, ackN) // another tab's connection got the confirmation
 	before := cnt.st.Value()
 	cnt.persistedP = max(cnt.persistedP, s.P[cnt.node])
 	cnt.persistedN = max(cnt.persistedN, s.N[cnt.node])
@@ -522,6 +475,30 @@ func (cnt *Counter) reload(st crdt.State) (ch change, ahead bool) {
 	cnt.raiseOwnLocked()
 	ahead = cnt.persistedP > cnt.sentP || cnt.persistedN > cnt.sentN
 	return cnt.changedLocked(cnt.st.Value() != before), ahead
+}
+
+// confirmLocked raises the server's confirmation of the own entries to
+// (p, n) and wakes Flush if it rose. cnt.mu held.
+func (cnt *Counter) confirmLocked(p, n int64) {
+	if p <= cnt.confP && n <= cnt.confN {
+		return
+	}
+	cnt.confP, cnt.confN = max(cnt.confP, p), max(cnt.confN, n)
+	close(cnt.confCh)
+	cnt.confCh = make(chan struct{})
+}
+
+// entries returns a state holding node's positive entries p and n (zero
+// entries are left out, as stores and the wire do).
+func entries(node string, p, n int64) crdt.State {
+	s := crdt.State{P: map[string]int64{}, N: map[string]int64{}}
+	if p > 0 {
+		s.P[node] = p
+	}
+	if n > 0 {
+		s.N[node] = n
+	}
+	return s
 }
 
 // isView reports whether s is (or holds) a compact view: it has the
@@ -542,14 +519,9 @@ func (cnt *Counter) foldLocked() {
 	if !cnt.compact {
 		return
 	}
-	own, rest := 0, 0
-	if p, n := cnt.st.Entry(cnt.node); p > 0 || n > 0 {
-		own = btoi(p > 0) + btoi(n > 0)
-	}
-	if p, n := cnt.st.Entry(wire.RestNode); p > 0 || n > 0 {
-		rest = btoi(p > 0) + btoi(n > 0)
-	}
-	if cnt.st.Len() <= own+rest {
+	ownP, ownN := cnt.st.Entry(cnt.node)
+	restP, restN := cnt.st.Entry(wire.RestNode)
+	if cnt.st.Len() <= btoi(ownP > 0)+btoi(ownN > 0)+btoi(restP > 0)+btoi(restN > 0) {
 		return // nothing but own and rest
 	}
 	s := cnt.st.State()
@@ -564,21 +536,9 @@ func (cnt *Counter) foldLocked() {
 			on += v
 		}
 	}
-	ownP, ownN := s.P[cnt.node], s.N[cnt.node]
-	restP, restN := max(s.P[wire.RestNode], op), max(s.N[wire.RestNode], on)
-	folded := crdt.State{P: map[string]int64{}, N: map[string]int64{}}
-	if ownP > 0 {
-		folded.P[cnt.node] = ownP
-	}
-	if ownN > 0 {
-		folded.N[cnt.node] = ownN
-	}
-	if restP > 0 {
-		folded.P[wire.RestNode] = restP
-	}
-	if restN > 0 {
-		folded.N[wire.RestNode] = restN
-	}
+	rest := entries(wire.RestNode, max(restP, op), max(restN, on))
+	folded := entries(cnt.node, ownP, ownN)
+	folded.Raise(rest)
 	st, err := crdt.FromState(folded)
 	if err != nil {
 		cnt.c.log.Warn("client: folding counter entries", "counter", cnt.name, "err", err)
@@ -587,14 +547,7 @@ func (cnt *Counter) foldLocked() {
 	cnt.st = st
 	// The other nodes' entries pending for the store are replaced by the
 	// aggregate.
-	rem := crdt.State{P: map[string]int64{}, N: map[string]int64{}}
-	if restP > 0 {
-		rem.P[wire.RestNode] = restP
-	}
-	if restN > 0 {
-		rem.N[wire.RestNode] = restN
-	}
-	cnt.remote = rem
+	cnt.remote = rest
 }
 
 func btoi(b bool) int {
@@ -625,10 +578,7 @@ func (cnt *Counter) Close() {
 
 // Acquire takes a handle released by Close back, as using it does:
 // it subscribes again and catches up.
-func (cnt *Counter) Acquire() { cnt.acquire() }
-
-// acquire takes a released handle back.
-func (cnt *Counter) acquire() {
+func (cnt *Counter) Acquire() {
 	cnt.mu.Lock()
 	was := cnt.released
 	cnt.released = false
@@ -638,14 +588,12 @@ func (cnt *Counter) acquire() {
 	}
 }
 
-// idleLocked reports whether the counter is released and has nothing left
-// to deliver: the connection need not be subscribed. cnt.mu held.
-func (cnt *Counter) idleLocked() bool { return cnt.released && cnt.syncedLocked() }
-
+// idle reports whether the counter is released and has nothing left to
+// deliver: the connection need not be subscribed.
 func (cnt *Counter) idle() bool {
 	cnt.mu.Lock()
 	defer cnt.mu.Unlock()
-	return cnt.idleLocked()
+	return cnt.released && cnt.syncedLocked()
 }
 
 // ackKey is where a store keeps the server's confirmation of this

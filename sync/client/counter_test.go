@@ -578,13 +578,7 @@ func TestManyWritersCompact(t *testing.T) {
 // legacy is set, so the server sends this client full states, as a server
 // without the extension would.
 func legacyDialer(legacy *atomic.Bool) transport.Dialer {
-	return func(ctx context.Context, url string) (transport.Conn, error) {
-		c, err := transport.Dial(ctx, url)
-		if err != nil {
-			return nil, err
-		}
-		return &legacyConn{Conn: c, legacy: legacy}, nil
-	}
+	return wrapDialer(func(c transport.Conn) transport.Conn { return &legacyConn{Conn: c, legacy: legacy} })
 }
 
 type legacyConn struct {
