@@ -62,6 +62,8 @@ func childMain() bool {
 		fanoutServer()
 	case "fanout-subs":
 		fanoutSubs()
+	case "idle-subs":
+		idleSubs()
 	default:
 		return false
 	}
@@ -78,7 +80,8 @@ func emitJSON(v any) {
 }
 
 // fanoutServer serves on a free 127.0.0.1 port with the bbolt store in
-// TOPGUN_BENCH_DIR, prints {"addr": …} and serves until stdin closes.
+// TOPGUN_BENCH_DIR, prints {"addr": …} and serves until stdin closes,
+// answering each line "mem" with its memory figures (reportMem).
 func fanoutServer() {
 	store, err := boltstore.Open(filepath.Join(os.Getenv("TOPGUN_BENCH_DIR"), "fanout.db"), boltstore.Options{})
 	if err != nil {
@@ -98,7 +101,12 @@ func fanoutServer() {
 	}
 	go srv.Serve(ln)
 	emitJSON(map[string]string{"addr": ln.Addr().String()})
-	io.Copy(io.Discard, os.Stdin) // until the parent closes it
+	sc := bufio.NewScanner(os.Stdin)
+	for sc.Scan() { // until the parent closes it
+		if sc.Text() == "mem" {
+			reportMem()
+		}
+	}
 	srv.Close()
 	store.Close()
 }

@@ -58,7 +58,7 @@ var (
 	rounds   = flag.Int("rounds", 5000, "sequential lock round trips")
 	duration = flag.Duration("duration", 5*time.Second, "length of each throughput run")
 	window   = flag.Int("window", 32, "frames in flight per client in throughput runs")
-	only     = flag.String("only", "", `run one section only ("views" or "fanout"), printing it`)
+	only     = flag.String("only", "", `run one section only ("views", "fanout" or "idle"), printing it`)
 )
 
 func main() {
@@ -84,9 +84,13 @@ func main() {
 		fanoutBench(&rep, dir)
 		fmt.Print(rep.String())
 		return
+	case "idle":
+		idleBench(&rep, dir)
+		fmt.Print(rep.String())
+		return
 	case "":
 	default:
-		log.Fatalf("bench: -only %q: want views or fanout", *only)
+		log.Fatalf("bench: -only %q: want views, fanout or idle", *only)
 	}
 
 	store, err := boltstore.Open(filepath.Join(dir, "server.db"), boltstore.Options{})
@@ -150,6 +154,7 @@ func main() {
 
 	viewsBench(&rep)
 	fanoutBench(&rep, dir)
+	idleBench(&rep, dir)
 	clusterBench(&rep, dir, base)
 
 	fmt.Print(rep.String())

@@ -5,11 +5,12 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"os"
 	"sync"
 	"sync/atomic"
 	"time"
 
-	"github.com/coder/websocket"
+	"github.com/gobwas/ws"
 	"golang.org/x/time/rate"
 
 	"github.com/topgun-go/topgun/crdt"
@@ -28,13 +29,14 @@ const (
 	writeTimeout = 10 * time.Second
 )
 
-// conn is one WebSocket connection. The reader runs in the HTTP handler's
-// goroutine and owns subs; the writer runs in its own goroutine and owns
-// the socket's write side.
+// conn is one WebSocket connection. The reader runs in a goroutine of its
+// own (started once the upgrade's HTTP handler returned) and owns subs.
+// The writer runs only while something is queued: an idle connection
+// holds one goroutine and a small read buffer.
 type conn struct {
 	s       *Server
 	id      uint64
-	ws      *websocket.Conn
+	ws      *wsConn
 	ctx     context.Context
 	cancel  context.CancelFunc
 	log     *slog.Logger
@@ -54,10 +56,8 @@ type conn struct {
 	// writeFrame, if set, replaces the socket write (in-process
 	// benchmarks without sockets).
 	writeFrame   func(b []byte) error
-	writeTimeout time.Duration // bound of one frame write (writeTimeout; tests shorten it)
-	watchdog     *time.Timer   // writer only: bounds a write, see write
-	writing      atomic.Bool   // a socket write is in progress
-	stuck        atomic.Bool   // the watchdog fired
+	writeTimeout time.Duration // bound of one write to the socket (writeTimeout; tests shorten it)
+	stuck        atomic.Bool   // a write did not end within writeTimeout
 
 	mu       sync.Mutex
 	out      [][]byte                   // encoded frames for the writer
@@ -67,10 +67,12 @@ type conn struct {
 	order    []string                   // names in updates, first-in order
 	views    map[*counterEntry]struct{} // counters whose view changed
 	vorder   []*counterEntry            // entries of views, first-in order
-	wake     chan struct{}
 	space    chan struct{}
-	wrote    chan struct{} // closed when the writer exits
+	wrote    chan struct{} // closed when the writer is done for good
 	closing  bool          // close after flushing out
+	running  bool          // a writer goroutine is running
+	ended    bool          // wrote is closed
+	hold     bool          // the writer starts only at startWriter (tests)
 
 	// batching is set once the acknowledgement of compact views is queued:
 	// from out[batchFrom] on (batchFrom resets to 0 at every take), frames
@@ -80,12 +82,12 @@ type conn struct {
 	batchFrom int
 }
 
-func newConn(s *Server, ws *websocket.Conn, id uint64) *conn {
+func newConn(s *Server, wc *wsConn, id uint64) *conn {
 	ctx, cancel := context.WithCancel(context.Background())
 	c := &conn{
 		s:       s,
 		id:      id,
-		ws:      ws,
+		ws:      wc,
 		ctx:     ctx,
 		cancel:  cancel,
 		log:     s.log.With("conn", id),
@@ -93,13 +95,18 @@ func newConn(s *Server, ws *websocket.Conn, id uint64) *conn {
 		subs:    make(map[string]*counterEntry),
 		updates: make(map[string]crdt.State),
 		views:   make(map[*counterEntry]struct{}),
-		wake:    make(chan struct{}, 1),
 		space:   make(chan struct{}, 1),
 		wrote:   make(chan struct{}),
 
 		writeTimeout: writeTimeout,
 	}
 	c.lastSeen.Store(time.Now().UnixNano())
+	context.AfterFunc(ctx, func() {
+		if wc != nil { // a blocked read or write ends now
+			wc.nc.SetDeadline(time.Now())
+		}
+		c.signal() // the writer ends and closes wrote
+	})
 	return c
 }
 
@@ -139,8 +146,12 @@ func (c *conn) send(m wire.Message) {
 // other clients' writes and lock events queue for it).
 func (c *conn) slowConsumer(queued int) {
 	c.log.Warn("closing slow consumer", "queued_bytes", queued, "max_outbox", c.s.cfg.MaxOutbox)
+	if c.ws == nil {
+		c.cancel()
+		return
+	}
 	go func() {
-		_ = c.ws.Close(websocket.StatusPolicyViolation,
+		_ = c.ws.Close(ws.StatusPolicyViolation,
 			fmt.Sprintf("slow consumer: %d bytes queued, over twice --max-outbox", queued))
 		c.cancel()
 	}()
@@ -220,11 +231,25 @@ func ackViews(on bool) string {
 	return ""
 }
 
+// signal makes the writer run: it starts one unless one is running (it
+// takes what is queued before it exits) or the writing is over.
 func (c *conn) signal() {
-	select {
-	case c.wake <- struct{}{}:
-	default:
+	c.mu.Lock()
+	start := !c.running && !c.ended && !c.hold
+	c.running = c.running || start
+	c.mu.Unlock()
+	if start {
+		go c.writeLoop()
 	}
+}
+
+// startWriter lets the writer run after newConn's caller held it (tests
+// that queue before any write).
+func (c *conn) startWriter() {
+	c.mu.Lock()
+	c.hold = false
+	c.mu.Unlock()
+	c.signal()
 }
 
 // sendError queues an ERROR frame.
@@ -312,26 +337,33 @@ func (c *conn) waitSpace() error {
 	}
 }
 
-// writeLoop writes queued frames until the connection ends. What one
-// wake-up finds queued for a connection with compact views goes out in as
-// few frames as the limits allow (server→client BATCH, wire.ServerBatches):
-// one socket write instead of one per frame. Other connections (TopGun's
+// writeLoop writes what is queued until nothing is, then exits (signal
+// starts it again); at the end of the connection, or once closing and
+// everything is written, it closes wrote. Everything one round finds
+// queued goes out in one socket write (wsConn.WriteFrames); for a
+// connection with compact views, in as few frames as the limits allow
+// (server→client BATCH, wire.ServerBatches). Other connections (TopGun's
 // clients, which do not read BATCH) get one frame per message.
 func (c *conn) writeLoop() {
-	defer close(c.wrote)
 	var (
 		frames [][]byte
+		out    [][]byte // what goes to the socket
 		ups    []wire.CounterUpdate
 		views  []*counterEntry
 		buf    []byte // BATCH frames are built here
 	)
 	for {
-		select {
-		case <-c.wake:
-		case <-c.ctx.Done():
+		c.mu.Lock()
+		if c.ctx.Err() != nil || (c.closing && len(c.out) == 0 && len(c.order) == 0 && len(c.vorder) == 0) {
+			c.endLocked()
+			c.mu.Unlock()
 			return
 		}
-		c.mu.Lock()
+		if len(c.out) == 0 && len(c.order) == 0 && len(c.vorder) == 0 {
+			c.running = false
+			c.mu.Unlock()
+			return
+		}
 		frames = append(frames[:0], c.out...)
 		plain := len(frames) // frames that go one each
 		if c.batching {
@@ -351,7 +383,7 @@ func (c *conn) writeLoop() {
 		clear(c.vorder)
 		c.vorder = c.vorder[:0]
 		clear(c.views)
-		closing, batching := c.closing, c.batching
+		batching := c.batching
 		c.mu.Unlock()
 		c.signalSpace()
 		for _, u := range ups {
@@ -379,84 +411,65 @@ func (c *conn) writeLoop() {
 			}
 		}
 		clear(views)
-		err := c.writeEach(frames[:plain])
-		if err == nil && batching {
-			buf, err = wire.ServerBatches(buf, frames[plain:], c.write)
-		} else if err == nil {
-			err = c.writeEach(frames[plain:])
+		out = append(out[:0], frames[:plain]...)
+		if batching {
+			buf, _ = wire.ServerBatches(buf[:0], frames[plain:], func(f []byte) error {
+				out = append(out, f)
+				return nil
+			})
+		} else {
+			out = append(out, frames[plain:]...)
 		}
+		err := c.flush(out)
 		clear(frames)
+		clear(out)
 		if err != nil {
 			if c.ctx.Err() == nil {
 				c.log.Info("write failed; closing (a peer that does not read for the write timeout is a slow consumer)",
 					"err", err, "timeout", c.writeTimeout)
 			}
 			c.cancel()
+			c.mu.Lock()
+			c.endLocked()
+			c.mu.Unlock()
 			return
 		}
 		if cap(buf) > 64<<10 || cap(frames) > 1024 {
-			buf, frames = nil, nil // what a burst needed is not kept per connection
-		}
-		if closing {
-			c.mu.Lock()
-			done := len(c.out) == 0
-			c.mu.Unlock()
-			if done {
-				return
-			}
+			buf, frames, out = nil, nil, nil // what a burst needed is not kept
 		}
 	}
 }
 
-// writeEach writes frames one socket frame each.
-func (c *conn) writeEach(frames [][]byte) error {
-	for _, b := range frames {
-		if err := c.write(b); err != nil {
-			return err
-		}
+// endLocked marks the writing over and closes wrote.
+func (c *conn) endLocked() {
+	c.running = false
+	if !c.ended {
+		c.ended = true
+		close(c.wrote)
 	}
-	return nil
 }
 
-// write writes one frame, bounded by c.writeTimeout, and fails it when
-// the connection ends meanwhile. Both are set up once per connection (a
-// timer re-armed for every frame, and one callback on c.ctx that closes
-// the socket if a write is in progress), not per write: a context with a
-// timeout per write, and coder/websocket's cancel registration for it,
-// were a sixth of the writer's CPU in fan-out.
-func (c *conn) write(b []byte) error {
+// flush writes frames, one WebSocket message each, in one socket write
+// bounded by c.writeTimeout (a peer that does not read for that long is
+// disconnected) and by the end of the connection.
+func (c *conn) flush(frames [][]byte) error {
+	if len(frames) == 0 {
+		return nil
+	}
 	if c.writeFrame != nil {
-		return c.writeFrame(b)
-	}
-	if c.watchdog == nil {
-		c.watchdog = time.AfterFunc(c.writeTimeout, c.writeStuck)
-		context.AfterFunc(c.ctx, func() {
-			if c.writing.Load() {
-				c.ws.CloseNow()
+		for _, b := range frames {
+			if err := c.writeFrame(b); err != nil {
+				return err
 			}
-		})
-	} else {
-		c.watchdog.Reset(c.writeTimeout)
+		}
+		return nil
 	}
-	c.writing.Store(true)
-	err := c.ctx.Err() // after writing is set: a later cancel closes the socket
-	if err == nil {
-		err = c.ws.Write(context.Background(), websocket.MessageBinary, b)
-	}
-	c.writing.Store(false)
-	c.watchdog.Stop()
-	if err != nil && c.stuck.Load() {
+	err := c.ws.WriteFrames(c.ctx, frames, time.Now().Add(c.writeTimeout))
+	if errors.Is(err, os.ErrDeadlineExceeded) && c.ctx.Err() == nil {
+		c.stuck.Store(true)
 		return fmt.Errorf("write blocked for %v: %w", c.writeTimeout, err)
 	}
 	return err
-}
-
-// writeStuck ends a connection whose frame write blocked for
-// c.writeTimeout.
-func (c *conn) writeStuck() {
-	c.stuck.Store(true)
-	c.ws.CloseNow()
-	c.cancel()
 }
 
 // closeAfterFlush makes the writer exit once everything queued is written;
@@ -470,14 +483,14 @@ func (c *conn) closeAfterFlush() {
 
 // read returns the next binary frame. Text frames are answered with an
 // ERROR and skipped.
-func (c *conn) read(ctx context.Context) ([]byte, error) {
+func (c *conn) read() ([]byte, error) {
 	for {
-		typ, b, err := c.ws.Read(ctx)
+		op, b, err := c.ws.ReadMessage()
 		if err != nil {
 			return nil, err
 		}
 		c.lastSeen.Store(time.Now().UnixNano())
-		if typ == websocket.MessageBinary {
+		if op == ws.OpBinary {
 			return b, nil
 		}
 		c.sendError(400, "text frames are not part of the protocol: send one MessagePack map per binary frame")
@@ -498,9 +511,9 @@ func (c *conn) run() {
 		if err := c.waitSpace(); err != nil {
 			return
 		}
-		b, err := c.read(c.ctx)
+		b, err := c.read()
 		if err != nil {
-			if st := websocket.CloseStatus(err); st == -1 && c.ctx.Err() == nil {
+			if closeStatus(err) == -1 && c.ctx.Err() == nil {
 				c.log.Debug("read", "err", err)
 			}
 			return
@@ -510,13 +523,17 @@ func (c *conn) run() {
 }
 
 // authenticate runs the JWT handshake (docs/protocol.md, "JWT mode") with a deadline from
-// connect. Frames other than AUTH get ERROR 401 instead of silence.
+// connect. Frames other than AUTH get ERROR 401 instead of silence; no
+// AUTH in time gets a close frame 1008 that says so.
 func (c *conn) authenticate() error {
 	c.send(wire.AuthRequired{})
-	ctx, cancel := context.WithTimeout(c.ctx, c.s.cfg.AuthTimeout)
-	defer cancel()
+	c.ws.nc.SetReadDeadline(time.Now().Add(c.s.cfg.AuthTimeout))
 	for {
-		b, err := c.read(ctx)
+		b, err := c.read()
+		if errors.Is(err, os.ErrDeadlineExceeded) && c.ctx.Err() == nil {
+			_ = c.ws.Close(ws.StatusPolicyViolation, fmt.Sprintf("authentication timeout: no AUTH within %v", c.s.cfg.AuthTimeout))
+			return err
+		}
 		if err != nil {
 			return err
 		}
@@ -537,6 +554,7 @@ func (c *conn) authenticate() error {
 			<-c.wrote
 			return fmt.Errorf("%w: %v", errAuthFailed, err)
 		}
+		c.ws.nc.SetReadDeadline(time.Time{})
 		c.user = sub
 		c.log = c.log.With("user", sub)
 		c.send(wire.AuthAck{UserID: sub, Views: ackViews(c.negotiate(a.Views, a.NodeID))})

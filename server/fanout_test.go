@@ -30,6 +30,7 @@ type hookedConn struct {
 func newHookedConn(t *testing.T, srv *Server, id uint64) *hookedConn {
 	t.Helper()
 	h := &hookedConn{conn: newConn(srv, nil, id), frames: make(chan []byte), started: make(chan struct{}, 64)}
+	h.hold = true // until run
 	h.writeFrame = func(b []byte) error {
 		h.started <- struct{}{}
 		select {
@@ -52,7 +53,7 @@ func newHookedConn(t *testing.T, srv *Server, id uint64) *hookedConn {
 // run starts the writer.
 func (h *hookedConn) run() {
 	h.running = true
-	go h.writeLoop()
+	h.startWriter()
 }
 
 // drainStarted forgets the start signals of writes already taken.
@@ -387,19 +388,16 @@ func blockedWriter(t *testing.T, timeout time.Duration) *conn {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { srv.Close() })
-	accepted := make(chan *websocket.Conn, 1)
-	done := make(chan struct{})
+	accepted := make(chan *wsConn, 1)
 	hs := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		ws, err := websocket.Accept(w, r, nil)
+		wc, err := acceptWS(w, r, nil, wire.MaxFrameSize)
 		if err != nil {
 			t.Error(err)
 			return
 		}
-		accepted <- ws
-		<-done // a hijacked connection's request context does not end
+		accepted <- wc
 	}))
 	t.Cleanup(hs.Close)
-	t.Cleanup(func() { close(done) })
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	peer, _, err := websocket.Dial(ctx, "ws"+strings.TrimPrefix(hs.URL, "http"), nil)
@@ -407,14 +405,15 @@ func blockedWriter(t *testing.T, timeout time.Duration) *conn {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { peer.CloseNow() })
-	ws := <-accepted
-	c := newConn(srv, ws, 1)
+	wc := <-accepted
+	c := newConn(srv, wc, 1)
 	c.writeTimeout = timeout
-	t.Cleanup(func() { c.cancel(); ws.CloseNow(); <-c.wrote })
+	c.hold = true
+	t.Cleanup(func() { c.cancel(); wc.CloseNow(); <-c.wrote })
 	big := wire.Error{Code: 500, Message: strings.Repeat("x", 1<<20)}
 	for range 64 {
 		c.send(big)
 	}
-	go c.writeLoop()
+	c.startWriter()
 	return c
 }

@@ -12,7 +12,7 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/coder/websocket"
+	"github.com/gobwas/ws"
 	"github.com/golang-jwt/jwt/v5"
 
 	"github.com/topgun-go/topgun/sync/wire"
@@ -146,33 +146,35 @@ func (s *Server) Shutdown(ctx context.Context) error {
 }
 
 func (s *Server) serveWS(w http.ResponseWriter, r *http.Request) {
-	opts := &websocket.AcceptOptions{
-		OriginPatterns:     s.cfg.AllowedOrigins,
-		InsecureSkipVerify: len(s.cfg.AllowedOrigins) == 0,
-		CompressionMode:    websocket.CompressionDisabled,
-	}
-	ws, err := websocket.Accept(w, r, opts)
+	wc, err := acceptWS(w, r, s.cfg.AllowedOrigins, wire.MaxFrameSize)
 	if err != nil {
 		s.log.Debug("accept", "err", err, "origin", r.Header.Get("Origin"))
 		return
 	}
-	ws.SetReadLimit(wire.MaxFrameSize)
-	c := newConn(s, ws, s.nextID.Add(1))
+	c := newConn(s, wc, s.nextID.Add(1))
 	s.mu.Lock()
 	if s.closed {
 		s.mu.Unlock()
-		_ = ws.Close(websocket.StatusGoingAway, "server shutting down")
+		_ = wc.Close(ws.StatusGoingAway, "server shutting down")
+		c.cancel()
+		wc.CloseNow()
 		return
 	}
 	s.conns[c] = struct{}{}
 	s.wg.Add(1)
 	s.mu.Unlock()
-	defer s.wg.Done()
+	// The reader runs in a goroutine of its own so that this handler
+	// returns: net/http's request, its buffers and the handler's deep
+	// stack are not kept for the life of the connection.
+	go s.serveConn(c)
+}
 
-	go c.writeLoop()
+// serveConn runs c's reader, then frees what the connection held and
+// closes it.
+func (s *Server) serveConn(c *conn) {
+	defer s.wg.Done()
 	c.run()
 
-	// The reader is done: free what the connection held, then close.
 	s.locks.disconnect(c)
 	s.counters.unsubscribeAll(c)
 	c.closeAfterFlush()
@@ -180,11 +182,31 @@ func (s *Server) serveWS(w http.ResponseWriter, r *http.Request) {
 	case <-c.wrote:
 	case <-time.After(writeTimeout):
 	}
+	code, reason := ws.StatusNormalClosure, ""
+	if s.isClosed() {
+		code, reason = ws.StatusGoingAway, "server shutting down"
+	}
+	// A close handshake, unless the connection is ending anyway (server
+	// shutdown, a failed write): the peer has read everything once it
+	// answers, and a socket closed with unread input is reset, which can
+	// lose what the peer has not read yet.
+	handshake := c.ctx.Err() == nil
+	_ = c.ws.Close(code, reason) // nothing if a close frame was sent already
+	if handshake {
+		c.ws.Linger()
+	}
 	c.cancel()
-	_ = ws.Close(websocket.StatusNormalClosure, "")
+	c.ws.CloseNow()
 	s.mu.Lock()
 	delete(s.conns, c)
 	s.mu.Unlock()
+}
+
+// isClosed reports whether Close or Shutdown was called.
+func (s *Server) isClosed() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.closed
 }
 
 // reap closes connections that sent nothing for IdleTimeout.
@@ -207,9 +229,9 @@ func (s *Server) reap() {
 					c.log.Info("closing idle connection", "idle", s.cfg.IdleTimeout)
 					// A close handshake, not a cancelled read (which drops
 					// the TCP connection and shows as 1006 to the client).
+					// The reader waits for the peer's answer, bounded.
 					go func() {
-						_ = c.ws.Close(websocket.StatusPolicyViolation, "idle: nothing received for "+s.cfg.IdleTimeout.String())
-						c.cancel()
+						_ = c.ws.Close(ws.StatusPolicyViolation, "idle: nothing received for "+s.cfg.IdleTimeout.String())
 					}()
 				}
 			}

@@ -123,9 +123,10 @@ func AppendServerBatch(dst []byte, frames [][]byte) []byte {
 // limits allow: consecutive frames share a server→client BATCH of at most
 // MaxBatchItems items and MaxFrameSize bytes in all, and a frame that
 // shares with no other (a lone frame, or one too large to share) is
-// emitted as it is. The BATCH frames are built in buf, whose storage is
-// returned for reuse: emit must not keep its argument. The first error
-// from emit stops the walk and is returned.
+// emitted as it is. The BATCH frames are appended to buf one after
+// another, so each stays valid until the caller reuses the storage that
+// is returned (a writer can collect them all for one socket write). The
+// first error from emit stops the walk and is returned.
 func ServerBatches(buf []byte, frames [][]byte, emit func(frame []byte) error) ([]byte, error) {
 	for len(frames) > 0 {
 		n, size := 0, serverBatchEnvelope+4
@@ -140,8 +141,9 @@ func ServerBatches(buf []byte, frames [][]byte, emit func(frame []byte) error) (
 			frames = frames[1:]
 			continue
 		}
-		buf = AppendServerBatch(buf[:0], frames[:n])
-		if err := emit(buf); err != nil {
+		start := len(buf)
+		buf = AppendServerBatch(buf, frames[:n])
+		if err := emit(buf[start:len(buf):len(buf)]); err != nil {
 			return buf, err
 		}
 		frames = frames[n:]
