@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -65,7 +66,7 @@ type conn struct {
 	slow     bool                       // closed as a slow consumer
 	updates  map[string]crdt.State      // coalesced COUNTER_UPDATE deltas
 	order    []string                   // names in updates, first-in order
-	views    map[*counterEntry]struct{} // counters whose view changed
+	views    map[*counterEntry]struct{} // vorder as a set, once it is long (addViewLocked)
 	vorder   []*counterEntry            // entries of views, first-in order
 	space    chan struct{}
 	wrote    chan struct{} // closed when the writer is done for good
@@ -94,7 +95,6 @@ func newConn(s *Server, wc *wsConn, id uint64) *conn {
 		limiter: rate.NewLimiter(rate.Limit(s.cfg.RateLimit), s.cfg.RateBurst),
 		subs:    make(map[string]*counterEntry),
 		updates: make(map[string]crdt.State),
-		views:   make(map[*counterEntry]struct{}),
 		space:   make(chan struct{}, 1),
 		wrote:   make(chan struct{}),
 
@@ -267,10 +267,7 @@ func (c *conn) pushUpdate(e *counterEntry, delta crdt.State) {
 	name := e.name
 	if _, ok := c.viewNode(); ok {
 		c.mu.Lock()
-		if _, dup := c.views[e]; !dup {
-			c.views[e] = struct{}{}
-			c.vorder = append(c.vorder, e)
-		}
+		c.addViewLocked(e)
 		c.mu.Unlock()
 		c.signal()
 		return
@@ -287,18 +284,37 @@ func (c *conn) pushUpdate(e *counterEntry, delta crdt.State) {
 	c.signal()
 }
 
+// viewSet is the length of vorder from which addViewLocked keeps it as a
+// set too: below it a scan is cheaper than a map (fan-out touches one or
+// a few counters per connection and round).
+const viewSet = 16
+
+// addViewLocked queues e's view once.
+func (c *conn) addViewLocked(e *counterEntry) {
+	if c.views != nil {
+		if _, dup := c.views[e]; dup {
+			return
+		}
+		c.views[e] = struct{}{}
+	} else if slices.Contains(c.vorder, e) {
+		return
+	}
+	c.vorder = append(c.vorder, e)
+	if c.views == nil && len(c.vorder) >= viewSet {
+		c.views = make(map[*counterEntry]struct{}, 2*viewSet)
+		for _, x := range c.vorder {
+			c.views[x] = struct{}{}
+		}
+	}
+}
+
 // dropPending forgets the updates of e queued for c (it unsubscribed).
 func (c *conn) dropPending(e *counterEntry) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if _, ok := c.views[e]; ok {
+	if i := slices.Index(c.vorder, e); i >= 0 {
 		delete(c.views, e)
-		for i, x := range c.vorder {
-			if x == e {
-				c.vorder = append(c.vorder[:i], c.vorder[i+1:]...)
-				break
-			}
-		}
+		c.vorder = slices.Delete(c.vorder, i, i+1)
 	}
 	if _, ok := c.updates[e.name]; ok {
 		delete(c.updates, e.name)
@@ -382,7 +398,9 @@ func (c *conn) writeLoop() {
 		views = append(views[:0], c.vorder...)
 		clear(c.vorder)
 		c.vorder = c.vorder[:0]
-		clear(c.views)
+		if c.views != nil {
+			clear(c.views)
+		}
 		batching := c.batching
 		c.mu.Unlock()
 		c.signalSpace()
@@ -464,7 +482,7 @@ func (c *conn) flush(frames [][]byte) error {
 		}
 		return nil
 	}
-	err := c.ws.WriteFrames(c.ctx, frames, time.Now().Add(c.writeTimeout))
+	err := c.ws.WriteFrames(c.ctx, frames, c.writeTimeout)
 	if errors.Is(err, os.ErrDeadlineExceeded) && c.ctx.Err() == nil {
 		c.stuck.Store(true)
 		return fmt.Errorf("write blocked for %v: %w", c.writeTimeout, err)

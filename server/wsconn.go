@@ -41,6 +41,7 @@ type wsConn struct {
 	closeSent bool // a close frame was written: nothing more is
 	hdr       bytes.Buffer
 	vec       net.Buffers
+	deadline  time.Time // the write deadline set last
 }
 
 // wsReadBuffer is the read buffer of a connection: headers and small
@@ -221,7 +222,8 @@ func (c *wsConn) writeControl(op ws.OpCode, p []byte) error {
 	c.hdr.Reset()
 	_ = ws.WriteHeader(&c.hdr, ws.Header{Fin: true, OpCode: op, Length: int64(len(p))})
 	c.hdr.Write(p)
-	c.nc.SetWriteDeadline(time.Now().Add(closeWait))
+	c.deadline = time.Now().Add(closeWait)
+	c.nc.SetWriteDeadline(c.deadline)
 	_, err := c.nc.Write(c.hdr.Bytes())
 	return err
 }
@@ -231,10 +233,12 @@ func (c *wsConn) writeControl(op ws.OpCode, p []byte) error {
 const smallFrame = 1024
 
 // WriteFrames writes frames as binary messages, in order, with one
-// vectored write, which must end by deadline or the end of ctx.
-// A cancel of ctx is expected to set a past write deadline (the
-// connection's context does, see newConn).
-func (c *wsConn) WriteFrames(ctx context.Context, frames [][]byte, deadline time.Time) error {
+// (vectored) write, which must end within timeout, or half of it to
+// timeout (the deadline is moved only when less than half of it is left:
+// setting one costs as much as a small write's bookkeeping), or at the
+// end of ctx. A cancel of ctx is expected to set a past write deadline
+// (the connection's context does, see newConn).
+func (c *wsConn) WriteFrames(ctx context.Context, frames [][]byte, timeout time.Duration) error {
 	c.wmu.Lock()
 	defer c.wmu.Unlock()
 	if c.closeSent {
@@ -257,12 +261,20 @@ func (c *wsConn) WriteFrames(ctx context.Context, frames [][]byte, deadline time
 	}
 	// The parts of hdr in vec stay valid when hdr grows: bytes.Buffer
 	// copies into a new array and never changes bytes already written.
-	c.nc.SetWriteDeadline(deadline)
+	if now := time.Now(); c.deadline.Sub(now) < timeout/2 {
+		c.deadline = now.Add(timeout)
+		c.nc.SetWriteDeadline(c.deadline)
+	}
 	if err := ctx.Err(); err != nil { // after the deadline: a later cancel overrides it
 		return err
 	}
 	c.vec = vec
-	_, err := c.vec.WriteTo(c.nc)
+	var err error
+	if len(vec) == 1 {
+		_, err = c.nc.Write(vec[0])
+	} else {
+		_, err = c.vec.WriteTo(c.nc)
+	}
 	clear(c.vec[:cap(c.vec)])
 	c.vec = c.vec[:0]
 	if c.hdr.Cap() > 64<<10 {
