@@ -58,7 +58,7 @@ var (
 	rounds   = flag.Int("rounds", 5000, "sequential lock round trips")
 	duration = flag.Duration("duration", 5*time.Second, "length of each throughput run")
 	window   = flag.Int("window", 32, "frames in flight per client in throughput runs")
-	only     = flag.String("only", "", `run one section only ("views", "fanout" or "idle"), printing it`)
+	only     = flag.String("only", "", `run one section only ("merges": locks and merges over WebSocket, "views", "fanout" or "idle"), printing it`)
 )
 
 func main() {
@@ -88,9 +88,9 @@ func main() {
 		idleBench(&rep, dir)
 		fmt.Print(rep.String())
 		return
-	case "":
+	case "", "merges":
 	default:
-		log.Fatalf("bench: -only %q: want views, fanout or idle", *only)
+		log.Fatalf("bench: -only %q: want merges, views, fanout or idle", *only)
 	}
 
 	store, err := boltstore.Open(filepath.Join(dir, "server.db"), boltstore.Options{})
@@ -129,16 +129,24 @@ func main() {
 			log.Fatal(err)
 		}
 	}
+	// Names are made once, so that the load generator's cost per frame is
+	// about the same as for the PINGs (the frame is encoded per send).
+	nodes, names := make([]string, len(cs)), make([]string, len(cs))
+	for i := range cs {
+		nodes[i], names[i] = fmt.Sprintf("bench-node-%d", i), fmt.Sprintf("own-%d", i)
+	}
 	own := throughput(cs, *duration, func(i int, seq uint64) wire.Message {
-		node := fmt.Sprintf("bench-node-%d", i)
-		return wire.CounterSync{Name: fmt.Sprintf("own-%d", i), State: crdt.State{P: map[string]int64{node: int64(seq)}, N: map[string]int64{}}}
+		return wire.CounterSync{Name: names[i], State: crdt.State{P: map[string]int64{nodes[i]: int64(seq)}}}
 	})
 	shared := throughput(cs, *duration, func(i int, seq uint64) wire.Message {
-		node := fmt.Sprintf("bench-node-%d", i)
-		return wire.CounterSync{Name: "shared", State: crdt.State{P: map[string]int64{node: int64(seq)}, N: map[string]int64{}}}
+		return wire.CounterSync{Name: "shared", State: crdt.State{P: map[string]int64{nodes[i]: int64(seq)}}}
 	})
 	pprof.StopCPUProfile()
 	rep.merges(pings, own, shared)
+	if *only == "merges" {
+		fmt.Print(rep.String())
+		return
+	}
 	rep.mergePath(serverPath())
 
 	for _, c := range cs {
