@@ -17,6 +17,7 @@ import (
 	"encoding/binary"
 	"encoding/json"
 	"errors"
+	"flag"
 	"fmt"
 	"io"
 	"log"
@@ -101,6 +102,8 @@ func fanoutServer() {
 		log.Fatal(err)
 	}
 	go srv.Serve(ln)
+	// TOPGUN_BENCH_CPUPROFILE=file profiles the server process of every run
+	// (the last run's profile is what stays in file).
 	if f := os.Getenv("TOPGUN_BENCH_CPUPROFILE"); f != "" {
 		w, _ := os.Create(f)
 		pprof.StartCPUProfile(w)
@@ -877,16 +880,23 @@ var fanoutSizes = []int{100, 1000, 5000, 10000}
 // fanoutRuns are the (subscribers, counters) of the runs over WebSocket:
 // one counter at every size, and 10 counters written together, where
 // server BATCH has frames to join.
-var fanoutRuns = [][2]int{{5000, 1}}
+var fanoutRuns = [][2]int{{100, 1}, {1000, 1}, {5000, 1}, {10000, 1}, {1000, 10}, {5000, 10}}
+
+// fanoutOnly, when set, keeps the runs of fanoutRuns with these S×C
+// ("5000x1,1000x10"), for looking into one of them.
+var fanoutOnly = flag.String("fanout-runs", "", `fan-out runs to make, as SxC pairs ("5000x1,1000x10"); default all`)
 
 // fanoutBench measures fan-out to S subscribers over WebSocket, and the
 // server's own cost per delivered update without sockets.
 func fanoutBench(rep *report, dir string) {
 	var rows []fanoutRow
 	for _, r := range fanoutRuns {
+		if *fanoutOnly != "" && !slices.Contains(strings.Split(*fanoutOnly, ","), fmt.Sprintf("%dx%d", r[0], r[1])) {
+			continue
+		}
 		rows = append(rows, fanoutRun(dir, r[0], r[1]))
 	}
-	inproc := map[int][2]float64{}
+	inproc := serverFanout()
 
 	rep.p("## Fan-out: one writer, S subscribers of its counter\n\n")
 	rep.p("The server (bbolt store, durable) runs in a process of its own; the S subscribers (compact views: DEVICE_HELLO\n")
