@@ -88,6 +88,26 @@ func (m *memory) ClaimNode(ctx context.Context, node, user string) (string, erro
 	return user, nil
 }
 
+func (m *memory) ClaimNodes(ctx context.Context, nodes []string, user string) ([]string, error) {
+	if err := ValidateClaims(nodes, user); err != nil {
+		return nil, err
+	}
+	if err := m.lock(ctx); err != nil {
+		return nil, err
+	}
+	defer m.mu.Unlock()
+	owners := make([]string, len(nodes))
+	for i, node := range nodes {
+		owner, ok := m.owners[node]
+		if !ok {
+			owner = user
+			m.owners[node] = user
+		}
+		owners[i] = owner
+	}
+	return owners, nil
+}
+
 func (m *memory) ReserveFencing(ctx context.Context, n uint64) (uint64, error) {
 	if _, err := ValidateReserve(0, n); err != nil {
 		return 0, err

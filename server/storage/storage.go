@@ -27,6 +27,13 @@ type Store interface {
 	// concurrent claims of one node by different users yield one owner for
 	// both.
 	ClaimNode(ctx context.Context, node, user string) (owner string, err error)
+	// ClaimNodes is ClaimNode for several nodes in one durable write (the
+	// node ids of one COUNTER_SYNC): owners[i] is the owner of nodes[i].
+	// Each node is claimed atomically, as by ClaimNode; an error may leave
+	// some of them claimed, which a retry then reports as user's. nodes
+	// may repeat, and may be empty. An invalid node or user fails the
+	// whole call with ErrInvalid and claims nothing.
+	ClaimNodes(ctx context.Context, nodes []string, user string) (owners []string, err error)
 	// ReserveFencing durably raises the fencing-token high-water mark by n
 	// (n ≥ 1) and returns first, such that tokens first..first+n-1 belong to
 	// the caller. Every range ever returned is strictly above every range
@@ -116,6 +123,19 @@ func ValidateClaim(node, user string) error {
 	}
 	if user == "" {
 		return fmt.Errorf("%w: empty user", ErrInvalid)
+	}
+	return nil
+}
+
+// ValidateClaims checks the arguments of ClaimNodes.
+func ValidateClaims(nodes []string, user string) error {
+	if user == "" {
+		return fmt.Errorf("%w: empty user", ErrInvalid)
+	}
+	for _, node := range nodes {
+		if err := validateNode(node); err != nil {
+			return err
+		}
 	}
 	return nil
 }

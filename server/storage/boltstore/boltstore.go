@@ -298,6 +298,33 @@ func (s *Store) ClaimNode(ctx context.Context, node, user string) (string, error
 	return owner, nil
 }
 
+// ClaimNodes implements storage.Store: one write transaction (shared with
+// other writers by db.Batch) for every node.
+func (s *Store) ClaimNodes(ctx context.Context, nodes []string, user string) ([]string, error) {
+	if err := storage.ValidateClaims(nodes, user); err != nil {
+		return nil, err
+	}
+	owners := make([]string, len(nodes))
+	err := s.batch(ctx, func(tx *bolt.Tx) error {
+		b := tx.Bucket(bucketNodes)
+		for i, node := range nodes {
+			if v := b.Get([]byte(node)); v != nil {
+				owners[i] = string(v)
+				continue
+			}
+			owners[i] = user
+			if err := b.Put([]byte(node), []byte(user)); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	return owners, nil
+}
+
 // ReserveFencing implements storage.Store.
 func (s *Store) ReserveFencing(ctx context.Context, n uint64) (uint64, error) {
 	if _, err := storage.ValidateReserve(0, n); err != nil {
