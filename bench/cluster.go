@@ -16,6 +16,7 @@ import (
 	"github.com/topgun-go/topgun/crdt"
 	"github.com/topgun-go/topgun/internal/etcdtest"
 	"github.com/topgun-go/topgun/server"
+	"github.com/topgun-go/topgun/server/locks/etcdlocks"
 	"github.com/topgun-go/topgun/server/storage"
 	"github.com/topgun-go/topgun/server/storage/etcdstore"
 	"github.com/topgun-go/topgun/sync/wire"
@@ -47,7 +48,7 @@ func startClusterNode(eps []string) *clusterNode {
 		log.Fatal(err)
 	}
 	srv, err := server.New(server.Config{
-		Store: st, NoAuth: true, Etcd: cli,
+		Store: st, NoAuth: true, Locks: etcdlocks.Backend(cli, etcdlocks.Config{}),
 		Logger:    slog.New(slog.NewTextHandler(io.Discard, nil)),
 		RateLimit: 1e9, RateBurst: 1 << 30,
 	})
