@@ -40,7 +40,7 @@ type counterHub struct {
 	m       map[string]*counterEntry
 
 	ownersMu sync.RWMutex
-	owners   map[string]string // node id → user, cache of Store.ClaimNode
+	owners   map[string]string // node id → user, cache of Store.ClaimNodes
 }
 
 type counterEntry struct {
@@ -270,17 +270,12 @@ func (h *counterHub) sync(c subscriber, m wire.CounterSync) {
 		sendError(c, 500, "counter %q could not be loaded; retry", m.Name)
 		return
 	}
-	defer e.mu.Unlock()
 	if !h.s.cfg.NoAuth {
-		if node, err := h.checkOwners(c, e, m.State); err != nil {
-			h.s.log.Error("claim node", "conn", c.ID(), "node", node, "err", err)
-			sendError(c, 500, "COUNTER_SYNC %q: node ownership could not be recorded; retry", m.Name)
-			return
-		} else if node != "" {
-			sendError(c, 403, "COUNTER_SYNC %q: node %q belongs to another user; use your own node id", m.Name, node)
+		if e = h.checkOwners(c, e, m); e == nil {
 			return
 		}
 	}
+	defer e.mu.Unlock()
 	// Changed entries go straight into the pending write.
 	wasEmpty := e.pending.Len() == 0
 	e.noteLocked(m.State)
@@ -419,46 +414,97 @@ func (e *counterEntry) takeWaiters(upto uint64) []counterReply {
 	return ready
 }
 
-// checkOwners returns the first node whose entries s would raise and that
-// belongs to another user, claiming unowned nodes for c's user. e.mu held.
-func (h *counterHub) checkOwners(c subscriber, e *counterEntry, s crdt.State) (string, error) {
+// checkOwners makes sure that every node whose entries m would raise in
+// e belongs to c's user (JWT mode). It returns the live entry of m.Name,
+// locked, to merge m into, or nil after answering c with an error. e.mu is
+// held on entry.
+//
+// Nodes not seen before are claimed for the user with one store batch
+// (Store.ClaimNodes) made without e.mu, so a frame with many new node ids
+// does not hold up other users' syncs of the counter. Entries only grow,
+// so the nodes m raises once e.mu is taken again are among those it raised
+// before: the loop ends after one claim unless the entry was reloaded
+// meanwhile.
+func (h *counterHub) checkOwners(c subscriber, e *counterEntry, m wire.CounterSync) *counterEntry {
 	user := c.User()
-	check := func(node string) (string, error) {
+	for {
+		bad, unknown := h.ownersLocked(e, m.State, user)
+		if bad != "" {
+			e.mu.Unlock()
+			sendError(c, 403, "COUNTER_SYNC %q: node %q belongs to another user; use your own node id", m.Name, bad)
+			return nil
+		}
+		if len(unknown) == 0 {
+			return e
+		}
+		e.mu.Unlock()
+		if err := h.claim(unknown, user); err != nil {
+			h.s.log.Error("claim nodes", "conn", c.ID(), "nodes", len(unknown), "err", err)
+			sendError(c, 500, "COUNTER_SYNC %q: node ownership could not be recorded; retry", m.Name)
+			return nil
+		}
+		var err error
+		if e, err = h.lockLive(m.Name); err != nil {
+			h.s.log.Error("load counter", "conn", c.ID(), "name", m.Name, "err", err)
+			sendError(c, 500, "counter %q could not be loaded; retry", m.Name)
+			return nil
+		}
+	}
+}
+
+// ownersLocked looks up the owners of the nodes whose entries s would
+// raise in e: it returns a node owned by someone other than user, if any,
+// else the nodes whose owner is not known yet. e.mu held.
+func (h *counterHub) ownersLocked(e *counterEntry, s crdt.State, user string) (bad string, unknown []string) {
+	var seen map[string]bool
+	check := func(node string) bool {
+		if seen[node] {
+			return true
+		}
 		h.ownersMu.RLock()
 		owner, ok := h.owners[node]
 		h.ownersMu.RUnlock()
-		if !ok {
-			ctx, cancel := context.WithTimeout(context.Background(), storeTimeout)
-			var err error
-			owner, err = h.s.cfg.Store.ClaimNode(ctx, node, user)
-			cancel()
-			if err != nil {
-				return node, err
+		switch {
+		case !ok:
+			if seen == nil {
+				seen = make(map[string]bool)
 			}
-			h.ownersMu.Lock()
-			h.owners[node] = owner
-			h.ownersMu.Unlock()
+			seen[node] = true
+			unknown = append(unknown, node)
+		case owner != user:
+			bad = node
+			return false
 		}
-		if owner != user {
-			return node, nil
-		}
-		return "", nil
+		return true
 	}
 	for node, v := range s.P {
-		if p, _ := e.ctr.Entry(node); v > p {
-			if bad, err := check(node); err != nil || bad != "" {
-				return bad, err
-			}
+		if p, _ := e.ctr.Entry(node); v > p && !check(node) {
+			return bad, nil
 		}
 	}
 	for node, v := range s.N {
-		if _, n := e.ctr.Entry(node); v > n {
-			if bad, err := check(node); err != nil || bad != "" {
-				return bad, err
-			}
+		if _, n := e.ctr.Entry(node); v > n && !check(node) {
+			return bad, nil
 		}
 	}
-	return "", nil
+	return "", unknown
+}
+
+// claim binds the unbound nodes to user with one store batch and caches
+// the owners of all of them.
+func (h *counterHub) claim(nodes []string, user string) error {
+	ctx, cancel := context.WithTimeout(context.Background(), storeTimeout)
+	owners, err := h.s.cfg.Store.ClaimNodes(ctx, nodes, user)
+	cancel()
+	if err != nil {
+		return err
+	}
+	h.ownersMu.Lock()
+	for i, node := range nodes {
+		h.owners[node] = owners[i]
+	}
+	h.ownersMu.Unlock()
+	return nil
 }
 
 // unsubscribe answers COUNTER_UNSUBSCRIBE: c no longer gets the counter's
