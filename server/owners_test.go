@@ -19,7 +19,6 @@ type claimStore struct {
 
 	mu      sync.Mutex
 	batches [][]string // nodes of each ClaimNodes call
-	singles int        // ClaimNode calls
 
 	holdUser string
 	held     chan []string // a held call's nodes, when it starts
@@ -43,20 +42,13 @@ func (s *claimStore) ClaimNodes(ctx context.Context, nodes []string, user string
 	return s.Store.ClaimNodes(ctx, nodes, user)
 }
 
-func (s *claimStore) ClaimNode(ctx context.Context, node, user string) (string, error) {
-	s.mu.Lock()
-	s.singles++
-	s.mu.Unlock()
-	return s.Store.ClaimNode(ctx, node, user)
-}
-
 // calls returns the recorded calls and forgets them.
-func (s *claimStore) calls() (batches [][]string, singles int) {
+func (s *claimStore) calls() [][]string {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	batches, singles = s.batches, s.singles
-	s.batches, s.singles = nil, 0
-	return batches, singles
+	batches := s.batches
+	s.batches = nil
+	return batches
 }
 
 func login(t *testing.T, url, user string) *raw {
@@ -90,9 +82,8 @@ func TestOwnersOneBatchPerFrame(t *testing.T) {
 	if u := expect[wire.CounterUpdate](alice); u.State.Len() != 300 {
 		t.Fatalf("reply with %d entries, want 300", u.State.Len())
 	}
-	batches, singles := store.calls()
-	if len(batches) != 1 || len(batches[0]) != 300 || singles != 0 {
-		t.Fatalf("%d ClaimNodes calls (%d single claims) for one frame of 300 new nodes, want 1 of 300", len(batches), singles)
+	if batches := store.calls(); len(batches) != 1 || len(batches[0]) != 300 {
+		t.Fatalf("%d ClaimNodes calls for one frame of 300 new nodes, want 1 of 300", len(batches))
 	}
 	// Raising them again needs no store call: the owners are known.
 	more := manyNodes("a", 300)
@@ -101,8 +92,8 @@ func TestOwnersOneBatchPerFrame(t *testing.T) {
 	}
 	alice.send(wire.CounterSync{Name: "c", State: more})
 	expect[wire.CounterUpdate](alice)
-	if batches, singles := store.calls(); len(batches) != 0 || singles != 0 {
-		t.Fatalf("known owners claimed again: %d batches, %d single claims", len(batches), singles)
+	if batches := store.calls(); len(batches) != 0 {
+		t.Fatalf("known owners claimed again: %d ClaimNodes calls", len(batches))
 	}
 
 	// mallory raising one of alice's nodes among new ones of her own is
@@ -122,7 +113,7 @@ func TestOwnersOneBatchPerFrame(t *testing.T) {
 	if e := expect[wire.Error](mallory2); e.Code != 403 {
 		t.Fatalf("raising another user's node through a fresh server: %+v", e)
 	}
-	if batches, _ := store.calls(); len(batches) != 1 || len(batches[0]) != 11 {
+	if batches := store.calls(); len(batches) != 1 || len(batches[0]) != 11 {
 		t.Fatalf("ClaimNodes calls %v, want one with the frame's 11 nodes", batches)
 	}
 	c := login(t, url2, "carol")
@@ -171,8 +162,7 @@ func TestOwnersClaimedOutsideCounterLock(t *testing.T) {
 	if u := expect[wire.CounterUpdate](watcher); u.State.Len() != 5000 {
 		t.Fatalf("watcher's second update has %d entries, want alice's 5000", u.State.Len())
 	}
-	batches, singles := store.calls()
-	if len(batches) != 2 || singles != 0 {
-		t.Fatalf("%d ClaimNodes calls and %d single claims, want 2 batches (alice's and bob's)", len(batches), singles)
+	if batches := store.calls(); len(batches) != 2 {
+		t.Fatalf("%d ClaimNodes calls, want 2 (alice's and bob's)", len(batches))
 	}
 }

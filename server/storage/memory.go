@@ -73,21 +73,6 @@ func (m *memory) MergeCounter(ctx context.Context, name string, entries crdt.Sta
 	return nil
 }
 
-func (m *memory) ClaimNode(ctx context.Context, node, user string) (string, error) {
-	if err := ValidateClaim(node, user); err != nil {
-		return "", err
-	}
-	if err := m.lock(ctx); err != nil {
-		return "", err
-	}
-	defer m.mu.Unlock()
-	if owner, ok := m.owners[node]; ok {
-		return owner, nil
-	}
-	m.owners[node] = user
-	return user, nil
-}
-
 func (m *memory) ClaimNodes(ctx context.Context, nodes []string, user string) ([]string, error) {
 	if err := ValidateClaims(nodes, user); err != nil {
 		return nil, err

@@ -263,34 +263,6 @@ func (s *Store) MergeCounter(ctx context.Context, name string, entries crdt.Stat
 	return nil
 }
 
-// ClaimNode implements storage.Store: one transaction that creates the
-// owner key if it is missing and reads it otherwise.
-func (s *Store) ClaimNode(ctx context.Context, node, user string) (string, error) {
-	if err := storage.ValidateClaim(node, user); err != nil {
-		return "", err
-	}
-	if err := s.check(ctx); err != nil {
-		return "", err
-	}
-	k := s.ownerKey(node)
-	resp, err := s.cli.Txn(ctx).
-		If(clientv3.Compare(clientv3.CreateRevision(k), "=", 0)).
-		Then(clientv3.OpPut(k, user)).
-		Else(clientv3.OpGet(k)).
-		Commit()
-	if err != nil {
-		return "", fmt.Errorf("etcdstore: claim %q: %w", node, err)
-	}
-	if resp.Succeeded {
-		return user, nil
-	}
-	kvs := resp.Responses[0].GetResponseRange().GetKvs()
-	if len(kvs) == 0 || len(kvs[0].Value) == 0 {
-		return "", fmt.Errorf("etcdstore: claim %q: owner key %q is empty", node, k)
-	}
-	return string(kvs[0].Value), nil
-}
-
 // claimOp is the operation that binds the owner key k to user unless it
 // is bound, and reads it otherwise: one nesting level, one operation per
 // branch, like raiseOp.

@@ -141,7 +141,7 @@ func TestKeyLayout(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := s.ClaimNode(ctx, "x/y", "alice"); err != nil {
+	if _, err := s.ClaimNodes(ctx, []string{"x/y"}, "alice"); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := s.ReserveFencing(ctx, 3); err != nil {

@@ -201,8 +201,8 @@ func testLimits(t *testing.T, s storage.Store) {
 		merge(t, s, name, st)
 		wantState(t, s, name, st)
 	}
-	if _, err := s.ClaimNode(ctx, node, "u"); err != nil {
-		t.Errorf("ClaimNode(%d-byte node): %v", len(node), err)
+	if _, err := s.ClaimNodes(ctx, []string{node}, "u"); err != nil {
+		t.Errorf("ClaimNodes(%d-byte node): %v", len(node), err)
 	}
 }
 
@@ -314,13 +314,25 @@ func testConcurrentMerge(t *testing.T, s storage.Store) {
 
 func claim(t *testing.T, s storage.Store, node, user, want string) {
 	t.Helper()
-	got, err := s.ClaimNode(ctx, node, user)
+	got, err := claimOne(s, node, user)
 	if err != nil {
-		t.Fatalf("ClaimNode(%q, %q): %v", node, user, err)
+		t.Fatalf("claim %q for %q: %v", node, user, err)
 	}
 	if got != want {
-		t.Fatalf("ClaimNode(%q, %q) = %q, want %q", node, user, got, want)
+		t.Fatalf("claim %q for %q: owner %q, want %q", node, user, got, want)
 	}
+}
+
+// claimOne claims one node.
+func claimOne(s storage.Store, node, user string) (string, error) {
+	owners, err := s.ClaimNodes(ctx, []string{node}, user)
+	if err != nil {
+		return "", err
+	}
+	if len(owners) != 1 {
+		return "", fmt.Errorf("ClaimNodes of one node returned %d owners", len(owners))
+	}
+	return owners[0], nil
 }
 
 func testClaimNode(t *testing.T, s storage.Store) {
@@ -335,8 +347,8 @@ func testClaimNode(t *testing.T, s storage.Store) {
 		{"n3", ""},
 		{strings.Repeat("x", storage.MaxNodeLen+1), "alice"},
 	} {
-		if _, err := s.ClaimNode(ctx, c.node, c.user); !errors.Is(err, storage.ErrInvalid) {
-			t.Errorf("ClaimNode(%q, %q) = %v, want ErrInvalid", c.node, c.user, err)
+		if _, err := claimOne(s, c.node, c.user); !errors.Is(err, storage.ErrInvalid) {
+			t.Errorf("claim %q for %q: %v, want ErrInvalid", c.node, c.user, err)
 		}
 	}
 	// The failed claims bound nothing.
@@ -357,9 +369,9 @@ func testClaimNodeRace(t *testing.T, s storage.Store) {
 				if g%2 == 1 {
 					user = "bob"
 				}
-				owner, err := s.ClaimNode(ctx, node, user)
+				owner, err := claimOne(s, node, user)
 				if err != nil {
-					t.Errorf("ClaimNode: %v", err)
+					t.Errorf("ClaimNodes: %v", err)
 				}
 				owners[g] = owner
 			})
@@ -396,7 +408,7 @@ func testClaimNodes(t *testing.T, s storage.Store) {
 	claimAll(t, s, []string{"a1", "a2", "b1", "a3", "a2"}, "alice", []string{"alice", "alice", "bob", "alice", "alice"})
 	claimAll(t, s, []string{"a2", "b2", "a3"}, "bob", []string{"alice", "bob", "alice"})
 	claimAll(t, s, nil, "alice", []string{})
-	// The batch and single claims agree.
+	// Claims of one node agree.
 	claim(t, s, "a3", "bob", "alice")
 	claim(t, s, "b2", "alice", "bob")
 	for _, c := range []struct {
@@ -446,8 +458,8 @@ func testClaimNodesMany(t *testing.T, s storage.Store) {
 	claimAll(t, s, hers, "alice", mine[:len(hers)])
 }
 
-// testClaimNodesRace: batches of two users over the same nodes, and single
-// claims among them, see one owner per node.
+// testClaimNodesRace: batches of two users over the same nodes, in
+// different orders, see one owner per node.
 func testClaimNodesRace(t *testing.T, s storage.Store) {
 	const goroutines = 10
 	nodes := make([]string, 40)
@@ -481,7 +493,7 @@ func testClaimNodesRace(t *testing.T, s storage.Store) {
 	close(start)
 	wg.Wait()
 	for i, node := range nodes {
-		owner, err := s.ClaimNode(ctx, node, "carol")
+		owner, err := claimOne(s, node, "carol")
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -579,9 +591,6 @@ func testCanceledContext(t *testing.T, s storage.Store) {
 	if err := s.MergeCounter(c, "cc", crdt.State{P: map[string]int64{"a": 1}}); err == nil {
 		t.Error("MergeCounter(canceled) = nil, want error")
 	}
-	if _, err := s.ClaimNode(c, "cc", "alice"); err == nil {
-		t.Error("ClaimNode(canceled) = nil, want error")
-	}
 	if _, err := s.ClaimNodes(c, []string{"cc"}, "alice"); err == nil {
 		t.Error("ClaimNodes(canceled) = nil, want error")
 	}
@@ -609,9 +618,6 @@ func testClosed(t *testing.T, s storage.Store) {
 	}
 	if err := s.MergeCounter(ctx, "c", crdt.State{P: map[string]int64{"a": 2}}); !errors.Is(err, storage.ErrClosed) {
 		t.Errorf("MergeCounter after Close = %v, want ErrClosed", err)
-	}
-	if _, err := s.ClaimNode(ctx, "n", "alice"); !errors.Is(err, storage.ErrClosed) {
-		t.Errorf("ClaimNode after Close = %v, want ErrClosed", err)
 	}
 	if _, err := s.ClaimNodes(ctx, []string{"n"}, "alice"); !errors.Is(err, storage.ErrClosed) {
 		t.Errorf("ClaimNodes after Close = %v, want ErrClosed", err)
