@@ -1,8 +1,11 @@
 package server
 
 import (
+	"strings"
 	"testing"
+	"time"
 
+	"github.com/topgun-go/topgun/server/locks/etcdlocks"
 	"github.com/topgun-go/topgun/sync/wire"
 )
 
@@ -82,5 +85,17 @@ func testReleaseBySameUser(t *testing.T, url1, url2 string) {
 	}
 	if l := expect[wire.LockLost](a); l.Reason != wire.ReasonReleased || l.FencingToken != g.FencingToken {
 		t.Fatalf("holder notice %+v", l)
+	}
+}
+
+// TestLocksBackendError: New fails with the lock backend's error (here an
+// etcd lease an election could outlast).
+func TestLocksBackendError(t *testing.T) {
+	t.Parallel()
+	cfg := withEtcd(t, Config{NoAuth: true, Store: storageForTest(t)})
+	cfg.Locks = etcdlocks.Backend(sharedEtcd.c.Client(t), etcdlocks.Config{LeaseTTL: time.Second})
+	_, err := New(cfg)
+	if err == nil || !strings.Contains(err.Error(), "election") {
+		t.Fatalf("New with a 1s etcd lease: %v", err)
 	}
 }

@@ -67,6 +67,7 @@ func New(cfg Config) (*Server, error) {
 		Logger:     cfg.Logger,
 	})
 	if err != nil {
+		s.counters.close()
 		return nil, err
 	}
 	s.locks = ls
