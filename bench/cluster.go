@@ -16,6 +16,7 @@ import (
 	"github.com/topgun-go/topgun/crdt"
 	"github.com/topgun-go/topgun/internal/etcdtest"
 	"github.com/topgun-go/topgun/server"
+	"github.com/topgun-go/topgun/server/locks/etcdlocks"
 	"github.com/topgun-go/topgun/server/storage"
 	"github.com/topgun-go/topgun/server/storage/etcdstore"
 	"github.com/topgun-go/topgun/sync/wire"
@@ -47,7 +48,7 @@ func startClusterNode(eps []string) *clusterNode {
 		log.Fatal(err)
 	}
 	srv, err := server.New(server.Config{
-		Store: st, NoAuth: true, Etcd: cli,
+		Store: st, NoAuth: true, Locks: etcdlocks.Backend(cli, etcdlocks.Config{}),
 		Logger:    slog.New(slog.NewTextHandler(io.Discard, nil)),
 		RateLimit: 1e9, RateBurst: 1 << 30,
 	})
@@ -245,7 +246,7 @@ func (r *report) cluster(base singleNode, lock []time.Duration, merges float64, 
 	r.p("## Cluster mode: 3 etcd members, 2 server nodes, clients split over both\n\n")
 	r.p("Debian's etcd 3.4.23 on 127.0.0.1 (default heartbeat 100 ms, election timeout 1 s, fsync on), two\n")
 	r.p("server nodes in this process, each with its own etcd client; the single-node figures are the bbolt\n")
-	r.p("runs above, same machine, same run. Lock request timeout 2 s (Config.EtcdRequestTimeout).\n\n")
+	r.p("runs above, same machine, same run. Lock request timeout 2 s (etcdlocks.Config.RequestTimeout).\n\n")
 	r.p("| | single node (bbolt) | cluster (etcd) | ratio cluster / single |\n|---|---|---|---|\n")
 	r.p("| lock acquire+release p50 (%d / %d rounds) | %s | %s | %.1f× |\n", len(base.lock), len(lock), ms(pct(base.lock, 0.5)), ms(pct(lock, 0.5)), float64(pct(lock, 0.5))/float64(pct(base.lock, 0.5)))
 	r.p("| lock acquire+release p99 | %s | %s | %.1f× |\n", ms(pct(base.lock, 0.99)), ms(pct(lock, 0.99)), float64(pct(lock, 0.99))/float64(pct(base.lock, 0.99)))

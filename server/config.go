@@ -2,13 +2,11 @@ package server
 
 import (
 	"errors"
-	"fmt"
 	"log/slog"
 	"net/http"
 	"time"
 
-	clientv3 "go.etcd.io/etcd/client/v3"
-
+	"github.com/topgun-go/topgun/server/locks"
 	"github.com/topgun-go/topgun/server/storage"
 )
 
@@ -65,32 +63,20 @@ type Config struct {
 	// the protocol.
 	Static http.Handler
 
-	// Etcd, if set, makes this server one node of a cluster sharing an etcd
-	// cluster: locks live in etcd (fencing tokens are etcd revisions) and
-	// Store should be an etcdstore on the same cluster, whose counter
-	// watches carry writes made through other nodes to this node's
-	// clients. The server does not close Etcd.
-	Etcd *clientv3.Client
-	// EtcdPrefix is the key prefix of the locks ("/topgun").
-	EtcdPrefix string
-	// EtcdLeaseTTL is the lease of the locks granted through this node
-	// (10 s, whole seconds, at least 3 s): when the node dies, its clients'
-	// locks are freed once it runs out. The node keeps it alive every
-	// third of it and gives its locks up when no keep-alive succeeded for
-	// a whole TTL, so it must outlast an etcd leader election (1–2 s with
-	// etcd's defaults) by a margin.
-	EtcdLeaseTTL time.Duration
-	// EtcdRequestTimeout bounds one etcd request made for a lock (2 s).
-	// After an etcd leader loss, lock handoff resumes at most this long
-	// after the new leader is elected.
-	EtcdRequestTimeout time.Duration
+	// Locks opens the lock service the server hands LOCK_REQUEST and
+	// LOCK_RELEASE to, with the lock options above (DefaultLockTTL,
+	// MaxLockTTL, MaxLocks) and Logger. Nil is locks.Memory(Store): the
+	// locks of one node, with fencing tokens reserved from Store. A node of
+	// a cluster gets etcdlocks.Backend (cmd/topgun-server builds it with
+	// --etcd), with Store an etcdstore on the same etcd cluster, whose
+	// counter watches carry writes made through other nodes to this node's
+	// clients. The server closes the service it opened at Shutdown, after
+	// every connection is gone.
+	Locks locks.Backend
 
 	// Logger receives structured logs (slog.Default()).
 	Logger *slog.Logger
 }
-
-// minLeaseTTL is the shortest etcd lease a node accepts.
-const minLeaseTTL = 3 * time.Second
 
 func (c *Config) setDefaults() error {
 	if c.Store == nil {
@@ -131,18 +117,6 @@ func (c *Config) setDefaults() error {
 	}
 	if c.IdleTimeout <= 0 {
 		c.IdleTimeout = 60 * time.Second
-	}
-	if c.EtcdPrefix == "" {
-		c.EtcdPrefix = "/topgun"
-	}
-	if c.EtcdLeaseTTL <= 0 {
-		c.EtcdLeaseTTL = 10 * time.Second
-	}
-	if c.Etcd != nil && c.EtcdLeaseTTL < minLeaseTTL {
-		return fmt.Errorf("server: etcd lease ttl %v is below %v: it must outlast an etcd leader election", c.EtcdLeaseTTL, minLeaseTTL)
-	}
-	if c.EtcdRequestTimeout <= 0 {
-		c.EtcdRequestTimeout = 2 * time.Second
 	}
 	if c.Logger == nil {
 		c.Logger = slog.Default()

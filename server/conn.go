@@ -48,7 +48,6 @@ type conn struct {
 	idleClosing atomic.Bool              // the reaper is closing it
 	pending     atomic.Int64             // replies waiting for durability
 	subs        map[string]*counterEntry // reader goroutine only
-	waiting     int                      // queued lock requests; under lockManager.mu
 
 	// view is the node id of a connection that negotiated compact views
 	// (nil: full states). Set once by the reader before any subscription.

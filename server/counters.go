@@ -14,7 +14,8 @@ import (
 const storeTimeout = 30 * time.Second
 
 // counterHub holds the counters clients have touched, loaded lazily from
-// the store, and their subscribers.
+// the store, and their subscribers. It sees connections only as
+// subscribers (peer.go).
 //
 // Durability works per counter by group commit: every merge that changes
 // the state gets the next sequence number and its changed entries join the
@@ -39,7 +40,7 @@ type counterHub struct {
 	m       map[string]*counterEntry
 
 	ownersMu sync.RWMutex
-	owners   map[string]string // node id → user, cache of Store.ClaimNode
+	owners   map[string]string // node id → user, cache of Store.ClaimNodes
 }
 
 type counterEntry struct {
@@ -50,11 +51,11 @@ type counterEntry struct {
 
 	mu      sync.Mutex
 	ctr     crdt.Counter
-	subs    map[*conn]struct{}
+	subs    map[subscriber]struct{}
 	seq     uint64     // sequence of the last change merged
 	durable uint64     // every change ≤ durable is stored
 	pending crdt.State // changes not yet handed to the writer
-	from    *conn      // sole contributor of pending, nil if several
+	from    subscriber // sole contributor of pending, nil if several
 	dur     durView    // the durable totals, for compact views
 	writing bool       // a writer goroutine is running
 	waiters []counterReply
@@ -64,7 +65,7 @@ type counterEntry struct {
 // counterReply is a reply waiting for durability.
 type counterReply struct {
 	seq uint64
-	c   *conn
+	c   subscriber
 	msg wire.Message
 }
 
@@ -90,7 +91,7 @@ func (h *counterHub) get(name string) (*counterEntry, error) {
 		e = &counterEntry{
 			name:    name,
 			loaded:  make(chan struct{}),
-			subs:    make(map[*conn]struct{}),
+			subs:    make(map[subscriber]struct{}),
 			pending: emptyState(),
 		}
 		h.m[name] = e
@@ -154,7 +155,7 @@ func (h *counterHub) remote(e *counterEntry, d crdt.State) {
 		}
 		return
 	}
-	subs := make([]*conn, 0, len(e.subs))
+	subs := make([]subscriber, 0, len(e.subs))
 	for o := range e.subs {
 		subs = append(subs, o)
 	}
@@ -203,19 +204,20 @@ func (h *counterHub) forget(e *counterEntry) {
 
 // subscribable reports whether c may subscribe to one more counter than
 // it has, answering ERROR 413 if not. Reader goroutine.
-func (h *counterHub) subscribable(c *conn, typ, name string) bool {
-	if _, ok := c.subs[name]; ok || len(c.subs) < h.s.cfg.MaxSubscriptions {
+func (h *counterHub) subscribable(c subscriber, typ, name string) bool {
+	subs := c.subscriptions()
+	if _, ok := subs[name]; ok || len(subs) < h.s.cfg.MaxSubscriptions {
 		return true
 	}
-	c.sendError(413, "%s %q: this connection already subscribes to %d counters, the limit (--max-subscriptions)",
+	sendError(c, 413, "%s %q: this connection already subscribes to %d counters, the limit (--max-subscriptions)",
 		typ, name, h.s.cfg.MaxSubscriptions)
 	return false
 }
 
 // request answers COUNTER_REQUEST: subscribe and send the full state.
-func (h *counterHub) request(c *conn, name string) {
+func (h *counterHub) request(c subscriber, name string) {
 	if err := wire.ValidName(name); err != nil {
-		c.sendError(400, "COUNTER_REQUEST: %v", err)
+		sendError(c, 400, "COUNTER_REQUEST: %v", err)
 		return
 	}
 	if !h.subscribable(c, "COUNTER_REQUEST", name) {
@@ -223,12 +225,12 @@ func (h *counterHub) request(c *conn, name string) {
 	}
 	e, err := h.lockLive(name)
 	if err != nil {
-		c.log.Error("load counter", "name", name, "err", err)
-		c.sendError(500, "counter %q could not be loaded; retry", name)
+		h.s.log.Error("load counter", "conn", c.ID(), "name", name, "err", err)
+		sendError(c, 500, "counter %q could not be loaded; retry", name)
 		return
 	}
 	e.subs[c] = struct{}{}
-	c.subs[name] = e
+	c.subscriptions()[name] = e
 	var st crdt.State
 	if node, ok := c.viewNode(); ok {
 		st = e.liveViewLocked(node)
@@ -242,21 +244,21 @@ func (h *counterHub) request(c *conn, name string) {
 // sync answers COUNTER_SYNC: check ownership, merge, then (once stored)
 // reply to the sender and forward the changed entries to the other
 // subscribers.
-func (h *counterHub) sync(c *conn, m wire.CounterSync) {
+func (h *counterHub) sync(c subscriber, m wire.CounterSync) {
 	if err := wire.ValidName(m.Name); err != nil {
-		c.sendError(400, "COUNTER_SYNC: %v", err)
+		sendError(c, 400, "COUNTER_SYNC: %v", err)
 		return
 	}
 	// Node ids are checked before anything is merged: a bad one (the "*"
 	// of a compact view among them) is refused and the counter stays
 	// healthy.
 	if n := len(m.State.Nodes()); n > h.s.cfg.MaxSyncNodes {
-		c.sendError(413, "COUNTER_SYNC %q carries %d node ids, over the limit of %d (--max-sync-nodes): send your own node's entries",
+		sendError(c, 413, "COUNTER_SYNC %q carries %d node ids, over the limit of %d (--max-sync-nodes): send your own node's entries",
 			m.Name, n, h.s.cfg.MaxSyncNodes)
 		return
 	}
 	if err := wire.ValidNodes(m.State); err != nil {
-		c.sendError(400, "COUNTER_SYNC %q: %v", m.Name, err)
+		sendError(c, 400, "COUNTER_SYNC %q: %v", m.Name, err)
 		return
 	}
 	if !h.subscribable(c, "COUNTER_SYNC", m.Name) {
@@ -264,32 +266,27 @@ func (h *counterHub) sync(c *conn, m wire.CounterSync) {
 	}
 	e, err := h.lockLive(m.Name)
 	if err != nil {
-		c.log.Error("load counter", "name", m.Name, "err", err)
-		c.sendError(500, "counter %q could not be loaded; retry", m.Name)
+		h.s.log.Error("load counter", "conn", c.ID(), "name", m.Name, "err", err)
+		sendError(c, 500, "counter %q could not be loaded; retry", m.Name)
 		return
 	}
-	defer e.mu.Unlock()
 	if !h.s.cfg.NoAuth {
-		if node, err := h.checkOwners(c, e, m.State); err != nil {
-			c.log.Error("claim node", "node", node, "err", err)
-			c.sendError(500, "COUNTER_SYNC %q: node ownership could not be recorded; retry", m.Name)
-			return
-		} else if node != "" {
-			c.sendError(403, "COUNTER_SYNC %q: node %q belongs to another user; use your own node id", m.Name, node)
+		if e = h.checkOwners(c, e, m); e == nil {
 			return
 		}
 	}
+	defer e.mu.Unlock()
 	// Changed entries go straight into the pending write.
 	wasEmpty := e.pending.Len() == 0
 	e.noteLocked(m.State)
 	n, err := e.ctr.MergeInto(m.State, &e.pending)
 	if err != nil {
-		c.sendError(400, "COUNTER_SYNC %q: %v", m.Name, err)
+		sendError(c, 400, "COUNTER_SYNC %q: %v", m.Name, err)
 		return
 	}
 	_, subscribed := e.subs[c]
 	e.subs[c] = struct{}{}
-	c.subs[m.Name] = e
+	c.subscriptions()[m.Name] = e
 
 	// A new subscriber gets the whole state; a subscriber only needs the
 	// merged values of what it sent (everything else reaches it as
@@ -326,12 +323,12 @@ func (h *counterHub) sync(c *conn, m wire.CounterSync) {
 
 // replyLocked sends msg now if everything it reports is stored, or queues
 // it until then. e.mu held.
-func (h *counterHub) replyLocked(e *counterEntry, c *conn, msg wire.Message) {
+func (h *counterHub) replyLocked(e *counterEntry, c subscriber, msg wire.Message) {
 	if e.durable >= e.seq {
-		c.send(msg)
+		c.Send(msg)
 		return
 	}
-	c.pending.Add(1)
+	c.awaiting(1)
 	e.waiters = append(e.waiters, counterReply{seq: e.seq, c: c, msg: msg})
 	if !e.writing { // only after a failed write left changes pending
 		h.startWriter(e)
@@ -361,7 +358,7 @@ func (h *counterHub) write(e *counterEntry) {
 
 		e.mu.Lock()
 		ready := e.takeWaiters(upto)
-		var subs []*conn
+		var subs []subscriber
 		if err != nil {
 			// The changes go back to pending, to be stored and forwarded
 			// by a later write. Replies that depend on them are refused,
@@ -372,7 +369,7 @@ func (h *counterHub) write(e *counterEntry) {
 		} else {
 			e.durable = upto
 			e.storedLocked(batch)
-			subs = make([]*conn, 0, len(e.subs))
+			subs = make([]subscriber, 0, len(e.subs))
 			for o := range e.subs {
 				if o != from { // the sole contributor already has it
 					subs = append(subs, o)
@@ -382,12 +379,11 @@ func (h *counterHub) write(e *counterEntry) {
 		e.mu.Unlock()
 		for _, r := range ready {
 			if err != nil {
-				r.c.sendError(500, "counter %q could not be persisted; retry", e.name)
+				sendError(r.c, 500, "counter %q could not be persisted; retry", e.name)
 			} else {
-				r.c.send(r.msg)
+				r.c.Send(r.msg)
 			}
-			r.c.pending.Add(-1)
-			r.c.signalSpace()
+			r.c.awaiting(-1)
 		}
 		for _, o := range subs {
 			o.pushUpdate(e, batch)
@@ -418,57 +414,110 @@ func (e *counterEntry) takeWaiters(upto uint64) []counterReply {
 	return ready
 }
 
-// checkOwners returns the first node whose entries s would raise and that
-// belongs to another user, claiming unowned nodes for c.user. e.mu held.
-func (h *counterHub) checkOwners(c *conn, e *counterEntry, s crdt.State) (string, error) {
-	check := func(node string) (string, error) {
+// checkOwners makes sure that every node whose entries m would raise in
+// e belongs to c's user (JWT mode). It returns the live entry of m.Name,
+// locked, to merge m into, or nil after answering c with an error. e.mu is
+// held on entry.
+//
+// Nodes not seen before are claimed for the user with one store batch
+// (Store.ClaimNodes) made without e.mu, so a frame with many new node ids
+// does not hold up other users' syncs of the counter. Entries only grow,
+// so the nodes m raises once e.mu is taken again are among those it raised
+// before: the loop ends after one claim unless the entry was reloaded
+// meanwhile.
+func (h *counterHub) checkOwners(c subscriber, e *counterEntry, m wire.CounterSync) *counterEntry {
+	user := c.User()
+	for {
+		bad, unknown := h.ownersLocked(e, m.State, user)
+		if bad != "" {
+			e.mu.Unlock()
+			sendError(c, 403, "COUNTER_SYNC %q: node %q belongs to another user; use your own node id", m.Name, bad)
+			return nil
+		}
+		if len(unknown) == 0 {
+			return e
+		}
+		e.mu.Unlock()
+		if err := h.claim(unknown, user); err != nil {
+			h.s.log.Error("claim nodes", "conn", c.ID(), "nodes", len(unknown), "err", err)
+			sendError(c, 500, "COUNTER_SYNC %q: node ownership could not be recorded; retry", m.Name)
+			return nil
+		}
+		var err error
+		if e, err = h.lockLive(m.Name); err != nil {
+			h.s.log.Error("load counter", "conn", c.ID(), "name", m.Name, "err", err)
+			sendError(c, 500, "counter %q could not be loaded; retry", m.Name)
+			return nil
+		}
+	}
+}
+
+// ownersLocked looks up the owners of the nodes whose entries s would
+// raise in e: it returns a node owned by someone other than user, if any,
+// else the nodes whose owner is not known yet. e.mu held.
+func (h *counterHub) ownersLocked(e *counterEntry, s crdt.State, user string) (bad string, unknown []string) {
+	var seen map[string]bool
+	check := func(node string) bool {
+		if seen[node] {
+			return true
+		}
 		h.ownersMu.RLock()
 		owner, ok := h.owners[node]
 		h.ownersMu.RUnlock()
-		if !ok {
-			ctx, cancel := context.WithTimeout(context.Background(), storeTimeout)
-			var err error
-			owner, err = h.s.cfg.Store.ClaimNode(ctx, node, c.user)
-			cancel()
-			if err != nil {
-				return node, err
+		switch {
+		case !ok:
+			if seen == nil {
+				seen = make(map[string]bool)
 			}
-			h.ownersMu.Lock()
-			h.owners[node] = owner
-			h.ownersMu.Unlock()
+			seen[node] = true
+			unknown = append(unknown, node)
+		case owner != user:
+			bad = node
+			return false
 		}
-		if owner != c.user {
-			return node, nil
-		}
-		return "", nil
+		return true
 	}
 	for node, v := range s.P {
-		if p, _ := e.ctr.Entry(node); v > p {
-			if bad, err := check(node); err != nil || bad != "" {
-				return bad, err
-			}
+		if p, _ := e.ctr.Entry(node); v > p && !check(node) {
+			return bad, nil
 		}
 	}
 	for node, v := range s.N {
-		if _, n := e.ctr.Entry(node); v > n {
-			if bad, err := check(node); err != nil || bad != "" {
-				return bad, err
-			}
+		if _, n := e.ctr.Entry(node); v > n && !check(node) {
+			return bad, nil
 		}
 	}
-	return "", nil
+	return "", unknown
+}
+
+// claim binds the unbound nodes to user with one store batch and caches
+// the owners of all of them.
+func (h *counterHub) claim(nodes []string, user string) error {
+	ctx, cancel := context.WithTimeout(context.Background(), storeTimeout)
+	owners, err := h.s.cfg.Store.ClaimNodes(ctx, nodes, user)
+	cancel()
+	if err != nil {
+		return err
+	}
+	h.ownersMu.Lock()
+	for i, node := range nodes {
+		h.owners[node] = owners[i]
+	}
+	h.ownersMu.Unlock()
+	return nil
 }
 
 // unsubscribe answers COUNTER_UNSUBSCRIBE: c no longer gets the counter's
 // updates, and the server forgets the counter if nothing else uses it.
 // Unknown or unsubscribed names are ignored (the message is idempotent).
 // Reader goroutine.
-func (h *counterHub) unsubscribe(c *conn, name string) {
-	e, ok := c.subs[name]
+func (h *counterHub) unsubscribe(c subscriber, name string) {
+	subs := c.subscriptions()
+	e, ok := subs[name]
 	if !ok {
 		return
 	}
-	delete(c.subs, name)
+	delete(subs, name)
 	e.mu.Lock()
 	delete(e.subs, c)
 	idle := e.idleLocked()
@@ -480,8 +529,9 @@ func (h *counterHub) unsubscribe(c *conn, name string) {
 }
 
 // unsubscribeAll drops c from every counter it subscribed to.
-func (h *counterHub) unsubscribeAll(c *conn) {
-	for _, e := range c.subs {
+func (h *counterHub) unsubscribeAll(c subscriber) {
+	subs := c.subscriptions()
+	for _, e := range subs {
 		e.mu.Lock()
 		delete(e.subs, c)
 		idle := e.idleLocked()
@@ -490,5 +540,5 @@ func (h *counterHub) unsubscribeAll(c *conn) {
 			h.forget(e)
 		}
 	}
-	clear(c.subs)
+	clear(subs)
 }

@@ -16,6 +16,7 @@ import (
 	"github.com/coder/websocket"
 
 	"github.com/topgun-go/topgun/internal/etcdtest"
+	"github.com/topgun-go/topgun/server/locks/etcdlocks"
 	"github.com/topgun-go/topgun/server/storage"
 	"github.com/topgun-go/topgun/sync/wire"
 )
@@ -77,8 +78,7 @@ func withEtcd(t *testing.T, cfg Config) Config {
 	if sharedEtcd.err != nil {
 		t.Fatal(sharedEtcd.err)
 	}
-	cfg.Etcd = sharedEtcd.c.Client(t)
-	cfg.EtcdPrefix = fmt.Sprintf("/test/%d", prefixSeq.Add(1))
+	cfg.Locks = etcdlocks.Backend(sharedEtcd.c.Client(t), etcdlocks.Config{Prefix: fmt.Sprintf("/test/%d", prefixSeq.Add(1))})
 	return cfg
 }
 

@@ -1,11 +1,11 @@
 package server
 
 import (
-	"context"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/topgun-go/topgun/server/locks/etcdlocks"
 	"github.com/topgun-go/topgun/sync/wire"
 )
 
@@ -56,7 +56,7 @@ func TestReleaseBySameUserElsewhere(t *testing.T) {
 		cfg := mode(t, Config{JWTSecret: testSecret})
 		url1, _ := start(t, cfg)
 		url2 := url1
-		if cfg.Etcd != nil {
+		if cfg.Locks != nil {
 			url2, _ = start(t, cfg)
 		}
 		testReleaseBySameUser(t, url1, url2)
@@ -88,57 +88,14 @@ func testReleaseBySameUser(t *testing.T, url1, url2 string) {
 	}
 }
 
-// TestEtcdLeaseLost: when the node's lease ends (here revoked behind its
-// back, as when etcd is unreachable for longer than the TTL), its holders
-// are told, and the node takes a new lease and grants again.
-func TestEtcdLeaseLost(t *testing.T) {
+// TestLocksBackendError: New fails with the lock backend's error (here an
+// etcd lease an election could outlast).
+func TestLocksBackendError(t *testing.T) {
 	t.Parallel()
-	cfg := withEtcd(t, Config{})
-	url, srv := start(t, cfg)
-	a, b := dial(t, url), dial(t, url)
-	a.send(lockReq("1", "z", 60000, 0))
-	g := expect[wire.LockGranted](a)
-
-	l := srv.locks.(*etcdLocks)
-	l.mu.Lock()
-	lease := l.lease
-	l.mu.Unlock()
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	if _, err := cfg.Etcd.Revoke(ctx, lease); err != nil {
-		t.Fatal(err)
-	}
-	lost := expect[wire.LockLost](a)
-	if lost.FencingToken != g.FencingToken || (lost.Reason != wire.ReasonUnavailable && lost.Reason != wire.ReasonReleased) {
-		t.Fatalf("lost %+v", lost)
-	}
-	// A new lease comes; meanwhile requests are denied as unavailable.
-	for {
-		b.send(lockReq("2", "z", 60000, 0))
-		switch m := b.next().(type) {
-		case wire.LockGranted:
-			if m.FencingToken <= g.FencingToken {
-				t.Fatalf("token %d after %d", m.FencingToken, g.FencingToken)
-			}
-			return
-		case wire.LockReleased:
-			if m.Reason != wire.ReasonUnavailable {
-				t.Fatalf("denied %+v while the lease is replaced", m)
-			}
-			time.Sleep(20 * time.Millisecond)
-		default:
-			t.Fatalf("got %#v", m)
-		}
-	}
-}
-
-// TestEtcdLeaseTTLTooShort: a lease that an etcd election could outlast is
-// refused with the reason.
-func TestEtcdLeaseTTLTooShort(t *testing.T) {
-	t.Parallel()
-	cfg := withEtcd(t, Config{NoAuth: true, Store: storageForTest(t), EtcdLeaseTTL: time.Second})
+	cfg := withEtcd(t, Config{NoAuth: true, Store: storageForTest(t)})
+	cfg.Locks = etcdlocks.Backend(sharedEtcd.c.Client(t), etcdlocks.Config{LeaseTTL: time.Second})
 	_, err := New(cfg)
 	if err == nil || !strings.Contains(err.Error(), "election") {
-		t.Fatalf("New with a 1s lease: %v", err)
+		t.Fatalf("New with a 1s etcd lease: %v", err)
 	}
 }

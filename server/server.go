@@ -15,6 +15,7 @@ import (
 	"github.com/gobwas/ws"
 	"github.com/golang-jwt/jwt/v5"
 
+	"github.com/topgun-go/topgun/server/locks"
 	"github.com/topgun-go/topgun/sync/wire"
 )
 
@@ -24,7 +25,7 @@ type Server struct {
 	log      *slog.Logger
 	verifier *verifier
 	counters *counterHub
-	locks    lockService
+	locks    locks.Service
 	http     *http.Server
 
 	nextID  atomic.Uint64
@@ -55,20 +56,21 @@ func New(cfg Config) (*Server, error) {
 		s.verifier = v
 	}
 	s.counters = newCounterHub(s)
-	if cfg.Etcd != nil {
-		el := newEtcdLocks(s)
-		// Serve lock requests from the first connection on.
-		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-		err := el.waitLease(ctx)
-		cancel()
-		if err != nil {
-			el.close()
-			return nil, err
-		}
-		s.locks = el
-	} else {
-		s.locks = newLockManager(s)
+	backend := cfg.Locks
+	if backend == nil {
+		backend = locks.Memory(cfg.Store)
 	}
+	ls, err := backend(locks.Options{
+		DefaultTTL: cfg.DefaultLockTTL,
+		MaxTTL:     cfg.MaxLockTTL,
+		MaxLocks:   cfg.MaxLocks,
+		Logger:     cfg.Logger,
+	})
+	if err != nil {
+		s.counters.close()
+		return nil, err
+	}
+	s.locks = ls
 	s.http = &http.Server{
 		Handler:           s.Handler(),
 		ReadHeaderTimeout: 10 * time.Second,
@@ -140,7 +142,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	s.mu.Unlock()
 	err := s.http.Shutdown(ctx)
 	s.wg.Wait()
-	s.locks.close()
+	s.locks.Close()
 	s.counters.close()
 	return err
 }
@@ -175,7 +177,7 @@ func (s *Server) serveConn(c *conn) {
 	defer s.wg.Done()
 	c.run()
 
-	s.locks.disconnect(c)
+	s.locks.Disconnect(c)
 	s.counters.unsubscribeAll(c)
 	c.closeAfterFlush()
 	select {

@@ -55,6 +55,8 @@ import (
 
 	"github.com/topgun-go/topgun/internal/version"
 	"github.com/topgun-go/topgun/server"
+	"github.com/topgun-go/topgun/server/locks"
+	"github.com/topgun-go/topgun/server/locks/etcdlocks"
 	"github.com/topgun-go/topgun/server/storage"
 	"github.com/topgun-go/topgun/server/storage/boltstore"
 	"github.com/topgun-go/topgun/server/storage/etcdstore"
@@ -195,14 +197,15 @@ func run(args []string) error {
 		return errors.New("no JWT secret: set --jwt-secret or JWT_SECRET, or run with --no-auth (TOPGUN_NO_AUTH=1) to accept every connection")
 	}
 
+	// The backends: counters, node owners and fencing in a store, locks in
+	// a lock service. Package server only speaks the protocol over them.
 	var (
 		store   storage.Store
-		etcdCli *clientv3.Client
+		lockSvc locks.Backend // nil: in memory on store
 		where   = *data
 	)
 	if *etcdEPs != "" {
-		var err error
-		etcdCli, err = clientv3.New(clientv3.Config{
+		etcdCli, err := clientv3.New(clientv3.Config{
 			Endpoints:   splitList(*etcdEPs),
 			DialTimeout: 5 * time.Second,
 			Logger:      zap.NewNop(),
@@ -219,6 +222,11 @@ func run(args []string) error {
 			return err
 		}
 		store, where = es, "etcd "+*etcdEPs
+		lockSvc = etcdlocks.Backend(etcdCli, etcdlocks.Config{
+			Prefix:         *etcdPrefix,
+			LeaseTTL:       *etcdLease,
+			RequestTimeout: *etcdTimeout,
+		})
 	} else if *data == "memory" {
 		store = storage.NewMemory()
 	} else {
@@ -247,10 +255,7 @@ func run(args []string) error {
 		RateLimit:        float64(*fRateLimit),
 		RateBurst:        *fRateBurst,
 
-		Etcd:               etcdCli,
-		EtcdPrefix:         *etcdPrefix,
-		EtcdLeaseTTL:       *etcdLease,
-		EtcdRequestTimeout: *etcdTimeout,
+		Locks: lockSvc,
 	}
 	cfg.AllowedOrigins = splitList(*origins)
 	if *static != "" {

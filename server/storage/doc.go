@@ -20,6 +20,6 @@
 // fit it, and all of them run the one shared suite in package storagetest.
 //
 // Arguments are checked the same way by every implementation (see
-// ValidateMerge, ValidateClaim and ValidateReserve); a bad argument gives an
+// ValidateMerge, ValidateClaims and ValidateReserve); a bad argument gives an
 // error wrapping ErrInvalid and stores nothing.
 package storage

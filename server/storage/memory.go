@@ -73,19 +73,24 @@ func (m *memory) MergeCounter(ctx context.Context, name string, entries crdt.Sta
 	return nil
 }
 
-func (m *memory) ClaimNode(ctx context.Context, node, user string) (string, error) {
-	if err := ValidateClaim(node, user); err != nil {
-		return "", err
+func (m *memory) ClaimNodes(ctx context.Context, nodes []string, user string) ([]string, error) {
+	if err := ValidateClaims(nodes, user); err != nil {
+		return nil, err
 	}
 	if err := m.lock(ctx); err != nil {
-		return "", err
+		return nil, err
 	}
 	defer m.mu.Unlock()
-	if owner, ok := m.owners[node]; ok {
-		return owner, nil
+	owners := make([]string, len(nodes))
+	for i, node := range nodes {
+		owner, ok := m.owners[node]
+		if !ok {
+			owner = user
+			m.owners[node] = user
+		}
+		owners[i] = owner
 	}
-	m.owners[node] = user
-	return user, nil
+	return owners, nil
 }
 
 func (m *memory) ReserveFencing(ctx context.Context, n uint64) (uint64, error) {

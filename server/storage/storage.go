@@ -21,12 +21,17 @@ type Store interface {
 	// an invalid state returns an error and stores nothing. Zero entries are
 	// the same as absent ones and are not stored.
 	MergeCounter(ctx context.Context, name string, entries crdt.State) error
-	// ClaimNode binds counter node id node to user if node is unbound,
-	// durably, and returns the owner: user when it just bound it or it was
-	// already bound to user, otherwise the other owner. Atomic: two
+	// ClaimNodes binds each counter node id of nodes to user if it is
+	// unbound, durably, and returns the owners: owners[i] is user when
+	// nodes[i] was just bound or already bound to user, otherwise the
+	// other owner. It is one durable write for all of them (the new node
+	// ids of one COUNTER_SYNC). Each node is claimed atomically: two
 	// concurrent claims of one node by different users yield one owner for
-	// both.
-	ClaimNode(ctx context.Context, node, user string) (owner string, err error)
+	// both. An error may leave some of the nodes claimed, which a retry
+	// then reports as user's. nodes may repeat, and may be empty. An
+	// invalid node or user fails the whole call with ErrInvalid and claims
+	// nothing.
+	ClaimNodes(ctx context.Context, nodes []string, user string) (owners []string, err error)
 	// ReserveFencing durably raises the fencing-token high-water mark by n
 	// (n ≥ 1) and returns first, such that tokens first..first+n-1 belong to
 	// the caller. Every range ever returned is strictly above every range
@@ -108,14 +113,16 @@ func ValidateMerge(name string, entries crdt.State) error {
 	return nil
 }
 
-// ValidateClaim checks the arguments of ClaimNode: node as in a counter
-// entry, and a non-empty user.
-func ValidateClaim(node, user string) error {
-	if err := validateNode(node); err != nil {
-		return err
-	}
+// ValidateClaims checks the arguments of ClaimNodes: nodes as in counter
+// entries, and a non-empty user.
+func ValidateClaims(nodes []string, user string) error {
 	if user == "" {
 		return fmt.Errorf("%w: empty user", ErrInvalid)
+	}
+	for _, node := range nodes {
+		if err := validateNode(node); err != nil {
+			return err
+		}
 	}
 	return nil
 }

@@ -275,27 +275,33 @@ func (s *Store) MergeCounter(ctx context.Context, name string, entries crdt.Stat
 	})
 }
 
-// ClaimNode implements storage.Store. It always runs in a write transaction,
-// even when the node is already bound: a read-only transaction could see a
-// binding whose commit has not been fsync'd yet.
-func (s *Store) ClaimNode(ctx context.Context, node, user string) (string, error) {
-	if err := storage.ValidateClaim(node, user); err != nil {
-		return "", err
+// ClaimNodes implements storage.Store: one write transaction (shared with
+// other writers by db.Batch) for every node. It is a write transaction
+// even when every node is bound already: a read-only transaction could see
+// a binding whose commit has not been fsync'd yet.
+func (s *Store) ClaimNodes(ctx context.Context, nodes []string, user string) ([]string, error) {
+	if err := storage.ValidateClaims(nodes, user); err != nil {
+		return nil, err
 	}
-	var owner string
+	owners := make([]string, len(nodes))
 	err := s.batch(ctx, func(tx *bolt.Tx) error {
 		b := tx.Bucket(bucketNodes)
-		if v := b.Get([]byte(node)); v != nil {
-			owner = string(v)
-			return nil
+		for i, node := range nodes {
+			if v := b.Get([]byte(node)); v != nil {
+				owners[i] = string(v)
+				continue
+			}
+			owners[i] = user
+			if err := b.Put([]byte(node), []byte(user)); err != nil {
+				return err
+			}
 		}
-		owner = user
-		return b.Put([]byte(node), []byte(user))
+		return nil
 	})
 	if err != nil {
-		return "", err
+		return nil, err
 	}
-	return owner, nil
+	return owners, nil
 }
 
 // ReserveFencing implements storage.Store.

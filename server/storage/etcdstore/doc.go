@@ -66,8 +66,9 @@
 // a put in both branches of one nested transaction is allowed), which
 // cannot happen here as each entry has its own key.
 //
-// ClaimNode is one transaction: If(CreateRevision(owner key) = 0)
-// Then(Put) Else(Get). ReserveFencing is a compare-and-swap on the fence
+// ClaimNodes holds one nested transaction per node, If(CreateRevision(owner
+// key) = 0) Then(Put) Else(Get), split like MergeCounter's (distinct nodes
+// only, so no key comes twice). ReserveFencing is a compare-and-swap on the fence
 // key's ModRevision whose Else branch reads the key, so a lost race costs
 // one more round trip.
 //

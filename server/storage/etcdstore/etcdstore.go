@@ -263,32 +263,69 @@ func (s *Store) MergeCounter(ctx context.Context, name string, entries crdt.Stat
 	return nil
 }
 
-// ClaimNode implements storage.Store: one transaction that creates the
-// owner key if it is missing and reads it otherwise.
-func (s *Store) ClaimNode(ctx context.Context, node, user string) (string, error) {
-	if err := storage.ValidateClaim(node, user); err != nil {
-		return "", err
+// claimOp is the operation that binds the owner key k to user unless it
+// is bound, and reads it otherwise: one nesting level, one operation per
+// branch, like raiseOp.
+func claimOp(k, user string) clientv3.Op {
+	return clientv3.OpTxn(
+		[]clientv3.Cmp{clientv3.Compare(clientv3.CreateRevision(k), "=", 0)},
+		[]clientv3.Op{clientv3.OpPut(k, user)},
+		[]clientv3.Op{clientv3.OpGet(k)},
+	)
+}
+
+// ClaimNodes implements storage.Store: one transaction holding one claimOp
+// per distinct node, or, for more nodes, one per entriesPerTxn of them
+// (etcd's --max-txn-ops, as MergeCounter). Each claimOp is atomic on its
+// own, so a failure between transactions leaves claims a retry completes.
+func (s *Store) ClaimNodes(ctx context.Context, nodes []string, user string) ([]string, error) {
+	if err := storage.ValidateClaims(nodes, user); err != nil {
+		return nil, err
 	}
 	if err := s.check(ctx); err != nil {
-		return "", err
+		return nil, err
 	}
-	k := s.ownerKey(node)
-	resp, err := s.cli.Txn(ctx).
-		If(clientv3.Compare(clientv3.CreateRevision(k), "=", 0)).
-		Then(clientv3.OpPut(k, user)).
-		Else(clientv3.OpGet(k)).
-		Commit()
-	if err != nil {
-		return "", fmt.Errorf("etcdstore: claim %q: %w", node, err)
+	owner := make(map[string]string, len(nodes))
+	distinct := make([]string, 0, len(nodes))
+	for _, node := range nodes {
+		if _, dup := owner[node]; !dup {
+			owner[node] = ""
+			distinct = append(distinct, node)
+		}
 	}
-	if resp.Succeeded {
-		return user, nil
+	for len(distinct) > 0 {
+		chunk := distinct[:min(len(distinct), entriesPerTxn)]
+		distinct = distinct[len(chunk):]
+		ops := make([]clientv3.Op, len(chunk))
+		for i, node := range chunk {
+			ops[i] = claimOp(s.ownerKey(node), user)
+		}
+		resp, err := s.cli.Txn(ctx).Then(ops...).Commit()
+		if err != nil {
+			return nil, fmt.Errorf("etcdstore: claim %d nodes: %w", len(chunk), err)
+		}
+		for i, node := range chunk {
+			tr := resp.Responses[i].GetResponseTxn()
+			if tr.GetSucceeded() {
+				owner[node] = user
+				continue
+			}
+			rs := tr.GetResponses()
+			if len(rs) == 0 {
+				return nil, fmt.Errorf("etcdstore: claim %q: no owner read", node)
+			}
+			kvs := rs[0].GetResponseRange().GetKvs()
+			if len(kvs) == 0 || len(kvs[0].Value) == 0 {
+				return nil, fmt.Errorf("etcdstore: claim %q: owner key %q is empty", node, s.ownerKey(node))
+			}
+			owner[node] = string(kvs[0].Value)
+		}
 	}
-	kvs := resp.Responses[0].GetResponseRange().GetKvs()
-	if len(kvs) == 0 || len(kvs[0].Value) == 0 {
-		return "", fmt.Errorf("etcdstore: claim %q: owner key %q is empty", node, k)
+	owners := make([]string, len(nodes))
+	for i, node := range nodes {
+		owners[i] = owner[node]
 	}
-	return string(kvs[0].Value), nil
+	return owners, nil
 }
 
 // ReserveFencing implements storage.Store: a compare-and-swap on the fence

@@ -141,7 +141,7 @@ func TestKeyLayout(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := s.ClaimNode(ctx, "x/y", "alice"); err != nil {
+	if _, err := s.ClaimNodes(ctx, []string{"x/y"}, "alice"); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := s.ReserveFencing(ctx, 3); err != nil {
@@ -294,26 +294,81 @@ func TestOneTxnPerMerge(t *testing.T) {
 }
 
 // TestTxnLimit pins the etcd rule entriesPerTxn relies on: under the
-// default --max-txn-ops a transaction holds entriesPerTxn raiseOps and no
-// more, as a nested transaction counts against its parent's budget.
+// default --max-txn-ops a transaction holds entriesPerTxn raiseOps (or
+// claimOps) and no more, as a nested transaction counts against its
+// parent's budget.
 func TestTxnLimit(t *testing.T) {
 	t.Parallel()
 	cli := newClient(t, shared.Endpoints())
 	prefix := uniquePrefix()
-	txn := func(n int) error {
-		ops := make([]clientv3.Op, n)
-		for i := range ops {
-			ops[i] = raiseOp(fmt.Sprintf("%s/%d", prefix, i), 1)
+	for _, c := range []struct {
+		name string
+		op   func(key string) clientv3.Op
+	}{
+		{"raiseOp", func(key string) clientv3.Op { return raiseOp(key, 1) }},
+		{"claimOp", func(key string) clientv3.Op { return claimOp(key, "alice") }},
+	} {
+		txn := func(n int) error {
+			ops := make([]clientv3.Op, n)
+			for i := range ops {
+				ops[i] = c.op(fmt.Sprintf("%s/%s/%d", prefix, c.name, i))
+			}
+			_, err := cli.Txn(context.Background()).Then(ops...).Commit()
+			return err
 		}
-		_, err := cli.Txn(context.Background()).Then(ops...).Commit()
-		return err
+		if err := txn(entriesPerTxn); err != nil {
+			t.Errorf("txn of %d %ss: %v", entriesPerTxn, c.name, err)
+		}
+		// Matched by text: importing go.etcd.io/etcd/api/v3 for rpctypes
+		// would make it a direct dependency for one test.
+		if err := txn(entriesPerTxn + 1); err == nil || !strings.Contains(err.Error(), "too many operations in txn request") {
+			t.Errorf("txn of %d %ss = %v, want \"too many operations in txn request\"", entriesPerTxn+1, c.name, err)
+		}
 	}
-	if err := txn(entriesPerTxn); err != nil {
-		t.Errorf("txn of %d raiseOps: %v", entriesPerTxn, err)
+}
+
+// TestOneTxnPerClaim checks on a cluster of its own that ClaimNodes of up
+// to entriesPerTxn new nodes is one transaction, and of more one per
+// entriesPerTxn of them (repeats count once); a claim of bound nodes only
+// reads.
+func TestOneTxnPerClaim(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	cli := etcdtest.New(t, 1).Client(t)
+	s := newStore(t, cli, "")
+	nodes := func(prefix string, n int) []string {
+		out := make([]string, n)
+		for i := range out {
+			out[i] = fmt.Sprintf("%s-%d", prefix, i)
+		}
+		return out
 	}
-	// Matched by text: importing go.etcd.io/etcd/api/v3 for rpctypes would
-	// make it a direct dependency for one test.
-	if err := txn(entriesPerTxn + 1); err == nil || !strings.Contains(err.Error(), "too many operations in txn request") {
-		t.Errorf("txn of %d raiseOps = %v, want \"too many operations in txn request\"", entriesPerTxn+1, err)
+	for i, c := range []struct {
+		nodes []string
+		txns  int64
+	}{
+		{nodes("a", 1), 1},
+		{nodes("b", entriesPerTxn), 1},
+		{append(nodes("c", entriesPerTxn), nodes("c", 5)...), 1}, // repeats
+		{nodes("d", entriesPerTxn+1), 2},
+		{nodes("e", 300), 3},
+		{nodes("e", 300), 0}, // bound already
+	} {
+		before := revision(t, cli)
+		owners, err := s.ClaimNodes(ctx, c.nodes, "alice")
+		if err != nil {
+			t.Fatalf("step %d: %d nodes: %v", i, len(c.nodes), err)
+		}
+		if got := revision(t, cli) - before; got != c.txns {
+			t.Errorf("step %d: claim of %d nodes advanced the revision by %d, want %d", i, len(c.nodes), got, c.txns)
+		}
+		if len(owners) != len(c.nodes) {
+			t.Fatalf("step %d: %d owners for %d nodes", i, len(owners), len(c.nodes))
+		}
+		for j, o := range owners {
+			if o != "alice" {
+				t.Fatalf("step %d: owner of %s is %q", i, c.nodes[j], o)
+			}
+		}
 	}
 }

@@ -36,6 +36,9 @@ func Run(t *testing.T, open func(t *testing.T) storage.Store) {
 		{"ConcurrentMerge", testConcurrentMerge},
 		{"ClaimNode", testClaimNode},
 		{"ClaimNodeRace", testClaimNodeRace},
+		{"ClaimNodes", testClaimNodes},
+		{"ClaimNodesMany", testClaimNodesMany},
+		{"ClaimNodesRace", testClaimNodesRace},
 		{"ReserveFencing", testReserveFencing},
 		{"ReserveFencingConcurrent", testReserveFencingConcurrent},
 		{"CanceledContext", testCanceledContext},
@@ -198,8 +201,8 @@ func testLimits(t *testing.T, s storage.Store) {
 		merge(t, s, name, st)
 		wantState(t, s, name, st)
 	}
-	if _, err := s.ClaimNode(ctx, node, "u"); err != nil {
-		t.Errorf("ClaimNode(%d-byte node): %v", len(node), err)
+	if _, err := s.ClaimNodes(ctx, []string{node}, "u"); err != nil {
+		t.Errorf("ClaimNodes(%d-byte node): %v", len(node), err)
 	}
 }
 
@@ -311,13 +314,25 @@ func testConcurrentMerge(t *testing.T, s storage.Store) {
 
 func claim(t *testing.T, s storage.Store, node, user, want string) {
 	t.Helper()
-	got, err := s.ClaimNode(ctx, node, user)
+	got, err := claimOne(s, node, user)
 	if err != nil {
-		t.Fatalf("ClaimNode(%q, %q): %v", node, user, err)
+		t.Fatalf("claim %q for %q: %v", node, user, err)
 	}
 	if got != want {
-		t.Fatalf("ClaimNode(%q, %q) = %q, want %q", node, user, got, want)
+		t.Fatalf("claim %q for %q: owner %q, want %q", node, user, got, want)
 	}
+}
+
+// claimOne claims one node.
+func claimOne(s storage.Store, node, user string) (string, error) {
+	owners, err := s.ClaimNodes(ctx, []string{node}, user)
+	if err != nil {
+		return "", err
+	}
+	if len(owners) != 1 {
+		return "", fmt.Errorf("ClaimNodes of one node returned %d owners", len(owners))
+	}
+	return owners[0], nil
 }
 
 func testClaimNode(t *testing.T, s storage.Store) {
@@ -332,8 +347,8 @@ func testClaimNode(t *testing.T, s storage.Store) {
 		{"n3", ""},
 		{strings.Repeat("x", storage.MaxNodeLen+1), "alice"},
 	} {
-		if _, err := s.ClaimNode(ctx, c.node, c.user); !errors.Is(err, storage.ErrInvalid) {
-			t.Errorf("ClaimNode(%q, %q) = %v, want ErrInvalid", c.node, c.user, err)
+		if _, err := claimOne(s, c.node, c.user); !errors.Is(err, storage.ErrInvalid) {
+			t.Errorf("claim %q for %q: %v, want ErrInvalid", c.node, c.user, err)
 		}
 	}
 	// The failed claims bound nothing.
@@ -354,9 +369,9 @@ func testClaimNodeRace(t *testing.T, s storage.Store) {
 				if g%2 == 1 {
 					user = "bob"
 				}
-				owner, err := s.ClaimNode(ctx, node, user)
+				owner, err := claimOne(s, node, user)
 				if err != nil {
-					t.Errorf("ClaimNode: %v", err)
+					t.Errorf("ClaimNodes: %v", err)
 				}
 				owners[g] = owner
 			})
@@ -372,6 +387,124 @@ func testClaimNodeRace(t *testing.T, s storage.Store) {
 			}
 		}
 		claim(t, s, node, "carol", owners[0])
+	}
+}
+
+func claimAll(t *testing.T, s storage.Store, nodes []string, user string, want []string) {
+	t.Helper()
+	got, err := s.ClaimNodes(ctx, nodes, user)
+	if err != nil {
+		t.Fatalf("ClaimNodes(%d nodes, %q): %v", len(nodes), user, err)
+	}
+	if !slices.Equal(got, want) {
+		t.Fatalf("ClaimNodes(%q, %q) = %q, want %q", nodes, user, got, want)
+	}
+}
+
+func testClaimNodes(t *testing.T, s storage.Store) {
+	claim(t, s, "a1", "alice", "alice")
+	claim(t, s, "b1", "bob", "bob")
+	// New nodes, the user's own, another's and a repeated one in one call.
+	claimAll(t, s, []string{"a1", "a2", "b1", "a3", "a2"}, "alice", []string{"alice", "alice", "bob", "alice", "alice"})
+	claimAll(t, s, []string{"a2", "b2", "a3"}, "bob", []string{"alice", "bob", "alice"})
+	claimAll(t, s, nil, "alice", []string{})
+	// Claims of one node agree.
+	claim(t, s, "a3", "bob", "alice")
+	claim(t, s, "b2", "alice", "bob")
+	for _, c := range []struct {
+		nodes []string
+		user  string
+	}{
+		{[]string{"c1", ""}, "carol"},
+		{[]string{"c1", strings.Repeat("x", storage.MaxNodeLen+1)}, "carol"},
+		{[]string{"c1"}, ""},
+	} {
+		if _, err := s.ClaimNodes(ctx, c.nodes, c.user); !errors.Is(err, storage.ErrInvalid) {
+			t.Errorf("ClaimNodes(%q, %q) = %v, want ErrInvalid", c.nodes, c.user, err)
+		}
+	}
+	// The failed calls claimed nothing.
+	claim(t, s, "c1", "dave", "dave")
+}
+
+// testClaimNodesMany claims more nodes than one etcd transaction holds.
+func testClaimNodesMany(t *testing.T, s storage.Store) {
+	const n = 300
+	var nodes, mine, want []string
+	for i := range n {
+		nodes = append(nodes, fmt.Sprintf("m-%d", i))
+		mine = append(mine, "alice")
+		if i%3 == 0 {
+			claim(t, s, nodes[i], "bob", "bob")
+			want = append(want, "bob")
+		} else {
+			want = append(want, "alice")
+		}
+	}
+	claimAll(t, s, nodes, "alice", want)
+	claimAll(t, s, nodes, "carol", want)
+	for i := range n {
+		if i%3 != 0 {
+			claim(t, s, nodes[i], "bob", "alice")
+		}
+	}
+	// alice's own nodes again, alone: all hers.
+	var hers []string
+	for i := range n {
+		if i%3 != 0 {
+			hers = append(hers, nodes[i])
+		}
+	}
+	claimAll(t, s, hers, "alice", mine[:len(hers)])
+}
+
+// testClaimNodesRace: batches of two users over the same nodes, in
+// different orders, see one owner per node.
+func testClaimNodesRace(t *testing.T, s storage.Store) {
+	const goroutines = 10
+	nodes := make([]string, 40)
+	for i := range nodes {
+		nodes[i] = fmt.Sprintf("r-%d", i)
+	}
+	results := make([][]string, goroutines)
+	var wg sync.WaitGroup
+	start := make(chan struct{})
+	for g := range goroutines {
+		wg.Go(func() {
+			<-start
+			user := []string{"alice", "bob"}[g%2]
+			// Each goroutine claims the nodes in its own order.
+			order := slices.Clone(nodes)
+			rand.New(rand.NewPCG(uint64(g), 3)).Shuffle(len(order), func(i, j int) { order[i], order[j] = order[j], order[i] })
+			owners, err := s.ClaimNodes(ctx, order, user)
+			if err != nil {
+				t.Errorf("ClaimNodes: %v", err)
+				return
+			}
+			byNode := make([]string, len(nodes))
+			for i, node := range order {
+				var k int
+				fmt.Sscanf(node, "r-%d", &k)
+				byNode[k] = owners[i]
+			}
+			results[g] = byNode
+		})
+	}
+	close(start)
+	wg.Wait()
+	for i, node := range nodes {
+		owner, err := claimOne(s, node, "carol")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if owner != "alice" && owner != "bob" {
+			t.Fatalf("%s: owner %q", node, owner)
+		}
+		for g, r := range results {
+			if r != nil && r[i] != owner {
+				t.Fatalf("%s: goroutine %d saw owner %q, the store has %q", node, g, r[i], owner)
+			}
+		}
 	}
 }
 
@@ -458,8 +591,8 @@ func testCanceledContext(t *testing.T, s storage.Store) {
 	if err := s.MergeCounter(c, "cc", crdt.State{P: map[string]int64{"a": 1}}); err == nil {
 		t.Error("MergeCounter(canceled) = nil, want error")
 	}
-	if _, err := s.ClaimNode(c, "cc", "alice"); err == nil {
-		t.Error("ClaimNode(canceled) = nil, want error")
+	if _, err := s.ClaimNodes(c, []string{"cc"}, "alice"); err == nil {
+		t.Error("ClaimNodes(canceled) = nil, want error")
 	}
 	if _, err := s.ReserveFencing(c, 1); err == nil {
 		t.Error("ReserveFencing(canceled) = nil, want error")
@@ -486,8 +619,8 @@ func testClosed(t *testing.T, s storage.Store) {
 	if err := s.MergeCounter(ctx, "c", crdt.State{P: map[string]int64{"a": 2}}); !errors.Is(err, storage.ErrClosed) {
 		t.Errorf("MergeCounter after Close = %v, want ErrClosed", err)
 	}
-	if _, err := s.ClaimNode(ctx, "n", "alice"); !errors.Is(err, storage.ErrClosed) {
-		t.Errorf("ClaimNode after Close = %v, want ErrClosed", err)
+	if _, err := s.ClaimNodes(ctx, []string{"n"}, "alice"); !errors.Is(err, storage.ErrClosed) {
+		t.Errorf("ClaimNodes after Close = %v, want ErrClosed", err)
 	}
 	if _, err := s.ReserveFencing(ctx, 1); !errors.Is(err, storage.ErrClosed) {
 		t.Errorf("ReserveFencing after Close = %v, want ErrClosed", err)
@@ -509,6 +642,7 @@ func testReopen(t *testing.T, open func(t *testing.T, dir string) storage.Store)
 	}
 	claim(t, s, "n1", "alice", "alice")
 	claim(t, s, "n2", "bob", "bob")
+	claimAll(t, s, []string{"n3", "n1", "n4"}, "carol", []string{"carol", "alice", "carol"})
 	var hw uint64
 	for _, n := range []uint64{1, 10, 3} {
 		first := reserve(t, s, n)
@@ -525,6 +659,7 @@ func testReopen(t *testing.T, open func(t *testing.T, dir string) storage.Store)
 		}
 		claim(t, s, "n1", "bob", "alice")
 		claim(t, s, "n2", "alice", "bob")
+		claimAll(t, s, []string{"n4", "n3"}, "bob", []string{"carol", "carol"})
 		first := reserve(t, s, 2)
 		if first <= hw {
 			t.Fatalf("cycle %d: ReserveFencing after reopen = %d, want above %d", cycle, first, hw)

@@ -1,8 +1,15 @@
-package server
+// Package etcdlocks is the locks.Service of a cluster: every server node
+// runs one on the same etcd cluster and prefix, and they grant each lock to
+// one holder at a time across all of them, with etcd revisions as fencing
+// tokens. It runs the shared suite of package locktest, as the in-memory
+// service of package locks does.
+package etcdlocks
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"log/slog"
 	"strconv"
 	"strings"
 	"sync"
@@ -10,10 +17,11 @@ import (
 
 	clientv3 "go.etcd.io/etcd/client/v3"
 
+	"github.com/topgun-go/topgun/server/locks"
 	"github.com/topgun-go/topgun/sync/wire"
 )
 
-// etcdLocks grants leases across the nodes of a cluster, with the lock
+// Service is a locks.Service across the nodes of a cluster, with the lock
 // table in etcd.
 //
 // Every LOCK_REQUEST writes one key, <prefix>/l/<len>:<name>/<lease>-<seq>,
@@ -35,14 +43,15 @@ import (
 // Unlike concurrency.Mutex, whose error path deletes its key with the
 // client's context and so can leave it behind until the server-side
 // request timeout (5–8 s measured after a leader loss), every request here
-// is bounded by Config.EtcdRequestTimeout, and a key that may have been
+// is bounded by Config.RequestTimeout, and a key that may have been
 // written is deleted by a retry loop (cleanup) until etcd confirms it. After
 // a leader loss, the queue therefore moves again at most one request
 // timeout after the new leader is elected.
-type etcdLocks struct {
-	s       *Server
+type Service struct {
+	opts    locks.Options
+	log     *slog.Logger
 	cli     *clientv3.Client
-	prefix  string // "<EtcdPrefix>/l/"
+	prefix  string // "<Prefix>/l/"
 	ttl     int64  // lease TTL, seconds
 	timeout time.Duration
 
@@ -56,10 +65,12 @@ type etcdLocks struct {
 	leaseUp  chan struct{}    // closed when the first lease is granted
 	seq      uint64
 	reqs     map[string]*etcdReq // by key
-	byConn   map[*conn]map[*etcdReq]struct{}
+	byHolder map[locks.Holder]map[*etcdReq]struct{}
 	waiters  map[string]map[*etcdReq]struct{} // by name: local requests not yet granted
 	checking map[string]bool                  // by name: a head check runs; true = run again
 }
+
+var _ locks.Service = (*Service)(nil)
 
 type reqState int
 
@@ -71,7 +82,7 @@ const (
 )
 
 type etcdReq struct {
-	c     *conn
+	h     locks.Holder
 	r     wire.LockRequest
 	key   string
 	ttl   time.Duration
@@ -81,46 +92,111 @@ type etcdReq struct {
 	gen   int // bumped by each renewal, so a stale expiry timer does nothing
 }
 
-func newEtcdLocks(s *Server) *etcdLocks {
+// Defaults of Config.
+const (
+	DefaultPrefix         = "/topgun"
+	DefaultLeaseTTL       = 10 * time.Second
+	DefaultRequestTimeout = 2 * time.Second
+	// MinLeaseTTL is the shortest lease accepted: it must outlast an etcd
+	// leader election (1–2 s with etcd's defaults) by a margin.
+	MinLeaseTTL = 3 * time.Second
+	// startTimeout bounds New's wait for the node's first lease.
+	startTimeout = 30 * time.Second
+)
+
+// Config is what the etcd implementation takes besides locks.Options. The
+// zero value of each field is replaced by its default.
+type Config struct {
+	// Prefix is the key prefix of the locks (DefaultPrefix); the keys are
+	// under Prefix + "/l/".
+	Prefix string
+	// LeaseTTL is the lease of the locks granted through this node
+	// (DefaultLeaseTTL, whole seconds, at least MinLeaseTTL): when the node
+	// dies, its holders' locks are freed once it runs out. The node keeps
+	// it alive every third of it and gives its locks up when no
+	// keep-alive succeeded for a whole TTL.
+	LeaseTTL time.Duration
+	// RequestTimeout bounds one etcd request made for a lock
+	// (DefaultRequestTimeout). After an etcd leader loss, lock handoff
+	// resumes at most this long after the new leader is elected.
+	RequestTimeout time.Duration
+}
+
+// Backend is the locks.Backend of New on cli with cfg.
+func Backend(cli *clientv3.Client, cfg Config) locks.Backend {
+	return func(o locks.Options) (locks.Service, error) { return New(cli, cfg, o) }
+}
+
+// New starts the lock service of one node on the etcd cluster cli talks
+// to, and waits for the node's first lease. The caller keeps ownership of
+// cli; Close revokes the lease but does not close cli.
+func New(cli *clientv3.Client, cfg Config, opts locks.Options) (*Service, error) {
+	if cli == nil {
+		return nil, errors.New("etcdlocks: nil client")
+	}
+	if err := opts.SetDefaults(); err != nil {
+		return nil, err
+	}
+	if cfg.Prefix == "" {
+		cfg.Prefix = DefaultPrefix
+	}
+	if cfg.LeaseTTL <= 0 {
+		cfg.LeaseTTL = DefaultLeaseTTL
+	}
+	if cfg.LeaseTTL < MinLeaseTTL {
+		return nil, fmt.Errorf("etcdlocks: etcd lease ttl %v is below %v: it must outlast an etcd leader election", cfg.LeaseTTL, MinLeaseTTL)
+	}
+	if cfg.RequestTimeout <= 0 {
+		cfg.RequestTimeout = DefaultRequestTimeout
+	}
 	ctx, cancel := context.WithCancel(context.Background())
-	l := &etcdLocks{
-		s:        s,
-		cli:      s.cfg.Etcd,
-		prefix:   strings.TrimSuffix(s.cfg.EtcdPrefix, "/") + "/l/",
-		ttl:      int64((s.cfg.EtcdLeaseTTL + time.Second - 1) / time.Second),
-		timeout:  s.cfg.EtcdRequestTimeout,
+	l := &Service{
+		opts:     opts,
+		log:      opts.Logger,
+		cli:      cli,
+		prefix:   strings.TrimSuffix(cfg.Prefix, "/") + "/l/",
+		ttl:      int64((cfg.LeaseTTL + time.Second - 1) / time.Second),
+		timeout:  cfg.RequestTimeout,
 		ctx:      ctx,
 		cancel:   cancel,
 		leaseUp:  make(chan struct{}),
 		reqs:     make(map[string]*etcdReq),
-		byConn:   make(map[*conn]map[*etcdReq]struct{}),
+		byHolder: make(map[locks.Holder]map[*etcdReq]struct{}),
 		waiters:  make(map[string]map[*etcdReq]struct{}),
 		checking: make(map[string]bool),
 	}
 	l.wg.Add(2)
 	go l.leaseLoop()
 	go l.watchLoop()
-	return l
+	// Serve lock requests from the first holder on.
+	wctx, wcancel := context.WithTimeout(context.Background(), startTimeout)
+	err := l.waitLease(wctx)
+	wcancel()
+	if err != nil {
+		l.Close()
+		return nil, err
+	}
+	return l, nil
 }
 
 // waitLease waits until the node has its first lease (server start).
-func (l *etcdLocks) waitLease(ctx context.Context) error {
+func (l *Service) waitLease(ctx context.Context) error {
 	select {
 	case <-l.leaseUp:
 		return nil
 	case <-ctx.Done():
-		return fmt.Errorf("server: no etcd lease: %w", ctx.Err())
+		return fmt.Errorf("etcdlocks: no etcd lease: %w", ctx.Err())
 	}
 }
 
 // namePrefix is the key prefix of name's queue. The length prefix keeps
 // names that contain '/' apart.
-func (l *etcdLocks) namePrefix(name string) string {
+func (l *Service) namePrefix(name string) string {
 	return l.prefix + strconv.Itoa(len(name)) + ":" + name + "/"
 }
 
 // keyName returns the lock name of a queue key.
-func (l *etcdLocks) keyName(key string) (string, bool) {
+func (l *Service) keyName(key string) (string, bool) {
 	rest, ok := strings.CutPrefix(key, l.prefix)
 	if !ok {
 		return "", false
@@ -134,7 +210,7 @@ func (l *etcdLocks) keyName(key string) (string, bool) {
 }
 
 // goLocked runs fn in a goroutine that close waits for. l.mu held.
-func (l *etcdLocks) goLocked(fn func()) {
+func (l *Service) goLocked(fn func()) {
 	if l.closed {
 		return
 	}
@@ -147,7 +223,7 @@ func (l *etcdLocks) goLocked(fn func()) {
 
 // leaseLoop keeps a lease for this node's keys, and replaces it when it is
 // lost.
-func (l *etcdLocks) leaseLoop() {
+func (l *Service) leaseLoop() {
 	defer l.wg.Done()
 	first := true
 	for l.ctx.Err() == nil {
@@ -160,7 +236,7 @@ func (l *etcdLocks) leaseLoop() {
 		}
 		if err != nil {
 			if l.ctx.Err() == nil {
-				l.s.log.Warn("etcd lease", "err", err)
+				l.log.Warn("etcd lease", "err", err)
 			}
 			sleepCtx(l.ctx, 200*time.Millisecond)
 			continue
@@ -180,7 +256,7 @@ func (l *etcdLocks) leaseLoop() {
 		if l.ctx.Err() != nil {
 			return
 		}
-		l.s.log.Error("etcd lease lost: every lock granted through this node ends", "lease", fmt.Sprintf("%x", g.ID))
+		l.log.Error("etcd lease lost: every lock granted through this node ends", "lease", fmt.Sprintf("%x", g.ID))
 		l.loseAll()
 		go func(id clientv3.LeaseID) { // in case etcd still has it
 			ctx, cancel := context.WithTimeout(context.Background(), l.timeout)
@@ -192,7 +268,7 @@ func (l *etcdLocks) leaseLoop() {
 
 // loseAll ends every request after the lease was lost: holders get
 // LOCK_LOST, the others a denial.
-func (l *etcdLocks) loseAll() {
+func (l *Service) loseAll() {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	for _, q := range l.reqs {
@@ -200,10 +276,15 @@ func (l *etcdLocks) loseAll() {
 	}
 }
 
-// acquire grants, queues or denies a valid LOCK_REQUEST.
-func (l *etcdLocks) acquire(c *conn, r wire.LockRequest, ttl time.Duration) {
+// Acquire implements locks.Service.
+func (l *Service) Acquire(h locks.Holder, r wire.LockRequest) {
+	ttl, reason := locks.Params(r, l.opts)
+	if reason != "" {
+		h.Send(locks.Deny(r, reason))
+		return
+	}
 	l.mu.Lock()
-	q, renewed := l.enqueueLocked(c, r, ttl)
+	q, renewed := l.enqueueLocked(h, r, ttl)
 	lease := l.lease
 	l.mu.Unlock()
 	if q != nil && !renewed {
@@ -213,32 +294,32 @@ func (l *etcdLocks) acquire(c *conn, r wire.LockRequest, ttl time.Duration) {
 	}
 }
 
-// enqueueLocked renews c's lock on r.Name (renewed), or denies r (nil), or
+// enqueueLocked renews h's lock on r.Name (renewed), or denies r (nil), or
 // registers a new request whose key the caller writes. l.mu held.
-func (l *etcdLocks) enqueueLocked(c *conn, r wire.LockRequest, ttl time.Duration) (q *etcdReq, renewed bool) {
-	for q := range l.byConn[c] {
+func (l *Service) enqueueLocked(h locks.Holder, r wire.LockRequest, ttl time.Duration) (q *etcdReq, renewed bool) {
+	for q := range l.byHolder[h] {
 		if q.state == reqHeld && q.r.Name == r.Name { // renewal: same token
 			q.ttl = ttl
 			l.expireLocked(q)
-			c.send(wire.LockGranted{RequestID: r.RequestID, Name: r.Name, FencingToken: q.token, TTL: uint64(ttl / time.Millisecond)})
+			h.Send(wire.LockGranted{RequestID: r.RequestID, Name: r.Name, FencingToken: q.token, TTL: uint64(ttl / time.Millisecond)})
 			return q, true
 		}
 	}
 	switch {
 	case l.lease == 0 || l.closed:
-		c.send(deny(r, wire.ReasonUnavailable))
+		h.Send(locks.Deny(r, wire.ReasonUnavailable))
 		return nil, false
-	case len(l.byConn[c]) >= l.s.cfg.MaxLocks:
-		c.send(deny(r, wire.ReasonTooMany))
+	case len(l.byHolder[h]) >= l.opts.MaxLocks:
+		h.Send(locks.Deny(r, wire.ReasonTooMany))
 		return nil, false
 	}
 	l.seq++
-	q = &etcdReq{c: c, r: r, ttl: ttl, key: l.namePrefix(r.Name) + fmt.Sprintf("%x-%x", int64(l.lease), l.seq)}
+	q = &etcdReq{h: h, r: r, ttl: ttl, key: l.namePrefix(r.Name) + fmt.Sprintf("%x-%x", int64(l.lease), l.seq)}
 	l.reqs[q.key] = q
-	if l.byConn[c] == nil {
-		l.byConn[c] = make(map[*etcdReq]struct{})
+	if l.byHolder[h] == nil {
+		l.byHolder[h] = make(map[*etcdReq]struct{})
 	}
-	l.byConn[c][q] = struct{}{}
+	l.byHolder[h][q] = struct{}{}
 	if r.Wait > 0 {
 		if l.waiters[r.Name] == nil {
 			l.waiters[r.Name] = make(map[*etcdReq]struct{})
@@ -250,10 +331,10 @@ func (l *etcdLocks) enqueueLocked(c *conn, r wire.LockRequest, ttl time.Duration
 
 // put writes q's key in one transaction: granted at once when the name's
 // queue is empty; otherwise busy (no wait; nothing is written) or queued.
-func (l *etcdLocks) put(q *etcdReq, lease clientv3.LeaseID) {
+func (l *Service) put(q *etcdReq, lease clientv3.LeaseID) {
 	pfx := l.namePrefix(q.r.Name)
 	free := clientv3.Compare(clientv3.CreateRevision(pfx), "=", 0).WithPrefix()
-	put := clientv3.OpPut(q.key, q.c.user, clientv3.WithLease(lease))
+	put := clientv3.OpPut(q.key, q.h.User(), clientv3.WithLease(lease))
 	var queued []clientv3.Op
 	if q.r.Wait > 0 {
 		queued = []clientv3.Op{put, clientv3.OpGet(pfx, clientv3.WithPrefix(), clientv3.WithKeysOnly(),
@@ -269,7 +350,7 @@ func (l *etcdLocks) put(q *etcdReq, lease clientv3.LeaseID) {
 	case err != nil:
 		// The key may have been written: end q, and delete the key.
 		if l.ctx.Err() == nil {
-			q.c.log.Warn("etcd lock request", "name", q.r.Name, "err", err)
+			l.log.Warn("etcd lock request", "conn", q.h.ID(), "name", q.r.Name, "err", err)
 		}
 		l.endLocked(q, wire.ReasonUnavailable, false)
 		l.cleanupLocked(q.key)
@@ -303,7 +384,7 @@ func (l *etcdLocks) put(q *etcdReq, lease clientv3.LeaseID) {
 }
 
 // grantLocked makes q a holder with token. l.mu held.
-func (l *etcdLocks) grantLocked(q *etcdReq, token uint64) {
+func (l *Service) grantLocked(q *etcdReq, token uint64) {
 	if q.state != reqPending && q.state != reqWaiting {
 		return
 	}
@@ -313,11 +394,11 @@ func (l *etcdLocks) grantLocked(q *etcdReq, token uint64) {
 	l.unwaitLocked(q)
 	q.state, q.token = reqHeld, token
 	l.expireLocked(q)
-	q.c.send(wire.LockGranted{RequestID: q.r.RequestID, Name: q.r.Name, FencingToken: token, TTL: uint64(q.ttl / time.Millisecond)})
+	q.h.Send(wire.LockGranted{RequestID: q.r.RequestID, Name: q.r.Name, FencingToken: token, TTL: uint64(q.ttl / time.Millisecond)})
 }
 
 // expireLocked (re)starts q's lease timer. l.mu held.
-func (l *etcdLocks) expireLocked(q *etcdReq) {
+func (l *Service) expireLocked(q *etcdReq) {
 	if q.timer != nil {
 		q.timer.Stop()
 	}
@@ -334,12 +415,12 @@ func (l *etcdLocks) expireLocked(q *etcdReq) {
 		l.dropLocked(q, false)
 		l.goLocked(func() {
 			_ = l.deleteOnce(q.key)
-			q.c.send(wire.LockLost{Name: q.r.Name, FencingToken: q.token, Reason: wire.ReasonExpired})
+			q.h.Send(wire.LockLost{Name: q.r.Name, FencingToken: q.token, Reason: wire.ReasonExpired})
 		})
 	})
 }
 
-func (l *etcdLocks) unwaitLocked(q *etcdReq) {
+func (l *Service) unwaitLocked(q *etcdReq) {
 	if w := l.waiters[q.r.Name]; w != nil {
 		delete(w, q)
 		if len(w) == 0 {
@@ -351,20 +432,20 @@ func (l *etcdLocks) unwaitLocked(q *etcdReq) {
 // endLocked ends q: a holder gets LOCK_LOST with reason, a request not yet
 // granted a denial with reason (none for reqDone). With del, q's key is
 // deleted. l.mu held.
-func (l *etcdLocks) endLocked(q *etcdReq, reason string, del bool) {
+func (l *Service) endLocked(q *etcdReq, reason string, del bool) {
 	switch q.state {
 	case reqDone:
 		return
 	case reqHeld:
-		q.c.send(wire.LockLost{Name: q.r.Name, FencingToken: q.token, Reason: reason})
+		q.h.Send(wire.LockLost{Name: q.r.Name, FencingToken: q.token, Reason: reason})
 	default:
-		q.c.send(deny(q.r, reason))
+		q.h.Send(locks.Deny(q.r, reason))
 	}
 	l.dropLocked(q, del)
 }
 
 // dropLocked forgets q without a message. l.mu held.
-func (l *etcdLocks) dropLocked(q *etcdReq, del bool) {
+func (l *Service) dropLocked(q *etcdReq, del bool) {
 	pending := q.state == reqPending
 	q.state = reqDone
 	if q.timer != nil {
@@ -372,10 +453,10 @@ func (l *etcdLocks) dropLocked(q *etcdReq, del bool) {
 	}
 	l.unwaitLocked(q)
 	delete(l.reqs, q.key)
-	if m := l.byConn[q.c]; m != nil {
+	if m := l.byHolder[q.h]; m != nil {
 		delete(m, q)
 		if len(m) == 0 {
-			delete(l.byConn, q.c)
+			delete(l.byHolder, q.h)
 		}
 	}
 	// A pending request's put cleans up after itself when it returns.
@@ -387,7 +468,7 @@ func (l *etcdLocks) dropLocked(q *etcdReq, del bool) {
 // cleanupLocked deletes key, retrying until etcd confirms it or the node
 // closes (then its lease is revoked). Each try is bounded by the request
 // timeout. l.mu held.
-func (l *etcdLocks) cleanupLocked(key string) {
+func (l *Service) cleanupLocked(key string) {
 	l.goLocked(func() {
 		for {
 			ctx, cancel := context.WithTimeout(l.ctx, l.timeout)
@@ -396,27 +477,32 @@ func (l *etcdLocks) cleanupLocked(key string) {
 			if err == nil || l.ctx.Err() != nil {
 				return
 			}
-			l.s.log.Debug("etcd lock key delete, retrying", "key", key, "err", err)
+			l.log.Debug("etcd lock key delete, retrying", "key", key, "err", err)
 			sleepCtx(l.ctx, 50*time.Millisecond)
 		}
 	})
 }
 
-// release answers LOCK_RELEASE: only the holder (same connection, or same
-// user in JWT mode, on any node) with the current token succeeds.
-func (l *etcdLocks) release(c *conn, r wire.LockRelease) {
+// Release implements locks.Service: only the holder (same holder, or same
+// user, on any node) with the current token succeeds.
+func (l *Service) Release(h locks.Holder, r wire.LockRelease) {
+	if d := locks.InvalidRelease(r); d != nil {
+		h.Send(*d)
+		return
+	}
 	out := wire.LockReleased{RequestID: r.RequestID, Name: r.Name}
-	sameUser := !l.s.cfg.NoAuth && c.user != ""
+	user := h.User()
+	sameUser := user != ""
 	l.mu.Lock()
 	var q *etcdReq
-	for x := range l.byConn[c] {
+	for x := range l.byHolder[h] {
 		if x.state == reqHeld && x.r.Name == r.Name && x.token == r.FencingToken {
 			q = x
 		}
 	}
 	if q == nil && sameUser {
 		for _, x := range l.reqs {
-			if x.state == reqHeld && x.r.Name == r.Name && x.token == r.FencingToken && x.c.user == c.user {
+			if x.state == reqHeld && x.r.Name == r.Name && x.token == r.FencingToken && x.h.User() == user {
 				q = x
 			}
 		}
@@ -431,23 +517,26 @@ func (l *etcdLocks) release(c *conn, r wire.LockRelease) {
 		// not find the lock busy. If etcd does not confirm it, the lock is
 		// no longer held here either way and cleanup deletes the key.
 		if err := l.deleteOnce(q.key); err != nil {
-			c.log.Warn("etcd lock release", "name", r.Name, "err", err)
+			l.log.Warn("etcd lock release", "conn", h.ID(), "name", r.Name, "err", err)
 			out.Reason = wire.ReasonUnavailable
 		} else {
 			out.Success = true
 		}
-		c.send(out)
+		h.Send(out)
+		if q.h != h { // released by the same user through another holder here
+			q.h.Send(wire.LockLost{Name: q.r.Name, FencingToken: q.token, Reason: wire.ReasonReleased})
+		}
 	case sameUser: // perhaps held by the same user through another node
-		c.send(l.releaseRemote(r, c.user))
+		h.Send(l.releaseRemote(r, user))
 	default:
 		out.Reason = wire.ReasonNotHolder
-		c.send(out)
+		h.Send(out)
 	}
 }
 
 // deleteOnce tries to delete key once, and leaves it to cleanup if that
 // fails.
-func (l *etcdLocks) deleteOnce(key string) error {
+func (l *Service) deleteOnce(key string) error {
 	ctx, cancel := context.WithTimeout(l.ctx, l.timeout)
 	_, err := l.cli.Delete(ctx, key)
 	cancel()
@@ -461,7 +550,7 @@ func (l *etcdLocks) deleteOnce(key string) error {
 
 // releaseRemote deletes the head of r.Name's queue if it carries r's token
 // and belongs to user (a lock held through another node).
-func (l *etcdLocks) releaseRemote(r wire.LockRelease, user string) wire.LockReleased {
+func (l *Service) releaseRemote(r wire.LockRelease, user string) wire.LockReleased {
 	out := wire.LockReleased{RequestID: r.RequestID, Name: r.Name, Reason: wire.ReasonNotHolder}
 	ctx, cancel := context.WithTimeout(l.ctx, l.timeout)
 	defer cancel()
@@ -486,11 +575,12 @@ func (l *etcdLocks) releaseRemote(r wire.LockRelease, user string) wire.LockRele
 	return out
 }
 
-// disconnect drops c's requests and frees its locks.
-func (l *etcdLocks) disconnect(c *conn) {
+// Disconnect implements locks.Service: it drops h's requests and frees its
+// locks.
+func (l *Service) Disconnect(h locks.Holder) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	for q := range l.byConn[c] {
+	for q := range l.byHolder[h] {
 		l.dropLocked(q, true)
 	}
 }
@@ -499,7 +589,7 @@ func (l *etcdLocks) disconnect(c *conn) {
 // here that this node did not make means the lock was released elsewhere
 // (same user on another node) or its lease ran out; a delete in a queue
 // with local waiters may have moved its head.
-func (l *etcdLocks) watchLoop() {
+func (l *Service) watchLoop() {
 	defer l.wg.Done()
 	var rev int64 // last revision seen; 0: none yet
 	for l.ctx.Err() == nil {
@@ -543,7 +633,7 @@ func (l *etcdLocks) watchLoop() {
 }
 
 // deletedLocked handles the delete of key. l.mu held.
-func (l *etcdLocks) deletedLocked(key string) {
+func (l *Service) deletedLocked(key string) {
 	if q := l.reqs[key]; q != nil {
 		switch q.state {
 		case reqHeld:
@@ -559,7 +649,7 @@ func (l *etcdLocks) deletedLocked(key string) {
 
 // checkHeadLocked reads the head of name's queue and grants it if it is a
 // local request. Checks of one name are coalesced. l.mu held.
-func (l *etcdLocks) checkHeadLocked(name string) {
+func (l *Service) checkHeadLocked(name string) {
 	if _, running := l.checking[name]; running {
 		l.checking[name] = true
 		return
@@ -597,10 +687,14 @@ func (l *etcdLocks) checkHeadLocked(name string) {
 	})
 }
 
-// close revokes the node's lease, which frees every key it still has at
-// once, and stops the node's goroutines.
-func (l *etcdLocks) close() {
+// Close implements locks.Service: it revokes the node's lease, which frees
+// every key it still has at once, and stops the node's goroutines.
+func (l *Service) Close() {
 	l.mu.Lock()
+	if l.closed {
+		l.mu.Unlock()
+		return
+	}
 	for _, q := range l.reqs {
 		l.dropLocked(q, false)
 	}
@@ -610,7 +704,7 @@ func (l *etcdLocks) close() {
 	if lease != 0 {
 		ctx, cancel := context.WithTimeout(context.Background(), l.timeout)
 		if _, err := l.cli.Revoke(ctx, lease); err != nil {
-			l.s.log.Warn("etcd lease revoke", "err", err)
+			l.log.Warn("etcd lease revoke", "err", err)
 		}
 		cancel()
 	}

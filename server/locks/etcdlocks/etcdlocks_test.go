@@ -1,0 +1,171 @@
+package etcdlocks
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/topgun-go/topgun/internal/etcdtest"
+	"github.com/topgun-go/topgun/internal/leakcheck"
+	"github.com/topgun-go/topgun/server/locks"
+	"github.com/topgun-go/topgun/server/locks/locktest"
+	"github.com/topgun-go/topgun/sync/wire"
+)
+
+// shared is the one etcd member the tests share, each under its own
+// prefix.
+var shared *etcdtest.Cluster
+
+func TestMain(m *testing.M) {
+	dir, err := os.MkdirTemp("", "etcdlocks-test")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	shared, err = etcdtest.Start(context.Background(), 1, dir, nil)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.RemoveAll(dir)
+		os.Exit(1)
+	}
+	code := m.Run()
+	if code == 0 {
+		if err := leakcheck.Wait(10*time.Second, "topgun/server/locks/etcdlocks."); err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			code = 1
+		}
+	}
+	shared.Stop()
+	os.RemoveAll(dir)
+	os.Exit(code)
+}
+
+var prefixes atomic.Int64
+
+func quiet() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
+
+// backing is a Backend under a prefix of its own: the services it opens
+// share their locks and fencing tokens, as the nodes of a cluster do.
+func backing(t *testing.T) locks.Backend {
+	cli := shared.Client(t)
+	b := Backend(cli, Config{Prefix: fmt.Sprintf("/test%d", prefixes.Add(1))})
+	return func(o locks.Options) (locks.Service, error) {
+		if o.Logger == nil {
+			o.Logger = quiet()
+		}
+		return b(o)
+	}
+}
+
+func TestSuite(t *testing.T) {
+	locktest.Run(t, backing)
+}
+
+// TestAcrossNodes: two services on one prefix (two server nodes) share
+// each lock: one holder, FIFO waiters across nodes, tokens increasing.
+func TestAcrossNodes(t *testing.T) {
+	t.Parallel()
+	b := backing(t)
+	open := func() locks.Service {
+		s, err := b(locks.Options{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(s.Close)
+		return s
+	}
+	n1, n2 := open(), open()
+	a, w1, w2 := locktest.NewHolder(t, ""), locktest.NewHolder(t, ""), locktest.NewHolder(t, "")
+	n1.Acquire(a, wire.LockRequest{RequestID: "a", Name: "x"})
+	ga := locktest.Expect[wire.LockGranted](a)
+	n2.Acquire(w1, wire.LockRequest{RequestID: "b0", Name: "x"})
+	if d := locktest.Expect[wire.LockReleased](w1); d.Reason != wire.ReasonBusy {
+		t.Fatalf("node 2 while node 1 holds: %+v", d)
+	}
+	n2.Acquire(w1, wire.LockRequest{RequestID: "b", Name: "x", Wait: 60000})
+	n1.Acquire(w2, wire.LockRequest{RequestID: "c", Name: "x", Wait: 60000})
+	n1.Release(a, wire.LockRelease{Name: "x", FencingToken: ga.FencingToken})
+	if d := locktest.Expect[wire.LockReleased](a); !d.Success {
+		t.Fatalf("release %+v", d)
+	}
+	g1 := locktest.Expect[wire.LockGranted](w1)
+	if g1.FencingToken <= ga.FencingToken {
+		t.Fatalf("token %d after %d", g1.FencingToken, ga.FencingToken)
+	}
+	if q := w2.Queued(); len(q) != 0 {
+		t.Fatalf("the second waiter got %v before its turn", q)
+	}
+	n2.Disconnect(w1)
+	if g2 := locktest.Expect[wire.LockGranted](w2); g2.FencingToken <= g1.FencingToken {
+		t.Fatalf("token %d after %d", g2.FencingToken, g1.FencingToken)
+	}
+}
+
+// TestLeaseLost: when the node's lease ends (here revoked behind its back,
+// as when etcd is unreachable for longer than the TTL), its holders are
+// told, and the node takes a new lease and grants again.
+func TestLeaseLost(t *testing.T) {
+	t.Parallel()
+	cli := shared.Client(t)
+	s, err := New(cli, Config{Prefix: fmt.Sprintf("/test%d", prefixes.Add(1))}, locks.Options{Logger: quiet()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(s.Close)
+	a, b := locktest.NewHolder(t, ""), locktest.NewHolder(t, "")
+	s.Acquire(a, wire.LockRequest{RequestID: "1", Name: "z"})
+	g := locktest.Expect[wire.LockGranted](a)
+
+	s.mu.Lock()
+	lease := s.lease
+	s.mu.Unlock()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if _, err := cli.Revoke(ctx, lease); err != nil {
+		t.Fatal(err)
+	}
+	lost := locktest.Expect[wire.LockLost](a)
+	if lost.FencingToken != g.FencingToken || (lost.Reason != wire.ReasonUnavailable && lost.Reason != wire.ReasonReleased) {
+		t.Fatalf("lost %+v", lost)
+	}
+	// A new lease comes; meanwhile requests are denied as unavailable.
+	for {
+		s.Acquire(b, wire.LockRequest{RequestID: "2", Name: "z"})
+		switch m := b.Next().(type) {
+		case wire.LockGranted:
+			if m.FencingToken <= g.FencingToken {
+				t.Fatalf("token %d after %d", m.FencingToken, g.FencingToken)
+			}
+			return
+		case wire.LockReleased:
+			if m.Reason != wire.ReasonUnavailable {
+				t.Fatalf("denied %+v while the lease is replaced", m)
+			}
+			time.Sleep(20 * time.Millisecond)
+		default:
+			t.Fatalf("got %#v", m)
+		}
+	}
+}
+
+// TestConfig: a lease that an etcd election could outlast is refused with
+// the reason, as are a nil client and bad lock options.
+func TestConfig(t *testing.T) {
+	t.Parallel()
+	cli := shared.Client(t)
+	if _, err := New(cli, Config{LeaseTTL: time.Second}, locks.Options{}); err == nil || !strings.Contains(err.Error(), "election") {
+		t.Errorf("New with a 1s lease: %v", err)
+	}
+	if _, err := New(nil, Config{}, locks.Options{}); err == nil {
+		t.Error("New with a nil client: no error")
+	}
+	if _, err := New(cli, Config{}, locks.Options{DefaultTTL: time.Hour, MaxTTL: time.Minute}); err == nil {
+		t.Error("New with a default ttl above the maximum: no error")
+	}
+}
