@@ -10,7 +10,7 @@ FUZZTIME    ?= 3s
 # Fuzz targets as package:Target.
 FUZZ_TARGETS := ./crdt:FuzzMergeCommutative ./crdt:FuzzMergeAssociative \
 	./crdt:FuzzMergeIdempotent ./crdt:FuzzMagnitude ./sync/wire:FuzzDecode \
-	./sync/store/filestore:FuzzDecodeState
+	./sync/store/filestore:FuzzDecodeState ./server:FuzzReadMessage
 
 # bin/ holds wasmbrowsertest as go_js_wasm_exec, which `go test` runs js/wasm
 # test binaries with (in Chromium).
