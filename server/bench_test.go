@@ -192,6 +192,7 @@ func fanout(b *testing.B, subs int) {
 		for i := range cs {
 			c := newConn(srv, nil, uint64(i+1))
 			c.writeFrame = hook
+			c.pooled = true // written by the writer pool, as connections on sockets are
 			b.Cleanup(func() { srv.counters.unsubscribeAll(c); c.cancel(); <-c.wrote })
 			c.handleFrame(frame(wire.DeviceHello{NodeID: fmt.Sprintf("sub-%d", i), Views: wire.ViewsCompact}), true)
 			c.handleFrame(frame(wire.CounterRequest{Name: name}), true)

@@ -73,6 +73,7 @@ type conn struct {
 	running  bool          // a writer goroutine is running
 	ended    bool          // wrote is closed
 	hold     bool          // the writer starts only at startWriter (tests)
+	pooled   bool          // rounds are written by the server's writer pool
 
 	// batching is set once the acknowledgement of compact views is queued:
 	// from out[batchFrom] on (batchFrom resets to 0 at every take), frames
@@ -98,6 +99,7 @@ func newConn(s *Server, wc *wsConn, id uint64) *conn {
 		wrote:   make(chan struct{}),
 
 		writeTimeout: writeTimeout,
+		pooled:       wc != nil,
 	}
 	c.lastSeen.Store(time.Now().UnixNano())
 	context.AfterFunc(ctx, func() {
@@ -238,8 +240,19 @@ func (c *conn) signal() {
 	c.running = c.running || start
 	c.mu.Unlock()
 	if start {
-		go c.writeLoop()
+		c.startRound()
 	}
+}
+
+// startRound has a writer take what is queued: one of the server's
+// writer pool (writerPool) for a connection on a socket, else a goroutine
+// of its own. c.running is set.
+func (c *conn) startRound() {
+	if c.pooled && c.s.writers != nil {
+		c.s.writers.push(c)
+		return
+	}
+	go c.writeLoop(false)
 }
 
 // startWriter lets the writer run after newConn's caller held it (tests
@@ -352,109 +365,177 @@ func (c *conn) waitSpace() error {
 	}
 }
 
-// writeLoop writes what is queued until nothing is, then exits (signal
-// starts it again); at the end of the connection, or once closing and
-// everything is written, it closes wrote. Everything one round finds
-// queued goes out in one socket write (wsConn.WriteFrames); for a
-// connection with compact views, in as few frames as the limits allow
-// (server→client BATCH, wire.ServerBatches). Other connections (TopGun's
-// clients, which do not read BATCH) get one frame per message.
-func (c *conn) writeLoop() {
-	var (
-		frames [][]byte
-		out    [][]byte // what goes to the socket
-		ups    []wire.CounterUpdate
-		views  []*counterEntry
-		buf    []byte // BATCH frames are built here
-	)
-	for {
-		c.mu.Lock()
-		if c.ctx.Err() != nil || (c.closing && len(c.out) == 0 && len(c.order) == 0 && len(c.vorder) == 0) {
-			c.endLocked()
-			c.mu.Unlock()
-			return
-		}
-		if len(c.out) == 0 && len(c.order) == 0 && len(c.vorder) == 0 {
-			c.running = false
-			c.mu.Unlock()
-			return
-		}
-		frames = append(frames[:0], c.out...)
-		plain := len(frames) // frames that go one each
-		if c.batching {
-			plain = min(c.batchFrom, plain)
-			c.batchFrom = 0
-		}
-		clear(c.out)
-		c.out = c.out[:0]
-		c.outBytes = 0
-		ups = ups[:0]
-		for _, name := range c.order {
-			ups = append(ups, wire.CounterUpdate{Name: name, State: c.updates[name]})
-			delete(c.updates, name)
-		}
-		c.order = c.order[:0]
-		views = append(views[:0], c.vorder...)
-		clear(c.vorder)
-		c.vorder = c.vorder[:0]
-		if c.views != nil {
-			clear(c.views)
-		}
-		batching := c.batching
+// writeScratch holds what one writer reuses from round to round.
+type writeScratch struct {
+	frames [][]byte
+	out    [][]byte // what goes to the socket
+	ups    []wire.CounterUpdate
+	views  []*counterEntry
+	buf    []byte // BATCH frames are built here
+}
+
+// collect takes everything queued for c and returns it as the frames of
+// one socket write: for a connection with compact views in as few frames
+// as the limits allow (server→client BATCH, wire.ServerBatches); other
+// connections (TopGun's clients, which do not read BATCH) get one frame
+// per message. ok is false when there was nothing to take: the writing
+// is then idle (c.running false) or over (wrote closed).
+func (c *conn) collect(w *writeScratch) (out [][]byte, ok bool) {
+	c.mu.Lock()
+	if c.ctx.Err() != nil || (c.closing && len(c.out) == 0 && len(c.order) == 0 && len(c.vorder) == 0) {
+		c.endLocked()
 		c.mu.Unlock()
-		c.signalSpace()
-		for _, u := range ups {
-			b, err := wire.Encode(u)
+		return nil, false
+	}
+	if len(c.out) == 0 && len(c.order) == 0 && len(c.vorder) == 0 {
+		c.running = false
+		c.mu.Unlock()
+		return nil, false
+	}
+	frames := append(w.frames[:0], c.out...)
+	plain := len(frames) // frames that go one each
+	if c.batching {
+		plain = min(c.batchFrom, plain)
+		c.batchFrom = 0
+	}
+	clear(c.out)
+	c.out = c.out[:0]
+	c.outBytes = 0
+	ups := w.ups[:0]
+	for _, name := range c.order {
+		ups = append(ups, wire.CounterUpdate{Name: name, State: c.updates[name]})
+		delete(c.updates, name)
+	}
+	c.order = c.order[:0]
+	views := append(w.views[:0], c.vorder...)
+	clear(c.vorder)
+	c.vorder = c.vorder[:0]
+	if c.views != nil {
+		clear(c.views)
+	}
+	batching := c.batching
+	c.mu.Unlock()
+	c.signalSpace()
+	for _, u := range ups {
+		b, err := wire.Encode(u)
+		if err != nil {
+			c.log.Error("encode update", "err", err)
+			continue
+		}
+		if len(b) > wire.MaxFrameSize {
+			b = c.tooLarge(u.Type(), u.Name, len(b))
+		}
+		frames = append(frames, b)
+	}
+	clear(ups)
+	if node, ok := c.viewNode(); ok {
+		for _, e := range views {
+			e.mu.Lock()
+			b, err := e.encodedUpdateLocked(node)
+			e.mu.Unlock()
 			if err != nil {
-				c.log.Error("encode update", "err", err)
+				c.log.Error("encode view", "name", e.name, "err", err)
 				continue
-			}
-			if len(b) > wire.MaxFrameSize {
-				b = c.tooLarge(u.Type(), u.Name, len(b))
 			}
 			frames = append(frames, b)
 		}
-		clear(ups)
-		if node, ok := c.viewNode(); ok {
-			for _, e := range views {
-				e.mu.Lock()
-				b, err := e.encodedUpdateLocked(node)
-				e.mu.Unlock()
-				if err != nil {
-					c.log.Error("encode view", "name", e.name, "err", err)
-					continue
-				}
-				frames = append(frames, b)
-			}
-		}
-		clear(views)
-		out = append(out[:0], frames[:plain]...)
-		if batching {
-			buf, _ = wire.ServerBatches(buf[:0], frames[plain:], func(f []byte) error {
-				out = append(out, f)
-				return nil
-			})
-		} else {
-			out = append(out, frames[plain:]...)
-		}
-		err := c.flush(out)
-		clear(frames)
-		clear(out)
-		if err != nil {
-			if c.ctx.Err() == nil {
-				c.log.Info("write failed; closing (a peer that does not read for the write timeout is a slow consumer)",
-					"err", err, "timeout", c.writeTimeout)
-			}
-			c.cancel()
-			c.mu.Lock()
-			c.endLocked()
-			c.mu.Unlock()
+	}
+	clear(views)
+	out = append(w.out[:0], frames[:plain]...)
+	if batching {
+		w.buf, _ = wire.ServerBatches(w.buf[:0], frames[plain:], func(f []byte) error {
+			out = append(out, f)
+			return nil
+		})
+	} else {
+		out = append(out, frames[plain:]...)
+	}
+	clear(frames)
+	w.frames, w.ups, w.views, w.out = frames[:0], ups[:0], views[:0], out
+	return out, true
+}
+
+// reset forgets a round's frames; what a burst needed is not kept.
+func (w *writeScratch) reset() {
+	clear(w.out)
+	w.out = w.out[:0]
+	if cap(w.buf) > 64<<10 || cap(w.frames) > 1024 {
+		*w = writeScratch{}
+	}
+}
+
+// writeLoop writes what is queued until nothing is, then exits (signal
+// starts a writer again); at the end of the connection, or once closing
+// and everything is written, it closes wrote. Each round is one socket
+// write (wsConn.WriteFrames), bounded by c.writeTimeout. rest: first
+// write what a pool round left unwritten (wsConn.TryWrite).
+func (c *conn) writeLoop(rest bool) {
+	var w writeScratch
+	if rest {
+		if err := c.flush(nil); err != nil {
+			c.writeFailed(err)
 			return
 		}
-		if cap(buf) > 64<<10 || cap(frames) > 1024 {
-			buf, frames, out = nil, nil, nil // what a burst needed is not kept
+	}
+	for {
+		out, ok := c.collect(&w)
+		if !ok {
+			return
+		}
+		err := c.flush(out)
+		w.reset()
+		if err != nil {
+			c.writeFailed(err)
+			return
 		}
 	}
+}
+
+// poolRound is one round of a pool writer for c: what is queued goes out
+// in one non-blocking write; c goes back to the pool's tail while more is
+// queued (every connection gets a round in turn), and to a goroutine of
+// its own when the socket cannot take it all (a peer reading slowly must
+// not hold up a pool writer).
+func (c *conn) poolRound(w *writeScratch) {
+	out, ok := c.collect(w)
+	if !ok {
+		return
+	}
+	var done bool
+	var err error
+	if c.writeFrame != nil {
+		done, err = true, c.flush(out)
+	} else {
+		done, err = c.ws.TryWrite(out)
+	}
+	w.reset()
+	switch {
+	case err != nil:
+		c.writeFailed(err)
+	case !done:
+		c.s.slowRounds.Add(1)
+		go c.writeLoop(true)
+	default:
+		c.mu.Lock()
+		more := len(c.out) > 0 || len(c.order) > 0 || len(c.vorder) > 0 || c.closing || c.ctx.Err() != nil
+		c.running = more
+		c.mu.Unlock()
+		if more {
+			c.startRound()
+		}
+	}
+}
+
+// writeFailed ends the connection after a failed write.
+func (c *conn) writeFailed(err error) {
+	if c.ctx.Err() == nil {
+		c.log.Info("write failed; closing (a peer that does not read for the write timeout is a slow consumer)",
+			"err", err, "timeout", c.writeTimeout)
+	}
+	c.cancel()
+	c.mu.Lock()
+	c.endLocked()
+	c.mu.Unlock()
 }
 
 // endLocked marks the writing over and closes wrote.
@@ -470,9 +551,6 @@ func (c *conn) endLocked() {
 // bounded by c.writeTimeout (a peer that does not read for that long is
 // disconnected) and by the end of the connection.
 func (c *conn) flush(frames [][]byte) error {
-	if len(frames) == 0 {
-		return nil
-	}
 	if c.writeFrame != nil {
 		for _, b := range frames {
 			if err := c.writeFrame(b); err != nil {

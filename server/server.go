@@ -25,8 +25,12 @@ type Server struct {
 	log      *slog.Logger
 	verifier *verifier
 	counters *counterHub
-	locks    locks.Service
-	http     *http.Server
+	writers  *writerPool
+	// slowRounds counts pool rounds the socket could not take at once
+	// (handed to a writer goroutine).
+	slowRounds atomic.Int64
+	locks      locks.Service
+	http       *http.Server
 
 	nextID  atomic.Uint64
 	mu      sync.Mutex
@@ -56,6 +60,9 @@ func New(cfg Config) (*Server, error) {
 		s.verifier = v
 	}
 	s.counters = newCounterHub(s)
+	if n := poolSize(); n > 0 {
+		s.writers = newWriterPool(n)
+	}
 	backend := cfg.Locks
 	if backend == nil {
 		backend = locks.Memory(cfg.Store)
@@ -68,6 +75,9 @@ func New(cfg Config) (*Server, error) {
 	})
 	if err != nil {
 		s.counters.close()
+		if s.writers != nil {
+			s.writers.close()
+		}
 		return nil, err
 	}
 	s.locks = ls
@@ -142,6 +152,9 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	s.mu.Unlock()
 	err := s.http.Shutdown(ctx)
 	s.wg.Wait()
+	if s.writers != nil {
+		s.writers.close()
+	}
 	s.locks.Close()
 	s.counters.close()
 	return err

@@ -14,6 +14,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/gobwas/ws"
@@ -41,7 +42,9 @@ type wsConn struct {
 	closeSent bool // a close frame was written: nothing more is
 	hdr       bytes.Buffer
 	vec       net.Buffers
-	deadline  time.Time // the write deadline set last
+	deadline  time.Time       // the write deadline set last
+	raw       syscall.RawConn // the socket, for TryWrite (nil: not a socket)
+	rest      []byte          // what TryWrite could not write: goes first
 }
 
 // wsReadBuffer is the read buffer of a connection: headers and small
@@ -79,6 +82,9 @@ func acceptWS(w http.ResponseWriter, r *http.Request, origins []string, limit in
 		src = io.MultiReader(bytes.NewReader(bytes.Clone(early)), nc)
 	}
 	c.br = bufio.NewReaderSize(src, wsReadBuffer)
+	if sc, ok := nc.(syscall.Conn); ok {
+		c.raw, _ = sc.SyscallConn()
+	}
 	return c, nil
 }
 
@@ -220,6 +226,8 @@ func (c *wsConn) writeControl(op ws.OpCode, p []byte) error {
 		c.closeSent = true
 	}
 	c.hdr.Reset()
+	c.hdr.Write(c.rest) // a partly written frame is finished first
+	c.rest = nil
 	_ = ws.WriteHeader(&c.hdr, ws.Header{Fin: true, OpCode: op, Length: int64(len(p))})
 	c.hdr.Write(p)
 	c.deadline = time.Now().Add(closeWait)
@@ -246,6 +254,10 @@ func (c *wsConn) WriteFrames(ctx context.Context, frames [][]byte, timeout time.
 	}
 	c.hdr.Reset()
 	vec := c.vec[:0]
+	if len(c.rest) > 0 { // a partly written frame is finished first
+		vec = append(vec, c.rest)
+		c.rest = nil
+	}
 	from := 0 // start of the part of hdr not yet in vec
 	for _, b := range frames {
 		_ = ws.WriteHeader(&c.hdr, ws.Header{Fin: true, OpCode: ws.OpBinary, Length: int64(len(b))})
@@ -281,6 +293,42 @@ func (c *wsConn) WriteFrames(ctx context.Context, frames [][]byte, timeout time.
 		c.hdr = bytes.Buffer{} // what a burst needed is not kept per connection
 	}
 	return err
+}
+
+// TryWrite writes frames as binary messages with one non-blocking write:
+// done is false when the socket took only part of them (its buffer is
+// full: the peer reads slowly), and what it did not take is kept to be
+// written first by the next WriteFrames, which blocks.
+func (c *wsConn) TryWrite(frames [][]byte) (done bool, err error) {
+	c.wmu.Lock()
+	defer c.wmu.Unlock()
+	if c.closeSent {
+		return false, net.ErrClosed
+	}
+	c.hdr.Reset()
+	for _, b := range frames {
+		_ = ws.WriteHeader(&c.hdr, ws.Header{Fin: true, OpCode: ws.OpBinary, Length: int64(len(b))})
+		c.hdr.Write(b)
+	}
+	b := c.hdr.Bytes()
+	n := 0
+	if len(c.rest) == 0 && c.raw != nil {
+		var werr error
+		if err := c.raw.Write(func(fd uintptr) bool {
+			n, werr = tryWrite(fd, b)
+			return true // never wait for the socket here
+		}); err != nil {
+			return false, err
+		}
+		if werr != nil {
+			return false, werr
+		}
+	}
+	if n == len(b) {
+		return true, nil
+	}
+	c.rest = append(c.rest, b[n:]...)
+	return false, nil
 }
 
 // Close starts the close handshake: it writes a close frame with code and

@@ -4,9 +4,11 @@ import (
 	"bufio"
 	"bytes"
 	"encoding/binary"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
+	"net/http/httptest"
 	"runtime"
 	"strings"
 	"testing"
@@ -212,5 +214,61 @@ func TestIdleConnectionCost(t *testing.T) {
 	}
 	if got := settled() - base; got != conns {
 		t.Fatalf("%d idle connections hold %d goroutines, want one each", conns, got)
+	}
+}
+
+// TestSlowReaderGetsEverything: more than a socket buffer holds is queued
+// for a peer that reads slowly; the pool's non-blocking write takes part
+// of it, a writer goroutine finishes the rest, and the peer reads every
+// message whole and in order.
+func TestSlowReaderGetsEverything(t *testing.T) {
+	t.Parallel()
+	srv, err := New(Config{Store: storageForTest(t), NoAuth: true, Logger: quietLogger(), MaxOutbox: 1 << 30})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { srv.Close() })
+	accepted := make(chan *wsConn, 1)
+	hs := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		wc, err := acceptWS(w, r, nil, wire.MaxFrameSize)
+		if err != nil {
+			t.Error(err)
+			return
+		}
+		accepted <- wc
+	}))
+	t.Cleanup(hs.Close)
+	peer, _, err := websocket.Dial(t.Context(), "ws"+strings.TrimPrefix(hs.URL, "http"), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	peer.SetReadLimit(4 << 20)
+	t.Cleanup(func() { peer.CloseNow() })
+	wc := <-accepted
+	c := newConn(srv, wc, 1)
+	t.Cleanup(func() { c.cancel(); wc.CloseNow(); <-c.wrote })
+	const n, size = 300, 100 << 10 // 30 MB: far more than the socket buffers
+	pad := strings.Repeat("x", size)
+	for i := range n {
+		c.send(wire.Error{Code: 500, Message: fmt.Sprintf("%d:%s", i, pad)})
+	}
+	for i := range n {
+		if i%50 == 0 {
+			time.Sleep(20 * time.Millisecond) // read slowly: the socket fills up
+		}
+		_, b, err := peer.Read(t.Context())
+		if err != nil {
+			t.Fatalf("message %d: %v", i, err)
+		}
+		m, err := wire.Decode(b)
+		if err != nil {
+			t.Fatalf("message %d: %v", i, err)
+		}
+		if e, ok := m.(wire.Error); !ok || e.Message != fmt.Sprintf("%d:%s", i, pad) {
+			t.Fatalf("message %d is not the %dth sent", i, i)
+		}
+	}
+	if srv.slowRounds.Load() == 0 {
+		t.Fatal("every round went out in one non-blocking write: the test did not fill the socket")
 	}
 }
