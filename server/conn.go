@@ -139,7 +139,7 @@ func (c *conn) send(m wire.Message) {
 		c.slowConsumer(n)
 		return
 	}
-	c.signal()
+	c.signalReply()
 }
 
 // slowConsumer closes a connection whose peer does not read what the
@@ -234,22 +234,30 @@ func ackViews(on bool) string {
 
 // signal makes the writer run: it starts one unless one is running (it
 // takes what is queued before it exits) or the writing is over.
-func (c *conn) signal() {
+func (c *conn) signal() { c.wake(false) }
+
+// signalReply is signal for a reply, an error or a lock event queued in
+// out: the connection's round goes ahead of fan-out rounds in the writer
+// pool, so a client's requests are answered promptly while the server
+// delivers other clients' writes to thousands.
+func (c *conn) signalReply() { c.wake(true) }
+
+func (c *conn) wake(reply bool) {
 	c.mu.Lock()
 	start := !c.running && !c.ended && !c.hold
 	c.running = c.running || start
 	c.mu.Unlock()
 	if start {
-		c.startRound()
+		c.startRound(reply)
 	}
 }
 
 // startRound has a writer take what is queued: one of the server's
 // writer pool (writerPool) for a connection on a socket, else a goroutine
 // of its own. c.running is set.
-func (c *conn) startRound() {
+func (c *conn) startRound(reply bool) {
 	if c.pooled && c.s.writers != nil {
-		c.s.writers.push(c)
+		c.s.writers.push(c, reply)
 		return
 	}
 	go c.writeLoop(false)
@@ -521,7 +529,7 @@ func (c *conn) poolRound(w *writeScratch) {
 		c.running = more
 		c.mu.Unlock()
 		if more {
-			c.startRound()
+			c.startRound(false)
 		}
 	}
 }

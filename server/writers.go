@@ -17,12 +17,40 @@ import (
 // socket: one that cannot take everything sends its connection to a
 // goroutine of its own (wsConn.TryWrite).
 type writerPool struct {
-	mu     sync.Mutex
-	cond   sync.Cond
-	q      []*conn // FIFO from head
-	head   int
-	closed bool
-	done   sync.WaitGroup
+	mu      sync.Mutex
+	cond    sync.Cond
+	replies fifo // connections with replies: served first
+	rounds  fifo // the others (fan-out, and the rounds after the first)
+	closed  bool
+	done    sync.WaitGroup
+}
+
+// fifo is a queue of connections.
+type fifo struct {
+	q    []*conn // from head
+	head int
+}
+
+func (f *fifo) empty() bool { return f.head == len(f.q) }
+
+func (f *fifo) push(c *conn) { f.q = append(f.q, c) }
+
+// pop takes the first connection; f is not empty.
+func (f *fifo) pop() *conn {
+	c := f.q[f.head]
+	f.q[f.head] = nil
+	f.head++
+	if f.head == len(f.q) { // empty: start over at the front
+		f.q, f.head = f.q[:0], 0
+		if cap(f.q) > 1<<16 {
+			f.q = nil
+		}
+	} else if f.head > 1024 && f.head > len(f.q)/2 { // mostly taken: move the rest forward
+		n := copy(f.q, f.q[f.head:])
+		clear(f.q[n:])
+		f.q, f.head = f.q[:n], 0
+	}
+	return c
 }
 
 // newWriterPool starts n writers (at least 2).
@@ -41,15 +69,20 @@ func newWriterPool(n int) *writerPool {
 // a round waiting for a counter's mutex does not idle a core.
 func poolSize() int { return 2 * runtime.GOMAXPROCS(0) }
 
-// push queues c for a round. After close, c gets a goroutine instead.
-func (p *writerPool) push(c *conn) {
+// push queues c for a round, ahead of fan-out when it has a reply
+// queued. After close, c gets a goroutine instead.
+func (p *writerPool) push(c *conn, reply bool) {
 	p.mu.Lock()
 	if p.closed {
 		p.mu.Unlock()
 		go c.writeLoop(false)
 		return
 	}
-	p.q = append(p.q, c)
+	if reply {
+		p.replies.push(c)
+	} else {
+		p.rounds.push(c)
+	}
 	p.mu.Unlock()
 	p.cond.Signal()
 }
@@ -60,25 +93,18 @@ func (p *writerPool) run() {
 	var w writeScratch
 	for {
 		p.mu.Lock()
-		for p.head == len(p.q) && !p.closed {
+		for p.replies.empty() && p.rounds.empty() && !p.closed {
 			p.cond.Wait()
 		}
-		if p.head == len(p.q) {
+		var c *conn
+		switch {
+		case !p.replies.empty():
+			c = p.replies.pop()
+		case !p.rounds.empty():
+			c = p.rounds.pop()
+		default:
 			p.mu.Unlock()
 			return
-		}
-		c := p.q[p.head]
-		p.q[p.head] = nil
-		p.head++
-		if p.head == len(p.q) { // empty: start over at the front
-			p.q, p.head = p.q[:0], 0
-			if cap(p.q) > 1<<16 {
-				p.q = nil
-			}
-		} else if p.head > 1024 && p.head > len(p.q)/2 { // mostly taken: move the rest forward
-			n := copy(p.q, p.q[p.head:])
-			clear(p.q[n:])
-			p.q, p.head = p.q[:n], 0
 		}
 		p.mu.Unlock()
 		c.poolRound(&w)
