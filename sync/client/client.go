@@ -893,9 +893,21 @@ func (c *Client) maybeEvict(ctx context.Context) {
 		c.log.Warn("client: evicting stored counters failed", "err", err)
 		return
 	}
-	if len(gone) > 0 {
-		c.log.Debug("client: evicted stored counters", "count", len(gone))
+	if len(gone) == 0 {
+		return
 	}
+	c.log.Debug("client: evicted stored counters", "count", len(gone))
+	// A released handle keeps its state in memory; if it is used again its
+	// record comes back (with floors), and the confirmation with it.
+	c.mu.Lock()
+	for _, name := range gone {
+		if cnt := c.counters[name]; cnt != nil {
+			cnt.mu.Lock()
+			cnt.ackStoredP, cnt.ackStoredN = 0, 0
+			cnt.mu.Unlock()
+		}
+	}
+	c.mu.Unlock()
 }
 
 // newID returns a random 128-bit id (26 characters of base32). Ids need to
