@@ -48,7 +48,12 @@ import (
 // node; duplicated and stale frames; pauses; settle (every online client
 // ready and every counter flushed); a reload of the store (what a tab does
 // when another tab wrote); a restart on the same store; releasing a
-// handle (Counter.Close; using it again takes it back).
+// handle (Counter.Close; using it again takes it back); eviction of a
+// store's synced records (Store.Evict, as another tab's cap does, whatever
+// the handles), on top of the clients' own MaxStoredCounters, drawn as
+// small as 1: a counter used again after its record went has an unknown
+// base, and its writes, online or offline, across restarts, must all
+// reach the model.
 //
 // The model is the exact per-node state of every write made. After every
 // step, and while waiting in settle, every client's value, own entries and
@@ -127,6 +132,7 @@ type viewsHarness struct {
 	clients []*viewsClient
 	log     []string // the schedule as it ran, for failure messages
 	lateAck bool     // the schedule may delay store acknowledgements
+	cap     int      // the clients' Options.MaxStoredCounters
 }
 
 // viewsGroup is one store and node id, shared by its clients (tabs).
@@ -144,9 +150,9 @@ type viewsClient struct {
 	g    *viewsGroup
 	c    *client.Client
 	cnts map[string]*client.Counter
-	// wrote: a lower bound of the client's own entries: the entries its
-	// store held for the node when the client started, plus every write
-	// it made since.
+	// wrote: a lower bound of the client's own entries: its handle's own
+	// entries when it was created (what the store held, if anything),
+	// plus every write it made since.
 	wrote map[string]pn
 	// seen: the own entries last observed; they may only grow.
 	seen   map[string]pn
@@ -173,6 +179,7 @@ func runViewsCheck(t *testing.T, rt *rapid.T, lateAck bool) {
 
 	h.st = storage.NewMemory()
 	rt.Cleanup(func() { h.st.Close() })
+	h.cap = rapid.SampledFrom([]int{1, 2, client.DefaultMaxStoredCounters}).Draw(rt, "MaxStoredCounters")
 	nc := rapid.IntRange(1, 3).Draw(rt, "counters")
 	for i := range nc {
 		name := fmt.Sprintf("c%d", i)
@@ -230,12 +237,6 @@ func runViewsCheck(t *testing.T, rt *rapid.T, lateAck bool) {
 		}
 		cl.target = rapid.IntRange(0, 1).Draw(rt, fmt.Sprintf("client %d starts on node (0=A 1=B)", i))
 		h.clients = append(h.clients, cl)
-		// What the store holds for the node at start is the client's own.
-		if stored, err := g.st.LoadCounters(ctx); err == nil {
-			for name, s := range stored {
-				cl.wrote[name] = pn{s.P[g.node], s.N[g.node]}
-			}
-		}
 		cl.start()
 		for _, name := range h.names {
 			if rapid.Bool().Draw(rt, fmt.Sprintf("client %d opens %s at start", i, name)) {
@@ -393,6 +394,7 @@ func (h *viewsHarness) step(s int) {
 		"offline", "online", "online", "failover", "failover", "failover",
 		"duplicate", "duplicate", "stale", "stale", "stale", "settle",
 		"reload", "restart", "release", "pause", "pause", "pause",
+		"evict", "evict",
 	}
 	if h.lateAck {
 		kinds = append(kinds, "late-ack", "late-ack")
@@ -485,6 +487,13 @@ func (h *viewsHarness) step(s int) {
 	case "restart":
 		h.logf("step %d: client %d restarts on its store", s, cl.idx)
 		cl.restart()
+	case "evict":
+		keepN := rapid.IntRange(0, len(h.names)).Draw(rt, fmt.Sprintf("step %d records left", s))
+		gone, err := cl.g.st.Evict(h.ctx, keepN, nil)
+		if err != nil {
+			h.fatalf("Evict: %v", err)
+		}
+		h.logf("step %d: store %d evicts down to %d records: %v", s, cl.g.idx, keepN, gone)
 	}
 }
 
@@ -654,9 +663,14 @@ func (h *viewsHarness) storeBounds(g *viewsGroup) error {
 				in += v
 			}
 		}
+		up, un := s.P[store.UnbasedNode], s.N[store.UnbasedNode]
 		switch {
 		case s.P[g.node] > own.p || s.N[g.node] > own.n:
 			return fmt.Errorf("%s: stored own entries +%d/-%d exceed every write of the node %v", name, s.P[g.node], s.N[g.node], own)
+		case s.P[g.node]+up > own.p || s.N[g.node]+un > own.n:
+			// Unbased writes are never in the own entries yet.
+			return fmt.Errorf("%s: stored own entries +%d/-%d and unbased writes +%d/-%d exceed every write of the node %v",
+				name, s.P[g.node], s.N[g.node], up, un, own)
 		case s.P[wire.RestNode] > others.p || s.N[wire.RestNode] > others.n:
 			return fmt.Errorf("%s: stored aggregate +%d/-%d exceeds the other nodes' sums %v (double counted)", name, s.P[wire.RestNode], s.N[wire.RestNode], others)
 		case ip > others.p || in > others.n:
@@ -819,6 +833,7 @@ func (cl *viewsClient) start() {
 	opts.MinBackoff = 10 * time.Millisecond
 	opts.MaxBackoff = 100 * time.Millisecond
 	opts.CloseTimeout = -1 // Close persists and returns
+	opts.MaxStoredCounters = cl.h.cap
 	c, err := client.New(opts)
 	if err != nil {
 		cl.h.rt.Fatalf("New: %v", err)
@@ -847,6 +862,11 @@ func (cl *viewsClient) open(name string) *client.Counter {
 	}
 	cl.cnts[name] = cnt
 	cl.opened[name] = true
+	// A new handle holds what the store held for the node, or, if the
+	// record was evicted, only what it learns from here on (its base is
+	// unknown): its own entries now are the lower bound to keep.
+	p, n := cnt.Own()
+	cl.wrote[name], cl.seen[name] = pn{p, n}, pn{p, n}
 	return cnt
 }
 
