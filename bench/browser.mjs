@@ -126,17 +126,29 @@ async function history() {
       await c.close();
       return { ms, sent };
     }, wsURL);
+  // A second profile that started a client once and touched nothing: its
+  // reloads pay what every reload pays (cached code, an existing database).
+  const emptyCtx = await browser.newContext();
+  const emptyPage = await emptyCtx.newPage();
+  await emptyPage.goto(base + '/bench.html');
+  await emptyPage.waitForFunction(() => window.benchReady === true);
+  await timedStart(emptyPage);
   const reloaded = [];
   const fresh = [];
+  const empty = [];
   const sent = [];
   for (let i = 0; i < ROUNDS; i++) {
-    for (const which of i % 2 ? ['fresh', 'reload'] : ['reload', 'fresh']) {
+    for (const which of i % 2 ? ['fresh', 'empty', 'reload'] : ['reload', 'empty', 'fresh']) {
       if (which === 'reload') {
         await page.reload();
         await page.waitForFunction(() => window.benchReady === true);
         const r = await timedStart(page);
         reloaded.push(r.ms);
         sent.push(r.sent);
+      } else if (which === 'empty') {
+        await emptyPage.reload();
+        await emptyPage.waitForFunction(() => window.benchReady === true);
+        empty.push((await timedStart(emptyPage)).ms);
       } else {
         const { ctx, page: fp } = await freshPage();
         fresh.push((await timedStart(fp)).ms);
@@ -145,8 +157,10 @@ async function history() {
     }
   }
   await used.close();
+  await emptyCtx.close();
   const rm = median(reloaded);
   const fm = median(fresh);
+  const em = median(empty);
   const maxSent = Math.max(...sent);
   let out = '';
   const p = (s = '') => (out += s + '\n');
@@ -162,6 +176,12 @@ async function history() {
   p(`| start() after a reload, ${HISTORY_COUNTERS.toLocaleString('en')} counters stored | ${rm.toFixed(1)} ms | ${reloaded.map((x) => x.toFixed(0)).join(', ')} |`);
   p(`| baseline: start() in a fresh profile | ${fm.toFixed(1)} ms | ${fresh.map((x) => x.toFixed(0)).join(', ')} |`);
   p(`| ratio | ${(rm / fm).toFixed(2)}× | |`);
+  p(`| second baseline: start() after a reload of a profile that touched no counter | ${em.toFixed(1)} ms | ${empty.map((x) => x.toFixed(0)).join(', ')} |`);
+  p(`| ratio to it | ${(rm / em).toFixed(2)}× | |`);
+  p();
+  p('A fresh profile compiles the engine without a code cache and creates its database, so a reload is');
+  p('cheaper than a fresh start; the second baseline, a reload that pays the same for both, isolates what');
+  p(`the ${HISTORY_COUNTERS.toLocaleString('en')} stored counters cost.`);
   p();
   p(`Frames the reloaded page sent from start() until ready + 1 s, before using a counter: ${sent.join(', ')} (max ${maxSent}).`);
   p();

@@ -8,6 +8,39 @@
 // tabs) therefore never erase each other's increments in storage. Remote
 // states merge by per-entry maximum, so a store never goes backwards.
 //
+// # What a client reads
+//
+// A client's cost follows the counters it uses. Start reads Pending: the
+// records with own writes the server has not confirmed (own entries above
+// the AckNode entries, or UnbasedNode amounts), which every store keeps in
+// an index so that the others are not read. A handle reads its own record
+// with Load when first asked for. LoadCounters, which reads everything, is
+// for tools and tests.
+//
+// # Records
+//
+// Besides node entries a record holds pseudo-node entries, none a valid
+// node id and none ever sent: AckNode (the server's confirmation of the own
+// entries), UnbasedNode (own writes whose base is unknown) and RestNode
+// (the aggregate of a compact view). A record also remembers the node of its
+// last own delta. ApplyRecords is the one implementation of a batch's
+// effect on records, shared by every store, so they agree exactly.
+//
+// # Eviction and unknown bases
+//
+// Evict deletes least recently used records (written, or named in
+// Batch.Touch) beyond a cap, never pending ones. A counter's own entries
+// only grow and the server merges them by maximum; so a replica that no
+// longer has a counter's record does not know its own entries on the server
+// (its base), and must not write absolute ones, which the server would
+// merge away. Its writes are unbased OwnDeltas: added to the record's
+// UnbasedNode slot while the record is not based (absent, or holding
+// unbased amounts), and moved into the own slot, on top of the floors, by
+// the first based OwnDelta, which the client sends once the server's full
+// state has given it the base. A based record always holds its node's own
+// entries (the client writes them, as floors, with every round), so a
+// record's presence without UnbasedNode amounts means the base is known.
+//
 // NewMemory is the in-memory implementation (tests, and clients that need no
 // persistence). Every implementation must pass storetest.Run.
 package store
