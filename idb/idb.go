@@ -27,14 +27,16 @@ const (
 	// pendingStore: counter name -> 1 for every pending record
 	// (store.Record.Pending): the index Pending reads.
 	pendingStore = "pending"
-	// indexStore: counter name -> {o: own node, u: recency}; its index
-	// byUse orders names by recency for Evict.
+	// indexStore: counter name -> {o: own node, b: based, u: recency};
+	// its index byUse orders names by recency for Evict.
 	indexStore = "index"
 	byUse      = "byUse"
 	nodeIDKey  = "nodeId"
 	// layoutKey in meta is 2 once every record is in the index stores
 	// (Open migrates a database of version 1).
 	layoutKey = "layout"
+	// genKey in meta: the eviction generation (store.OwnDelta.Gen).
+	genKey = "gen"
 	// channelPrefix + database name is the BroadcastChannel of notices.
 	channelPrefix = "topgun-go:"
 )
@@ -188,7 +190,8 @@ func (s *Store) migrate(ctx context.Context) error {
 			abort(tx)
 			return fmt.Errorf("counter %q: %w", name, err)
 		}
-		r := &store.Record{State: st, Own: own}
+		// Earlier releases wrote the own entries with every write.
+		r := &store.Record{State: st, Own: own, Based: true}
 		if err := putIndex(is, ps, name, r, 0); err != nil {
 			abort(tx)
 			return err
@@ -223,6 +226,7 @@ func putIndex(is, ps *indexeddb.ObjectStore, name string, r *store.Record, u flo
 	defer catch(&err)
 	ix := jsObject.New()
 	ix.Set("o", r.Own)
+	ix.Set("b", r.Based)
 	ix.Set("u", u)
 	if _, err := is.PutKey(js.ValueOf(name), ix); err != nil {
 		return err
@@ -388,77 +392,111 @@ func (s *Store) LoadCounters(ctx context.Context) (map[string]crdt.State, error)
 
 // Load implements store.Store: one readonly transaction reading the named
 // records.
-func (s *Store) Load(ctx context.Context, names []string) (map[string]crdt.State, error) {
+func (s *Store) Load(ctx context.Context, names []string) (store.Snapshot, error) {
 	if err := s.acquire(); err != nil {
-		return nil, err
+		return store.Snapshot{}, err
 	}
 	defer s.mu.RUnlock()
-	out := map[string]crdt.State{}
-	if len(names) == 0 {
-		return out, nil
-	}
-	tx, err := s.db.Transaction(indexeddb.TransactionReadOnly, countersStore)
+	tx, err := s.db.Transaction(indexeddb.TransactionReadOnly, metaStore, countersStore, indexStore)
 	if err != nil {
-		return nil, fmt.Errorf("idb: load: %w", err)
+		return store.Snapshot{}, fmt.Errorf("idb: load: %w", err)
 	}
-	cs, err := tx.ObjectStore(countersStore)
+	out, err := readSnapshot(ctx, tx, names)
 	if err != nil {
-		return nil, fmt.Errorf("idb: load: %w", err)
-	}
-	if err := readInto(ctx, cs, names, out); err != nil {
 		abort(tx)
-		return nil, fmt.Errorf("idb: load: %w", err)
+		return store.Snapshot{}, fmt.Errorf("idb: load: %w", err)
 	}
 	return out, nil
 }
 
-// readInto reads the records of names into out, leaving out missing ones.
-func readInto(ctx context.Context, cs *indexeddb.ObjectStore, names []string, out map[string]crdt.State) error {
+// readSnapshot reads the generation and the records of names (missing
+// ones left out) in tx, which covers meta, counters and index.
+func readSnapshot(ctx context.Context, tx *indexeddb.Transaction, names []string) (store.Snapshot, error) {
+	out := store.Snapshot{States: map[string]crdt.State{}, Based: map[string]bool{}}
+	ms, _ := tx.ObjectStore(metaStore)
+	cs, _ := tx.ObjectStore(countersStore)
+	is, err := tx.ObjectStore(indexStore)
+	if err != nil {
+		return out, err
+	}
+	meta, err := getEach(ctx, ms, []string{genKey})
+	if err != nil {
+		return out, err
+	}
+	out.Gen = genOf(meta[0])
+	if len(names) == 0 {
+		return out, nil
+	}
 	vals, err := getEach(ctx, cs, names)
 	if err != nil {
-		return err
+		return out, err
+	}
+	ixs, err := getEach(ctx, is, names)
+	if err != nil {
+		return out, err
 	}
 	for i, name := range names {
 		st, ok, err := decodeState(vals[i])
 		if err != nil {
-			return fmt.Errorf("counter %q: %w", name, err)
+			return out, fmt.Errorf("counter %q: %w", name, err)
 		}
 		if ok {
-			out[name] = st
+			out.States[name] = st
+			if _, based := indexOf(ixs[i]); based {
+				out.Based[name] = true
+			}
 		}
 	}
-	return nil
+	return out, nil
+}
+
+// genOf reads meta[gen] (undefined: 0).
+func genOf(v js.Value) uint64 {
+	if v.Type() == js.TypeNumber && v.Float() > 0 {
+		return uint64(v.Float())
+	}
+	return 0
+}
+
+// indexOf reads an index entry's own node and based flag.
+func indexOf(v js.Value) (own string, based bool) {
+	if v.Type() != js.TypeObject {
+		return "", false
+	}
+	if o := v.Get("o"); o.Type() == js.TypeString {
+		own = o.String()
+	}
+	return own, v.Get("b").Type() == js.TypeBoolean && v.Get("b").Bool()
 }
 
 // Pending implements store.Store: the keys of the pending store, then
 // those records, in one readonly transaction.
-func (s *Store) Pending(ctx context.Context) (map[string]crdt.State, error) {
+func (s *Store) Pending(ctx context.Context) (store.Snapshot, error) {
 	if err := s.acquire(); err != nil {
-		return nil, err
+		return store.Snapshot{}, err
 	}
 	defer s.mu.RUnlock()
-	tx, err := s.db.Transaction(indexeddb.TransactionReadOnly, pendingStore, countersStore)
+	tx, err := s.db.Transaction(indexeddb.TransactionReadOnly, pendingStore, metaStore, countersStore, indexStore)
 	if err != nil {
-		return nil, fmt.Errorf("idb: pending: %w", err)
+		return store.Snapshot{}, fmt.Errorf("idb: pending: %w", err)
 	}
-	ps, _ := tx.ObjectStore(pendingStore)
-	cs, err := tx.ObjectStore(countersStore)
+	ps, err := tx.ObjectStore(pendingStore)
 	if err != nil {
-		return nil, fmt.Errorf("idb: pending: %w", err)
+		return store.Snapshot{}, fmt.Errorf("idb: pending: %w", err)
 	}
 	req, err := ps.GetAllKeys()
 	if err != nil {
-		return nil, fmt.Errorf("idb: pending: %w", err)
+		return store.Snapshot{}, fmt.Errorf("idb: pending: %w", err)
 	}
 	keys, err := stringKeys(ctx, req)
 	if err != nil {
 		abort(tx)
-		return nil, fmt.Errorf("idb: pending: %w", err)
+		return store.Snapshot{}, fmt.Errorf("idb: pending: %w", err)
 	}
-	out := map[string]crdt.State{}
-	if err := readInto(ctx, cs, keys, out); err != nil {
+	out, err := readSnapshot(ctx, tx, keys)
+	if err != nil {
 		abort(tx)
-		return nil, fmt.Errorf("idb: pending: %w", err)
+		return store.Snapshot{}, fmt.Errorf("idb: pending: %w", err)
 	}
 	return out, nil
 }
@@ -474,10 +512,11 @@ func (s *Store) Evict(ctx context.Context, max int, keep func(string) bool) ([]s
 		return nil, err
 	}
 	defer s.mu.RUnlock()
-	tx, err := s.db.Transaction(indexeddb.TransactionReadWrite, countersStore, indexStore, pendingStore)
+	tx, err := s.db.Transaction(indexeddb.TransactionReadWrite, countersStore, indexStore, pendingStore, metaStore)
 	if err != nil {
 		return nil, fmt.Errorf("idb: evict: %w", err)
 	}
+	ms, _ := tx.ObjectStore(metaStore)
 	cs, _ := tx.ObjectStore(countersStore)
 	is, _ := tx.ObjectStore(indexStore)
 	ps, err := tx.ObjectStore(pendingStore)
@@ -535,6 +574,13 @@ func (s *Store) Evict(ctx context.Context, max int, keep func(string) bool) ([]s
 		}
 		out = append(out, name)
 	}
+	if len(out) == 0 {
+		return nil, nil
+	}
+	meta, err := getEach(ctx, ms, []string{genKey})
+	if err != nil {
+		return fail(err)
+	}
 	if err := ctx.Err(); err != nil {
 		return fail(err)
 	}
@@ -545,6 +591,9 @@ func (s *Store) Evict(ctx context.Context, max int, keep func(string) bool) ([]s
 		if _, err := is.Delete(js.ValueOf(name)); err != nil {
 			return fail(err)
 		}
+	}
+	if _, err := ms.PutKey(js.ValueOf(genKey), js.ValueOf(float64(genOf(meta[0])+1))); err != nil {
+		return fail(err)
 	}
 	if err := tx.Await(context.WithoutCancel(ctx)); err != nil {
 		return nil, fmt.Errorf("idb: evict: commit: %w", err)
@@ -569,10 +618,11 @@ func (s *Store) Apply(ctx context.Context, b store.Batch) ([]store.OwnTotal, err
 		return []store.OwnTotal{}, nil
 	}
 	names := b.Names()
-	tx, err := s.db.Transaction(indexeddb.TransactionReadWrite, countersStore, indexStore, pendingStore)
+	tx, err := s.db.Transaction(indexeddb.TransactionReadWrite, countersStore, indexStore, pendingStore, metaStore)
 	if err != nil {
 		return nil, fmt.Errorf("idb: apply: %w", err)
 	}
+	ms, _ := tx.ObjectStore(metaStore)
 	cs, _ := tx.ObjectStore(countersStore)
 	is, _ := tx.ObjectStore(indexStore)
 	ps, err := tx.ObjectStore(pendingStore)
@@ -585,7 +635,10 @@ func (s *Store) Apply(ctx context.Context, b store.Batch) ([]store.OwnTotal, err
 		abort(tx)
 		return nil, err
 	}
-	// Both stores' reads are issued before waiting for the last one.
+	meta, err := getEach(ctx, ms, []string{genKey})
+	if err != nil {
+		return fail(fmt.Errorf("idb: apply: read: %w", err))
+	}
 	vals, err := getEach(ctx, cs, names)
 	if err != nil {
 		return fail(fmt.Errorf("idb: apply: read: %w", err))
@@ -595,7 +648,6 @@ func (s *Store) Apply(ctx context.Context, b store.Batch) ([]store.OwnTotal, err
 		return fail(fmt.Errorf("idb: apply: read index: %w", err))
 	}
 	recs := make(map[string]*store.Record, len(names))
-	owns := make(map[string]string, len(names))
 	for i, name := range names {
 		st, ok, err := decodeState(vals[i])
 		if err != nil {
@@ -603,19 +655,15 @@ func (s *Store) Apply(ctx context.Context, b store.Batch) ([]store.OwnTotal, err
 		}
 		recs[name] = nil
 		if ok {
-			own := ""
-			if ixs[i].Type() == js.TypeObject && ixs[i].Get("o").Type() == js.TypeString {
-				own = ixs[i].Get("o").String()
-			}
-			recs[name] = &store.Record{State: st, Own: own}
-			owns[name] = own
+			own, based := indexOf(ixs[i])
+			recs[name] = &store.Record{State: st, Own: own, Based: based}
 		}
 	}
 	existed := make(map[string]bool, len(names))
 	for name, r := range recs {
 		existed[name] = r != nil
 	}
-	totals, changed, err := store.ApplyRecords(b, recs)
+	totals, changed, err := store.ApplyRecords(b, recs, genOf(meta[0]))
 	if err != nil {
 		return fail(err) // before any write
 	}

@@ -618,12 +618,12 @@ func TestMigrateVersion1(t *testing.T) {
 	t.Cleanup(func() { deleteDB(t, name) })
 
 	s := openNamed(t, name)
-	p, err := s.Pending(t.Context())
+	snap, err := s.Pending(t.Context())
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(p) != 1 || p["unsent"].P["me"] != 3 {
-		t.Fatalf("Pending after migration = %v, want unsent", stateString(p))
+	if p := snap.States; len(p) != 1 || p["unsent"].P["me"] != 3 || !snap.Based["unsent"] {
+		t.Fatalf("Pending after migration = %v (based %v), want unsent, based", stateString(p), snap.Based)
 	}
 	gone, err := s.Evict(t.Context(), 0, nil)
 	slices.Sort(gone)
@@ -632,8 +632,8 @@ func TestMigrateVersion1(t *testing.T) {
 	}
 	// A second Open does not migrate again: the index is kept.
 	again := openNamed(t, name)
-	if p, err := again.Pending(t.Context()); err != nil || len(p) != 1 {
-		t.Fatalf("Pending after reopening = %v, %v", stateString(p), err)
+	if p, err := again.Pending(t.Context()); err != nil || len(p.States) != 1 {
+		t.Fatalf("Pending after reopening = %v, %v", stateString(p.States), err)
 	}
 }
 
@@ -656,11 +656,11 @@ func TestUnbasedAcrossTabs(t *testing.T) {
 	if got[0] != (store.OwnTotal{P: 12, N: 1}) {
 		t.Fatalf("second rebase %+v, want {12 1}", got[0])
 	}
-	if p, _ := b.Pending(t.Context()); len(p) != 1 {
-		t.Fatalf("pending %v: unconfirmed own entries", stateString(p))
+	if p, _ := b.Pending(t.Context()); len(p.States) != 1 {
+		t.Fatalf("pending %v: unconfirmed own entries", stateString(p.States))
 	}
 	mustApply(t, a, store.Batch{Remote: map[string]crdt.State{"u": {P: map[string]int64{store.AckNode: 12}, N: map[string]int64{store.AckNode: 1}}}})
-	if p, _ := b.Pending(t.Context()); len(p) != 0 {
-		t.Fatalf("pending %v after the confirmation", stateString(p))
+	if p, _ := b.Pending(t.Context()); len(p.States) != 0 {
+		t.Fatalf("pending %v after the confirmation", stateString(p.States))
 	}
 }

@@ -12,6 +12,7 @@ import (
 
 	"github.com/topgun-go/topgun/crdt"
 	"github.com/topgun-go/topgun/sync/store"
+	"github.com/topgun-go/topgun/sync/wire"
 )
 
 // maxNodeLen is the longest node id the server stores.
@@ -74,6 +75,10 @@ type Client struct {
 	touched  map[string]struct{}
 	written  map[string]struct{}
 	evictDue bool
+
+	// seenGen is the highest store generation seen (store.Snapshot.Gen,
+	// store.OwnTotal.Gen).
+	seenGen atomic.Uint64
 
 	retry  chan struct{}              // RetryNow ends a reconnect wait
 	paused atomic.Bool                // SetOnline(false)
@@ -187,13 +192,14 @@ func (c *Client) Start(ctx context.Context) error {
 			return fmt.Errorf("client: stored node id of %d bytes is invalid", len(node))
 		}
 	}
-	states, err := c.store.Pending(ctx)
+	snap, err := c.store.Pending(ctx)
 	if err != nil {
 		return fmt.Errorf("client: load pending counters: %w", err)
 	}
-	loaded := make(map[string]*Counter, len(states))
-	for name, st := range states {
-		cnt, err := c.loadCounter(name, node, st)
+	c.noteGen(snap.Gen)
+	loaded := make(map[string]*Counter, len(snap.States))
+	for name, st := range snap.States {
+		cnt, err := c.loadCounter(name, node, st, snap.Based[name], snap.Gen)
 		if err != nil {
 			return err
 		}
@@ -228,7 +234,7 @@ func (c *Client) Start(ctx context.Context) error {
 // released: until the app uses it, it costs nothing on the wire if the
 // server confirmed all its writes (which the store remembers under ackKey),
 // and it is delivered, then released, if not.
-func (c *Client) loadCounter(name, node string, st crdt.State) (*Counter, error) {
+func (c *Client) loadCounter(name, node string, st crdt.State, based bool, gen uint64) (*Counter, error) {
 	clean, ps := splitPseudo(st)
 	ackP, ackN := ps.P[ackKey], ps.N[ackKey]
 	cr, err := crdt.FromState(clean)
@@ -242,7 +248,8 @@ func (c *Client) loadCounter(name, node string, st crdt.State) (*Counter, error)
 	cnt.confP, cnt.confN = ackP, ackN
 	cnt.ackStoredP, cnt.ackStoredN = ackP, ackN
 	cnt.ubP, cnt.ubN = ps.P[store.UnbasedNode], ps.N[store.UnbasedNode]
-	cnt.baseKnown = cnt.ubP == 0 && cnt.ubN == 0 // a based record
+	cnt.baseKnown = based
+	cnt.knowGen = gen
 	cnt.compact = isView(clean)
 	cnt.foldLocked()
 	cnt.raiseOwnLocked()
@@ -635,15 +642,16 @@ func (c *Client) counter(name string, wait bool) (*Counter, error) {
 // and the error, wrapping ErrStorage, is returned.
 func (c *Client) loadInto(ctx context.Context, cnt *Counter) error {
 	defer cnt.markLoaded()
-	states, err := c.store.Load(ctx, []string{cnt.name})
+	snap, err := c.store.Load(ctx, []string{cnt.name})
 	if err != nil {
 		return fmt.Errorf("client: load counter %q: %w: %w", cnt.name, ErrStorage, err)
 	}
-	st, ok := states[cnt.name]
+	c.noteGen(snap.Gen)
+	st, ok := snap.States[cnt.name]
 	if !ok {
 		return nil
 	}
-	ch, ahead := cnt.reload(st)
+	ch, ahead := cnt.reload(st, snap.Based[cnt.name], snap.Gen)
 	ch.fire()
 	if ahead {
 		c.markDirty(cnt, true)
@@ -725,9 +733,10 @@ func (c *Client) worker() {
 // persistSnap is one counter's share of a round's batch.
 type persistSnap struct {
 	cnt            *Counter
-	hasOwn         bool // an own delta goes to the store
-	unbased        bool // ... as an unbased one
-	compact        bool // the record is folded (Batch.Fold)
+	hasOwn         bool   // an own delta goes to the store
+	unbased        bool   // ... as an unbased one
+	gen            uint64 // the generation of a based delta's knowledge
+	compact        bool   // the record is folded (Batch.Fold)
 	dp, dn         int64
 	floorP, floorN int64
 	ackP, ackN     int64 // the server's confirmations, stored under ackKey
@@ -764,7 +773,7 @@ func (c *Client) round(ctx context.Context, send bool) error {
 		}
 		if s.own() {
 			b.Own = append(b.Own, store.OwnDelta{Name: cnt.name, Node: cnt.node, DP: s.dp, DN: s.dn,
-				FloorP: s.floorP, FloorN: s.floorN, Unbased: s.unbased})
+				FloorP: s.floorP, FloorN: s.floorN, Unbased: s.unbased, Gen: s.gen})
 		}
 		if s.remote.Len() != 0 {
 			if b.Remote == nil {
@@ -814,6 +823,7 @@ func (c *Client) round(ctx context.Context, send bool) error {
 			if s.own() {
 				t = totals[i]
 				i++
+				c.noteGen(t.Gen)
 			}
 			s.cnt.persisted(s, t).fire()
 		}
@@ -839,10 +849,24 @@ func (c *Client) round(ctx context.Context, send bool) error {
 			continue
 		}
 		if !cn.subscribe(cnt) {
+			if cnt.takeRerequest() {
+				_ = cn.send(c.ctx, wire.CounterRequest{Name: cnt.name})
+				continue
+			}
 			cnt.sendSync(cn)
 		}
 	}
 	return nil
+}
+
+// noteGen raises seenGen to g.
+func (c *Client) noteGen(g uint64) {
+	for {
+		old := c.seenGen.Load()
+		if g <= old || c.seenGen.CompareAndSwap(old, g) {
+			return
+		}
+	}
 }
 
 // noteWritten counts the names a round wrote, and makes the next round
@@ -970,10 +994,12 @@ func (c *Client) Reload(ctx context.Context, names []string) error {
 		return nil
 	}
 	c.mu.Unlock()
-	states, err := c.store.Load(ctx, names)
+	snap, err := c.store.Load(ctx, names)
 	if err != nil {
 		return fmt.Errorf("client: reload counters: %w", err)
 	}
+	c.noteGen(snap.Gen)
+	states := snap.States
 	for _, name := range names {
 		st, ok := states[name]
 		if !ok || checkName(name) != nil {
@@ -991,7 +1017,7 @@ func (c *Client) Reload(ctx context.Context, names []string) error {
 		}
 		if !have {
 			var err error
-			if cnt, err = c.loadCounter(name, c.nodeID, st); err != nil {
+			if cnt, err = c.loadCounter(name, c.nodeID, st, snap.Based[name], snap.Gen); err != nil {
 				c.mu.Unlock()
 				c.log.Warn("client: dropping stored counter state", "counter", name, "err", err)
 				continue
@@ -1005,7 +1031,7 @@ func (c *Client) Reload(ctx context.Context, names []string) error {
 			}
 			continue
 		}
-		n, ahead := cnt.reload(st)
+		n, ahead := cnt.reload(st, snap.Based[name], snap.Gen)
 		n.fire()
 		if ahead {
 			c.markDirty(cnt, true)

@@ -52,6 +52,16 @@ type Counter struct {
 	// the server's would be merged away (see "Unknown base" in the package
 	// doc).
 	baseKnown bool
+	// knowGen is the store generation at which the base became known
+	// (store.OwnDelta.Gen): a based record read or written then, or the
+	// generation seen before the COUNTER_REQUEST whose reply gave it.
+	// reqGen is that of the outstanding request (reqPending), and
+	// rerequest asks the worker to send one (the store refused a stale
+	// base).
+	knowGen    uint64
+	reqGen     uint64
+	reqPending bool
+	rerequest  bool
 	// loaded is closed once the stored state has been read (OpenCounter
 	// reads it in the background).
 	loaded     chan struct{}
@@ -369,6 +379,7 @@ func (cnt *Counter) takePersist() persistSnap {
 	}
 	cnt.pendingUnbased = false
 	s.hasOwn = true
+	s.gen = cnt.knowGen
 	s.floorP, s.floorN = max(cnt.confP, cnt.persistedP), max(cnt.confN, cnt.persistedN)
 	if cnt.confP > cnt.ackStoredP || cnt.confN > cnt.ackStoredN {
 		s.ackP, s.ackN = cnt.confP, cnt.confN
@@ -392,13 +403,20 @@ func (cnt *Counter) persisted(s persistSnap, t store.OwnTotal) change {
 	cnt.pendingP -= s.dp
 	cnt.pendingN -= s.dn
 	if s.own() && t.Unbased {
-		// The store keeps them relative: it has no based record yet.
+		// The store keeps them relative: it has no based record, and
+		// this replica's base, if it had one, may be stale (the record
+		// was evicted since): learn it again from the server.
 		cnt.ubP, cnt.ubN = t.UP, t.UN
+		if !s.unbased && cnt.baseKnown {
+			cnt.baseKnown = false
+			cnt.rerequest = true
+		}
 		return cnt.changedLocked(cnt.raiseOwnLocked())
 	}
 	if s.own() {
 		// A based total: it includes every unbased amount the store moved.
 		cnt.ubP, cnt.ubN = 0, 0
+		cnt.knowGen = max(cnt.knowGen, t.Gen)
 		if !cnt.baseKnown {
 			cnt.setBaseKnownLocked()
 		}
@@ -445,10 +463,43 @@ func (cnt *Counter) subscribeMessage(cn *connection) wire.Message {
 	defer cnt.mu.Unlock()
 	cnt.sentOn, cnt.sentP, cnt.sentN, cnt.force = cn, cnt.persistedP, cnt.persistedN, false
 	own := cnt.ownPersistedLocked()
-	if own.Len() == 0 || !cnt.baseKnown {
+	if !cnt.baseKnown {
+		// Nothing of the own entries is sent: the sync after the base
+		// sends them (the server may lack them: a lagging node).
+		cnt.sentP, cnt.sentN = 0, 0
+		cnt.requestLocked()
+		return wire.CounterRequest{Name: cnt.name}
+	}
+	if own.Len() == 0 {
 		return wire.CounterRequest{Name: cnt.name}
 	}
 	return wire.CounterSync{Name: cnt.name, State: own}
+}
+
+// requestLocked notes a COUNTER_REQUEST about to be sent while the base is
+// unknown: its reply's own entries will be the base, valid from the store
+// generation seen now (the oldest of the requests outstanding). cnt.mu
+// held.
+func (cnt *Counter) requestLocked() {
+	g := cnt.c.seenGen.Load()
+	if !cnt.reqPending || g < cnt.reqGen {
+		cnt.reqGen = g
+	}
+	cnt.reqPending = true
+	cnt.rerequest = false
+}
+
+// takeRerequest reports whether the worker must send a COUNTER_REQUEST
+// (the store refused a stale base), noting it as sent.
+func (cnt *Counter) takeRerequest() bool {
+	cnt.mu.Lock()
+	defer cnt.mu.Unlock()
+	if !cnt.rerequest || cnt.baseKnown {
+		return false
+	}
+	cnt.sentP, cnt.sentN = 0, 0 // the sync after the base sends them
+	cnt.requestLocked()
+	return true
 }
 
 // sendSync sends the persisted own entries on cn if they are ahead of what
@@ -476,8 +527,10 @@ func (cnt *Counter) merge(s crdt.State, full bool) {
 	cnt.mu.Lock()
 	cnt.confirmLocked(s.P[cnt.node], s.N[cnt.node])
 	based := false
-	if full && !cnt.baseKnown {
+	if full && !cnt.baseKnown && cnt.reqPending {
 		cnt.setBaseKnownLocked()
+		cnt.knowGen = cnt.reqGen
+		cnt.reqPending = false
 		based = true
 	}
 	before := cnt.st.Value()
@@ -528,7 +581,7 @@ func (cnt *Counter) Own() (p, n int64) {
 // totals as stored totals, other nodes' entries by max. It returns what
 // changed, and whether the persisted own entries are now ahead of what was
 // last sent (another writer's increments this client should deliver).
-func (cnt *Counter) reload(st crdt.State) (ch change, ahead bool) {
+func (cnt *Counter) reload(st crdt.State, based bool, gen uint64) (ch change, ahead bool) {
 	s, ps := splitPseudo(st)
 	ackP, ackN := ps.P[ackKey], ps.N[ackKey]
 	cnt.mu.Lock()
@@ -536,9 +589,12 @@ func (cnt *Counter) reload(st crdt.State) (ch change, ahead bool) {
 	// The store's unbased amounts now (moved to the own slot by another
 	// writer's based delta if gone: the record is based then).
 	cnt.ubP, cnt.ubN = ps.P[store.UnbasedNode], ps.N[store.UnbasedNode]
-	if cnt.ubP == 0 && cnt.ubN == 0 && !cnt.baseKnown {
-		cnt.setBaseKnownLocked()
-		ahead = true // the based round and the sync it allows
+	if based {
+		cnt.knowGen = max(cnt.knowGen, gen)
+		if !cnt.baseKnown {
+			cnt.setBaseKnownLocked()
+			ahead = true // the based round and the sync it allows
+		}
 	}
 	cnt.ackStoredP, cnt.ackStoredN = max(cnt.ackStoredP, ackP), max(cnt.ackStoredN, ackN)
 	cnt.confirmLocked(ackP, ackN) // another tab's connection got the confirmation

@@ -28,7 +28,7 @@ type countingStore struct {
 	loaded           []string
 }
 
-func (s *countingStore) Pending(ctx context.Context) (map[string]crdt.State, error) {
+func (s *countingStore) Pending(ctx context.Context) (store.Snapshot, error) {
 	s.mu.Lock()
 	s.pending++
 	s.mu.Unlock()
@@ -42,7 +42,7 @@ func (s *countingStore) LoadCounters(ctx context.Context) (map[string]crdt.State
 	return s.Store.LoadCounters(ctx)
 }
 
-func (s *countingStore) Load(ctx context.Context, names []string) (map[string]crdt.State, error) {
+func (s *countingStore) Load(ctx context.Context, names []string) (store.Snapshot, error) {
 	s.mu.Lock()
 	s.loaded = append(s.loaded, names...)
 	s.mu.Unlock()
@@ -86,8 +86,8 @@ func TestStartReadsPendingOnly(t *testing.T) {
 	st := store.NewMemory()
 	t.Cleanup(func() { st.Close() })
 	touchAll(t, srv.url, st, "feed", 200)
-	if p, err := st.Pending(t.Context()); err != nil || len(p) != 0 {
-		t.Fatalf("pending after a confirmed session: %v, %v", p, err)
+	if p, err := st.Pending(t.Context()); err != nil || len(p.States) != 0 {
+		t.Fatalf("pending after a confirmed session: %v, %v", p.States, err)
 	}
 	// One offline write leaves one pending record.
 	off := newClient(t, offlineOptions(st))
@@ -95,8 +95,8 @@ func TestStartReadsPendingOnly(t *testing.T) {
 	if err := off.Close(); err == nil {
 		t.Fatal("Close delivered offline")
 	}
-	if p, _ := st.Pending(t.Context()); len(p) != 1 {
-		t.Fatalf("pending = %v, want feed:3", p)
+	if p, _ := st.Pending(t.Context()); len(p.States) != 1 {
+		t.Fatalf("pending = %v, want feed:3", p.States)
 	}
 
 	cs := &countingStore{Store: st}
@@ -192,8 +192,8 @@ func TestEvictedCounterKeepsWrites(t *testing.T) {
 		_ = c.Close()
 	}
 	m, _ := st.Load(t.Context(), []string{"h:0"})
-	if m["h:0"].P[store.UnbasedNode] != 3 {
-		t.Fatalf("stored %v, want 3 unbased", m["h:0"])
+	if m.States["h:0"].P[store.UnbasedNode] != 3 {
+		t.Fatalf("stored %v, want 3 unbased", m.States["h:0"])
 	}
 
 	// Online: the server's state gives the base 5; 5 + 3 is delivered.
@@ -240,7 +240,7 @@ func TestEvictedCounterWrittenBeforeReply(t *testing.T) {
 	cnt.AddAndGet(4)
 	eventually(t, "the write stored unbased", func() bool {
 		m, _ := st.Load(t.Context(), []string{"r:0"})
-		return m["r:0"].P[store.UnbasedNode] == 4
+		return m.States["r:0"].P[store.UnbasedNode] == 4
 	})
 	close(gate.release)
 	if err := cnt.Flush(ctxT(t)); err != nil {
@@ -350,14 +350,14 @@ func TestEvictionCap(t *testing.T) {
 		t.Fatal(err)
 	}
 	_ = oc.Close()
-	if p, _ := st.Pending(t.Context()); len(p) != 30 {
-		t.Fatalf("%d pending records after offline writes, want 30", len(p))
+	if p, _ := st.Pending(t.Context()); len(p.States) != 30 {
+		t.Fatalf("%d pending records after offline writes, want 30", len(p.States))
 	}
 	opts.Store = st
 	back := newClient(t, opts) // delivers the pending records (no handle taken)
 	eventually(t, "every write delivered and its confirmation stored", func() bool {
 		p, _ := st.Pending(t.Context())
-		return len(p) == 0
+		return len(p.States) == 0
 	})
 	reader := readyClient(t, srv.url)
 	for i := range 30 {

@@ -18,6 +18,7 @@ type Memory struct {
 	records map[string]*memRecord
 	pending map[string]bool // the index Pending reads
 	seq     uint64
+	gen     uint64 // raised by every Evict that deletes
 }
 
 type memRecord struct {
@@ -48,33 +49,45 @@ func (m *Memory) NodeID(ctx context.Context, newID func() string) (string, error
 }
 
 // Load implements Store.
-func (m *Memory) Load(ctx context.Context, names []string) (map[string]crdt.State, error) {
+func (m *Memory) Load(ctx context.Context, names []string) (Snapshot, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	if m.closed {
-		return nil, ErrClosed
+		return Snapshot{}, ErrClosed
 	}
-	out := make(map[string]crdt.State, len(names))
+	out := m.snapshot()
 	for _, name := range names {
-		if r := m.records[name]; r != nil {
-			out[name] = r.rec.State.Clone()
-		}
+		m.add(out, name)
 	}
 	return out, nil
 }
 
 // Pending implements Store.
-func (m *Memory) Pending(ctx context.Context) (map[string]crdt.State, error) {
+func (m *Memory) Pending(ctx context.Context) (Snapshot, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	if m.closed {
-		return nil, ErrClosed
+		return Snapshot{}, ErrClosed
 	}
-	out := make(map[string]crdt.State, len(m.pending))
+	out := m.snapshot()
 	for name := range m.pending {
-		out[name] = m.records[name].rec.State.Clone()
+		m.add(out, name)
 	}
 	return out, nil
+}
+
+func (m *Memory) snapshot() Snapshot {
+	return Snapshot{States: map[string]crdt.State{}, Based: map[string]bool{}, Gen: m.gen}
+}
+
+// add copies the record of name, if any, into out. m.mu held.
+func (m *Memory) add(out Snapshot, name string) {
+	if r := m.records[name]; r != nil {
+		out.States[name] = r.rec.State.Clone()
+		if r.rec.Based {
+			out.Based[name] = true
+		}
+	}
 }
 
 // LoadCounters implements Store.
@@ -109,12 +122,12 @@ func (m *Memory) Apply(ctx context.Context, b Batch) ([]OwnTotal, error) {
 	recs := make(map[string]*Record, len(names))
 	for _, name := range names {
 		if r := m.records[name]; r != nil {
-			recs[name] = &Record{State: r.rec.State.Clone(), Own: r.rec.Own}
+			recs[name] = &Record{State: r.rec.State.Clone(), Own: r.rec.Own, Based: r.rec.Based}
 		} else {
 			recs[name] = nil
 		}
 	}
-	totals, changed, err := ApplyRecords(b, recs)
+	totals, changed, err := ApplyRecords(b, recs, m.gen)
 	if err != nil {
 		return nil, err
 	}
@@ -179,6 +192,9 @@ func (m *Memory) Evict(ctx context.Context, max int, keep func(string) bool) ([]
 		}
 		delete(m.records, c.name)
 		out = append(out, c.name)
+	}
+	if len(out) > 0 {
+		m.gen++
 	}
 	return out, nil
 }

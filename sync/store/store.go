@@ -17,13 +17,13 @@ type Store interface {
 	// with newID on first call; concurrent callers (and, for IndexedDB,
 	// other tabs) get the same id.
 	NodeID(ctx context.Context, newID func() string) (string, error)
-	// Load returns the stored states of the named counters; a name with no
-	// record is absent from the result. It reads those records only.
-	Load(ctx context.Context, names []string) (map[string]crdt.State, error)
-	// Pending returns the state of every pending record (see
-	// Record.Pending): the counters with own writes the server has not
-	// confirmed. It reads those records only (an index), not every record.
-	Pending(ctx context.Context) (map[string]crdt.State, error)
+	// Load returns the stored records of the named counters; a name with
+	// no record is absent from the result. It reads those records only.
+	Load(ctx context.Context, names []string) (Snapshot, error)
+	// Pending returns every pending record (see Record.Pending): the
+	// counters with own writes the server has not confirmed. It reads
+	// those records only (an index), not every record.
+	Pending(ctx context.Context) (Snapshot, error)
 	// LoadCounters returns every stored counter state. It reads every
 	// record: tools and tests use it; the client does not.
 	LoadCounters(ctx context.Context) (map[string]crdt.State, error)
@@ -43,7 +43,8 @@ type Store interface {
 	// Evict deletes the least recently used records that are not pending
 	// and for which keep (if not nil) returns false, until at most max
 	// records remain or none is left to delete, in one transaction, and
-	// returns the names it deleted. max < 0 is ErrInvalid.
+	// returns the names it deleted. If it deleted any it raises the
+	// store's generation (see OwnDelta.Gen). max < 0 is ErrInvalid.
 	Evict(ctx context.Context, max int, keep func(name string) bool) ([]string, error)
 	// Close releases resources. Further calls return ErrClosed.
 	Close() error
@@ -64,6 +65,15 @@ const (
 	// (sync/wire.RestNode).
 	RestNode = "*"
 )
+
+// Snapshot is what Load and Pending read: the states of the records (by
+// counter name), which of them are based (see Record), and the store's
+// generation when they were read.
+type Snapshot struct {
+	States map[string]crdt.State
+	Based  map[string]bool
+	Gen    uint64
+}
 
 // Batch is one atomic write. Within a batch, Remote states are merged
 // first, Own deltas added after, then Fold applied.
@@ -102,30 +112,40 @@ func (b Batch) Names() []string {
 }
 
 // OwnDelta adds DP to p[Node] and DN to n[Node] of counter Name, after
-// raising them to FloorP and FloorN (own totals the server reported, which
-// a store may lack, e.g. after its data was cleared or the record
-// evicted), and after moving the record's UnbasedNode amounts into them.
+// raising them to FloorP and FloorN (the node's own entries as the writer
+// knows them: from the server, or from the record), and after moving the
+// record's UnbasedNode amounts into them. The record is based afterwards.
+//
+// The writer's knowledge is only valid if the record has not been evicted
+// since it was gained: Gen is the store's generation then (Snapshot.Gen,
+// OwnTotal.Gen, or for a base from the server the generation the writer
+// had seen before it asked the server). If the record is not based and
+// the store's generation is above Gen (an eviction happened since), the
+// delta is refused as stale: it is applied as an unbased one, without its
+// floors, and OwnTotal.Unbased tells the writer to learn its base again.
 //
 // With Unbased set the writer does not know the node's own entries on the
-// server. If the record is based (it exists and has no UnbasedNode entry:
-// a based delta wrote it, so it holds the node's own entries), the delta
-// is applied as above; otherwise DP/DN are added to the record's
-// UnbasedNode slot and Node's slot is unchanged. Floors must be zero.
+// server. If the record is based, the delta is applied to Node's slot as
+// above (without floors, which must be zero); otherwise DP/DN are added to
+// the record's UnbasedNode slot and Node's slot is unchanged.
 type OwnDelta struct {
 	Name, Node     string
 	DP, DN         int64
 	FloorP, FloorN int64
 	Unbased        bool
+	Gen            uint64
 }
 
 // OwnTotal is a node's stored p and n after an Apply. Unbased is set when
-// the delta went to the UnbasedNode slot, whose amounts after the batch
+// the delta went to the UnbasedNode slot (an unbased delta on a record
+// that is not based, or a stale based one), whose amounts after the batch
 // are UP and UN (P and N are then the record's entries of Node, usually
-// zero); otherwise UP and UN are zero.
+// zero); otherwise UP and UN are zero. Gen is the store's generation.
 type OwnTotal struct {
 	P, N    int64
 	UP, UN  int64
 	Unbased bool
+	Gen     uint64
 }
 
 // Sentinel errors; returned errors may wrap them.
@@ -197,10 +217,15 @@ func ApplyOwn(p, n int64, d OwnDelta) (OwnTotal, error) {
 }
 
 // Record is one counter as a store keeps it: its entries (pseudo-nodes
-// included) and the node of the last own delta applied to it.
+// included), the node of the last own delta applied to it, and whether it
+// is based: a based own delta wrote it, so its own entries hold the node's
+// entries on the server and every own write since (a record that Remote
+// states or unbased deltas created is not, until then). A based record
+// has no UnbasedNode amounts. Based records stay based until evicted.
 type Record struct {
 	State crdt.State
 	Own   string
+	Based bool
 }
 
 // Pending reports whether r holds own writes the server has not confirmed:
@@ -219,19 +244,14 @@ func (r *Record) Pending() bool {
 	return r.State.P[r.Own] > r.State.P[AckNode] || r.State.N[r.Own] > r.State.N[AckNode]
 }
 
-// based reports whether r exists and holds its own node's entries.
-func (r *Record) based() bool {
-	return r != nil && r.State.P[UnbasedNode] == 0 && r.State.N[UnbasedNode] == 0
-}
-
 // ApplyRecords applies b to recs, which must hold every name of b.Names()
-// (nil for a counter without a record), and returns the totals of the own
-// deltas and the names whose records changed (a nil record in recs
-// afterwards means none: stores delete it). It modifies the records of
-// recs in place (they are the caller's copies) and checks everything
-// before it returns, so a store that gets an error writes nothing. Every
-// store implements Apply with it.
-func ApplyRecords(b Batch, recs map[string]*Record) ([]OwnTotal, map[string]bool, error) {
+// (nil for a counter without a record), at the store's generation gen, and
+// returns the totals of the own deltas and the names whose records changed
+// (a nil record in recs afterwards means none: stores delete it). It
+// modifies the records of recs in place (they are the caller's copies) and
+// checks everything before it returns, so a store that gets an error
+// writes nothing. Every store implements Apply with it.
+func ApplyRecords(b Batch, recs map[string]*Record, gen uint64) ([]OwnTotal, map[string]bool, error) {
 	if err := b.Validate(); err != nil {
 		return nil, nil, err
 	}
@@ -249,12 +269,6 @@ func ApplyRecords(b Batch, recs map[string]*Record) ([]OwnTotal, map[string]bool
 			r.State.N = map[string]int64{}
 		}
 		return r
-	}
-	// Based is decided by the records as read, and by based deltas of this
-	// batch.
-	based := map[string]bool{}
-	for _, name := range b.Names() {
-		based[name] = recs[name].based()
 	}
 	for name, rs := range b.Remote {
 		r := rec(name)
@@ -274,7 +288,12 @@ func ApplyRecords(b Batch, recs map[string]*Record) ([]OwnTotal, map[string]bool
 	totals := make([]OwnTotal, len(b.Own))
 	for i, d := range b.Own {
 		r := rec(d.Name)
-		if d.Unbased && !based[d.Name] {
+		if !d.Unbased && !r.Based && gen > d.Gen {
+			// Stale: the record may have been evicted since the writer
+			// learnt its base. Kept as an unbased write.
+			d.Unbased, d.FloorP, d.FloorN = true, 0, 0
+		}
+		if d.Unbased && !r.Based {
 			up, un := r.State.P[UnbasedNode]+d.DP, r.State.N[UnbasedNode]+d.DN
 			if up > crdt.MaxSafe || un > crdt.MaxSafe {
 				return nil, nil, fmt.Errorf("%w: %q: unbased writes would exceed 2^53-1", ErrInvalid, d.Name)
@@ -284,8 +303,15 @@ func ApplyRecords(b Batch, recs map[string]*Record) ([]OwnTotal, map[string]bool
 			if d.DP != 0 || d.DN != 0 {
 				changed[d.Name] = true
 			}
-			totals[i] = OwnTotal{P: r.State.P[d.Node], N: r.State.N[d.Node], UP: up, UN: un, Unbased: true}
+			if r.Own != d.Node {
+				r.Own = d.Node
+				changed[d.Name] = true
+			}
+			totals[i] = OwnTotal{P: r.State.P[d.Node], N: r.State.N[d.Node], UP: up, UN: un, Unbased: true, Gen: gen}
 			continue
+		}
+		if d.Unbased {
+			d.FloorP, d.FloorN = 0, 0 // a based record holds the base
 		}
 		// A based delta: the record now holds the node's own entries; what
 		// was written unbased moves into them.
@@ -295,7 +321,7 @@ func ApplyRecords(b Batch, recs map[string]*Record) ([]OwnTotal, map[string]bool
 		if err != nil {
 			return nil, nil, err
 		}
-		if t.P != p || t.N != n || moveP != 0 || moveN != 0 || r.Own != d.Node {
+		if t.P != p || t.N != n || moveP != 0 || moveN != 0 || r.Own != d.Node || !r.Based {
 			changed[d.Name] = true
 		}
 		delete(r.State.P, UnbasedNode)
@@ -303,7 +329,8 @@ func ApplyRecords(b Batch, recs map[string]*Record) ([]OwnTotal, map[string]bool
 		setEntry(r.State.P, d.Node, t.P)
 		setEntry(r.State.N, d.Node, t.N)
 		r.Own = d.Node
-		based[d.Name] = true
+		r.Based = true
+		t.Gen = gen
 		totals[i] = t
 	}
 	for _, name := range b.Fold {
@@ -316,7 +343,7 @@ func ApplyRecords(b Batch, recs map[string]*Record) ([]OwnTotal, map[string]bool
 		}
 	}
 	for name := range changed {
-		if r := recs[name]; r != nil && r.State.Len() == 0 {
+		if r := recs[name]; r != nil && r.State.Len() == 0 && !r.Based {
 			recs[name] = nil // an empty counter is the same as none
 		}
 	}

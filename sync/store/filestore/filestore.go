@@ -70,12 +70,13 @@ const formatVersion = 2
 var (
 	bucketMeta     = []byte("meta")
 	bucketCounters = []byte("counters")
-	bucketOwn      = []byte("own")     // name → node of the last own delta
+	bucketOwn      = []byte("own")     // name → based flag byte + node of the last own delta
 	bucketPending  = []byte("pending") // name → nothing: the pending index
 	bucketUsed     = []byte("used")    // seq → name: recency, oldest first
 	bucketUsedBy   = []byte("usedby")  // name → seq
 	keyFormat      = []byte("format")
 	keyNodeID      = []byte("nodeId")
+	keyGen         = []byte("gen") // the eviction generation, big-endian uint64
 )
 
 // indexBuckets are the buckets of format 2 beside meta and counters.
@@ -201,7 +202,8 @@ func migrate1(tx *bolt.Tx) error {
 		if err != nil {
 			return err
 		}
-		if err := putIndex(tx, string(k), &store.Record{State: st, Own: own}, true); err != nil {
+		// Earlier releases wrote the own entries with every write.
+		if err := putIndex(tx, string(k), &store.Record{State: st, Own: own, Based: true}, true); err != nil {
 			return err
 		}
 	}
@@ -213,14 +215,11 @@ func migrate1(tx *bolt.Tx) error {
 func putIndex(tx *bolt.Tx, name string, r *store.Record, ownChanged bool) error {
 	k := []byte(name)
 	if ownChanged {
-		ob := tx.Bucket(bucketOwn)
-		var err error
-		if r.Own == "" {
-			err = ob.Delete(k)
-		} else {
-			err = ob.Put(k, []byte(r.Own))
+		flag := byte(0)
+		if r.Based {
+			flag = 1
 		}
-		if err != nil {
+		if err := tx.Bucket(bucketOwn).Put(k, append([]byte{flag}, r.Own...)); err != nil {
 			return err
 		}
 	}
@@ -237,6 +236,23 @@ func putIndex(tx *bolt.Tx, name string, r *store.Record, ownChanged bool) error 
 		return err
 	}
 	return touch(tx, k)
+}
+
+// readOwn returns the own node and based flag of counter k.
+func readOwn(tx *bolt.Tx, k []byte) (own string, based bool) {
+	v := tx.Bucket(bucketOwn).Get(k)
+	if len(v) == 0 {
+		return "", false
+	}
+	return string(v[1:]), v[0] == 1
+}
+
+// readGen returns the store's eviction generation.
+func readGen(tx *bolt.Tx) uint64 {
+	if v := tx.Bucket(bucketMeta).Get(keyGen); len(v) == 8 {
+		return binary.BigEndian.Uint64(v)
+	}
+	return 0
 }
 
 // touch makes counter k the most recently used.
@@ -409,16 +425,11 @@ func (s *Store) LoadCounters(ctx context.Context) (map[string]crdt.State, error)
 }
 
 // Load implements store.Store: it reads the named records only.
-func (s *Store) Load(ctx context.Context, names []string) (map[string]crdt.State, error) {
-	return s.view(ctx, func(tx *bolt.Tx, out map[string]crdt.State) error {
-		cb := tx.Bucket(bucketCounters)
+func (s *Store) Load(ctx context.Context, names []string) (store.Snapshot, error) {
+	return s.view(ctx, func(tx *bolt.Tx, add func(k []byte) error) error {
 		for _, name := range names {
-			if v := cb.Get([]byte(name)); v != nil {
-				st, err := decodeRecord([]byte(name), v)
-				if err != nil {
-					return err
-				}
-				out[name] = st
+			if err := add([]byte(name)); err != nil {
+				return err
 			}
 		}
 		return nil
@@ -427,29 +438,46 @@ func (s *Store) Load(ctx context.Context, names []string) (map[string]crdt.State
 
 // Pending implements store.Store: it walks the pending index and reads
 // those records only.
-func (s *Store) Pending(ctx context.Context) (map[string]crdt.State, error) {
-	return s.view(ctx, func(tx *bolt.Tx, out map[string]crdt.State) error {
-		cb := tx.Bucket(bucketCounters)
+func (s *Store) Pending(ctx context.Context) (store.Snapshot, error) {
+	return s.view(ctx, func(tx *bolt.Tx, add func(k []byte) error) error {
 		return tx.Bucket(bucketPending).ForEach(func(k, _ []byte) error {
-			st, err := decodeRecord(k, cb.Get(k))
-			if err != nil {
-				return err
+			if tx.Bucket(bucketCounters).Get(k) == nil {
+				return fmt.Errorf("%w: pending counter %q has no record", ErrCorrupt, k)
 			}
-			out[string(k)] = st
-			return nil
+			return add(k)
 		})
 	})
 }
 
-// view runs fn in a read-only transaction with a new result map.
-func (s *Store) view(ctx context.Context, fn func(*bolt.Tx, map[string]crdt.State) error) (map[string]crdt.State, error) {
+// view runs fn in a read-only transaction; fn adds records to the result
+// with add (a missing one is left out).
+func (s *Store) view(ctx context.Context, fn func(tx *bolt.Tx, add func(k []byte) error) error) (store.Snapshot, error) {
 	if err := s.acquire(ctx); err != nil {
-		return nil, err
+		return store.Snapshot{}, err
 	}
 	defer s.mu.RUnlock()
-	out := make(map[string]crdt.State)
-	if err := s.db.View(func(tx *bolt.Tx) error { return fn(tx, out) }); err != nil {
-		return nil, err
+	out := store.Snapshot{States: map[string]crdt.State{}, Based: map[string]bool{}}
+	err := s.db.View(func(tx *bolt.Tx) error {
+		out.Gen = readGen(tx)
+		cb := tx.Bucket(bucketCounters)
+		return fn(tx, func(k []byte) error {
+			v := cb.Get(k)
+			if v == nil {
+				return nil
+			}
+			st, err := decodeRecord(k, v)
+			if err != nil {
+				return err
+			}
+			out.States[string(k)] = st
+			if _, based := readOwn(tx, k); based {
+				out.Based[string(k)] = true
+			}
+			return nil
+		})
+	})
+	if err != nil {
+		return store.Snapshot{}, err
 	}
 	return out, nil
 }
@@ -492,7 +520,10 @@ func (s *Store) Evict(ctx context.Context, max int, keep func(string) bool) ([]s
 			}
 			out = append(out, string(k))
 		}
-		return nil
+		if len(victims) == 0 {
+			return nil
+		}
+		return tx.Bucket(bucketMeta).Put(keyGen, binary.BigEndian.AppendUint64(nil, readGen(tx)+1))
 	})
 	if err != nil {
 		return nil, err
@@ -573,11 +604,11 @@ func checkKeys(b store.Batch) error {
 // applyTx applies b inside one transaction with store.ApplyRecords and
 // fills totals. It reads and checks everything before its first Put.
 func applyTx(ctx context.Context, tx *bolt.Tx, b store.Batch, totals []store.OwnTotal) error {
-	cb, ob := tx.Bucket(bucketCounters), tx.Bucket(bucketOwn)
+	cb := tx.Bucket(bucketCounters)
 	names := b.Names()
 	recs := make(map[string]*store.Record, len(names))
 	olds := make(map[string][]byte, len(names))
-	owns := make(map[string]string, len(names))
+	owns := make(map[string]store.Record, len(names)) // Own and Based as read
 	cur := cb.Cursor()
 	for _, name := range names {
 		recs[name] = nil
@@ -588,12 +619,12 @@ func applyTx(ctx context.Context, tx *bolt.Tx, b store.Batch, totals []store.Own
 			if err != nil {
 				return err
 			}
-			own := string(ob.Get(k))
-			recs[name] = &store.Record{State: st, Own: own}
-			olds[name], owns[name] = v, own
+			own, based := readOwn(tx, k)
+			recs[name] = &store.Record{State: st, Own: own, Based: based}
+			olds[name], owns[name] = v, store.Record{Own: own, Based: based}
 		}
 	}
-	t, changed, err := store.ApplyRecords(b, recs)
+	t, changed, err := store.ApplyRecords(b, recs, readGen(tx))
 	if err != nil {
 		return err
 	}
@@ -629,7 +660,8 @@ func applyTx(ctx context.Context, tx *bolt.Tx, b store.Batch, totals []store.Own
 				return fmt.Errorf("filestore: write counter %q: %w", k, err)
 			}
 		}
-		if err := putIndex(tx, name, r, r.Own != owns[name] || olds[name] == nil); err != nil {
+		was := owns[name]
+		if err := putIndex(tx, name, r, r.Own != was.Own || r.Based != was.Based || olds[name] == nil); err != nil {
 			return fmt.Errorf("filestore: index counter %q: %w", k, err)
 		}
 	}

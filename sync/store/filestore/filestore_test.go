@@ -587,12 +587,12 @@ func TestMigrateFormat1(t *testing.T) {
 	})
 	s = open(t, path)
 	defer s.Close()
-	p, err := s.Pending(t.Context())
+	snap, err := s.Pending(t.Context())
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(p) != 1 || p["unsent"].N[node] != 1 {
-		t.Fatalf("Pending after migration = %v, want unsent only", p)
+	if p := snap.States; len(p) != 1 || p["unsent"].N[node] != 1 || !snap.Based["unsent"] {
+		t.Fatalf("Pending after migration = %v (based %v), want unsent only, based", p, snap.Based)
 	}
 	gone, err := s.Evict(t.Context(), 0, nil)
 	if err != nil || len(gone) != 2 {

@@ -44,6 +44,7 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 		{"FoldLegacyEntries", testFold},
 		{"EvictLRU", testEvictLRU},
 		{"EvictKeepsPending", testEvictPending},
+		{"StaleBaseAfterEviction", testStaleBase},
 		{"Close", testClose},
 	}
 	for _, tt := range tests {
@@ -395,9 +396,13 @@ func testLoadNamed(t *testing.T, s store.Store) {
 		Own:    []store.OwnDelta{{Name: "a", Node: "me", DP: 1}, {Name: "b", Node: "me", DN: 2}},
 		Remote: map[string]crdt.State{"c": st(map[string]int64{"x": 3}, nil)},
 	})
-	m, err := s.Load(ctx(t), []string{"a", "c", "missing"})
+	snap, err := s.Load(ctx(t), []string{"a", "c", "missing"})
 	if err != nil {
 		t.Fatalf("Load: %v", err)
+	}
+	m := snap.States
+	if !snap.Based["a"] || snap.Based["c"] {
+		t.Fatalf("Based = %v, want a (an own delta wrote it), not c (remote entries only)", snap.Based)
 	}
 	if got := names(m); !slices.Equal(got, []string{"a", "c"}) {
 		t.Fatalf("Load returned %v, want [a c]", got)
@@ -406,11 +411,11 @@ func testLoadNamed(t *testing.T, s store.Store) {
 		t.Fatalf("Load = %v", m)
 	}
 	m["a"].P["me"] = 99
-	if again, _ := s.Load(ctx(t), []string{"a"}); !equal(again["a"], st(map[string]int64{"me": 1}, nil)) {
-		t.Fatalf("Load returned the store's own maps: %v", again)
+	if again, _ := s.Load(ctx(t), []string{"a"}); !equal(again.States["a"], st(map[string]int64{"me": 1}, nil)) {
+		t.Fatalf("Load returned the store's own maps: %v", again.States)
 	}
-	if m, err := s.Load(ctx(t), nil); err != nil || len(m) != 0 {
-		t.Fatalf("Load(nil) = %v, %v", m, err)
+	if m, err := s.Load(ctx(t), nil); err != nil || len(m.States) != 0 {
+		t.Fatalf("Load(nil) = %v, %v", m.States, err)
 	}
 }
 
@@ -420,7 +425,7 @@ func pending(t *testing.T, s store.Store) map[string]crdt.State {
 	if err != nil {
 		t.Fatalf("Pending: %v", err)
 	}
-	return m
+	return m.States
 }
 
 // testPendingIndex: a record is pending while its own node's entries (the
@@ -486,12 +491,18 @@ func testUnbased(t *testing.T, s store.Store) {
 	if got[0] != (store.OwnTotal{P: 17, N: 5}) {
 		t.Fatalf("second rebase %+v, want {17 5}", got)
 	}
-	// A record that other nodes' entries created is based: its own slot is
-	// empty (a replica writes its own entries with every write).
+	// A record that other nodes' entries created is not based: its own
+	// slot says nothing of the node's entries on the server.
 	apply(t, s, store.Batch{Remote: map[string]crdt.State{"r": st(map[string]int64{"x": 1}, nil)}})
 	got = apply(t, s, store.Batch{Own: []store.OwnDelta{{Name: "r", Node: "me", DP: 1, Unbased: true}}})
-	if got[0] != (store.OwnTotal{P: 1}) {
+	if got[0] != (store.OwnTotal{UP: 1, Unbased: true}) {
 		t.Fatalf("unbased delta on a remote record: %+v", got)
+	}
+	// A based delta with no entries makes a based record of zero entries:
+	// it keeps the knowledge that the node has none.
+	apply(t, s, store.Batch{Own: []store.OwnDelta{{Name: "zero", Node: "me"}}})
+	if snap, _ := s.Load(ctx(t), []string{"zero"}); !snap.Based["zero"] || snap.States["zero"].Len() != 0 {
+		t.Fatalf("zero = %v, based %v", snap.States, snap.Based)
 	}
 }
 
@@ -532,8 +543,8 @@ func testFold(t *testing.T, s store.Store) {
 		map[string]int64{store.RestNode: 2},
 	))
 	apply(t, s, store.Batch{Fold: []string{"none"}}) // no record: nothing
-	if m, _ := s.Load(ctx(t), []string{"none"}); len(m) != 0 {
-		t.Fatalf("folding a missing record created %v", m)
+	if m, _ := s.Load(ctx(t), []string{"none"}); len(m.States) != 0 {
+		t.Fatalf("folding a missing record created %v", m.States)
 	}
 }
 
@@ -562,8 +573,8 @@ func testEvictLRU(t *testing.T, s store.Store) {
 	if gone, err := s.Evict(ctx(t), 3, nil); err != nil || len(gone) != 0 {
 		t.Fatalf("Evict at the cap = %v, %v", gone, err)
 	}
-	if m, _ := s.Load(ctx(t), []string{"e3"}); len(m) != 0 {
-		t.Fatalf("evicted record still loads: %v", m)
+	if m, _ := s.Load(ctx(t), []string{"e3"}); len(m.States) != 0 {
+		t.Fatalf("evicted record still loads: %v", m.States)
 	}
 	gone, err = s.Evict(ctx(t), 0, nil)
 	if err != nil || len(gone) != 3 {
@@ -588,5 +599,48 @@ func testEvictPending(t *testing.T, s store.Store) {
 	}
 	if got := names(load(t, s)); !slices.Equal(got, []string{"p", "u"}) {
 		t.Fatalf("left %v, want [p u]", got)
+	}
+}
+
+// testStaleBase: after an eviction (which raises the generation), a based
+// delta whose knowledge predates it is refused on a record that is not
+// based (missing, or unbased) and kept as an unbased write; with the
+// current generation it is accepted; a based record accepts any.
+func testStaleBase(t *testing.T, s store.Store) {
+	apply(t, s, store.Batch{Own: []store.OwnDelta{{Name: "old", Node: "me", DP: 5}, {Name: "kept", Node: "me", DP: 1}},
+		Remote: map[string]crdt.State{"old": st(map[string]int64{store.AckNode: 5}, nil)}})
+	g0, err := s.Load(ctx(t), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	gone, err := s.Evict(ctx(t), 1, func(name string) bool { return name == "kept" })
+	if err != nil || !slices.Equal(gone, []string{"old"}) {
+		t.Fatalf("Evict = %v, %v", gone, err)
+	}
+	g1, _ := s.Load(ctx(t), nil)
+	if g1.Gen <= g0.Gen {
+		t.Fatalf("generation %d after an eviction, was %d", g1.Gen, g0.Gen)
+	}
+	// A writer that knew old's base (5) before the eviction writes +1.
+	got := apply(t, s, store.Batch{Own: []store.OwnDelta{{Name: "old", Node: "me", DP: 1, FloorP: 5, Gen: g0.Gen}}})
+	if got[0] != (store.OwnTotal{UP: 1, Unbased: true, Gen: g1.Gen}) {
+		t.Fatalf("stale based delta: %+v, want unbased", got[0])
+	}
+	// Once it has learnt the base again (current generation), it lands.
+	got = apply(t, s, store.Batch{Own: []store.OwnDelta{{Name: "old", Node: "me", FloorP: 5, Gen: g1.Gen}}})
+	if got[0] != (store.OwnTotal{P: 6, Gen: g1.Gen}) {
+		t.Fatalf("current based delta: %+v, want {6}", got[0])
+	}
+	// A based record never evicted accepts knowledge of any age.
+	got = apply(t, s, store.Batch{Own: []store.OwnDelta{{Name: "kept", Node: "me", DP: 1, Gen: g0.Gen}}})
+	if got[0] != (store.OwnTotal{P: 2, Gen: g1.Gen}) {
+		t.Fatalf("based record: %+v, want {2}", got[0])
+	}
+	// An evicting call that deletes nothing keeps the generation.
+	if gone, _ := s.Evict(ctx(t), 10, nil); len(gone) != 0 {
+		t.Fatalf("Evict(10) deleted %v", gone)
+	}
+	if g2, _ := s.Load(ctx(t), nil); g2.Gen != g1.Gen {
+		t.Fatalf("generation %d after an Evict that deleted nothing, want %d", g2.Gen, g1.Gen)
 	}
 }
