@@ -96,7 +96,10 @@
 // this node, absent meaning zero. The next round then writes the own entries
 // with the base as floor, and the store moves the unbased amounts on top in
 // the same transaction, once, whichever tab does it; only then are they
-// sent. Until then Synced is false. This relies on the server's full state
+// sent. Until then Synced is false. A base known in memory goes stale if
+// the record is evicted after it was learnt (another tab may have written
+// more meanwhile): the store then refuses the write as based (see the
+// generation in sync/store) and the client asks the server again. This relies on the server's full state
 // being current for this node: a cluster node answering from a stale copy
 // of the counter would give a base too low.
 //

@@ -376,3 +376,63 @@ func TestEvictionCap(t *testing.T) {
 		return len(m) <= limit
 	})
 }
+
+// TestStaleBaseAfterEviction: an offline tab's handle keeps the base it
+// knew; another tab (same store, same node id) writes more and the record
+// is evicted. When the first tab writes again, its base is stale: the
+// store refuses it (the eviction came after it was learnt), the write is
+// kept relative, and the server's current state gives the base. Before
+// the store's generation, the write was sent on the stale base and merged
+// away (the property test found it).
+func TestStaleBaseAfterEviction(t *testing.T) {
+	t.Parallel()
+	srv := startServer(t)
+	st := store.NewMemory()
+	t.Cleanup(func() { st.Close() })
+	opts := fastOptions(srv.url)
+	opts.Store = st
+	opts.MaxStoredCounters = -1 // the test evicts
+	a, b := newClient(t, opts), newClient(t, opts)
+	ca := mustCounter(t, a, "stale")
+	ca.Increment()
+	if err := ca.Flush(ctxT(t)); err != nil {
+		t.Fatal(err)
+	}
+	a.SetOnline(false) // a hears nothing of b's writes
+	cb := mustCounter(t, b, "stale")
+	if _, err := cb.AddAndGet(5); err != nil {
+		t.Fatal(err)
+	}
+	if err := cb.Flush(ctxT(t)); err != nil {
+		t.Fatal(err)
+	}
+	cb.Close()
+	if err := b.Persist(ctxT(t)); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "the record confirmed", func() bool {
+		p, _ := st.Pending(t.Context())
+		return len(p.States) == 0
+	})
+	if gone, err := st.Evict(t.Context(), 0, nil); err != nil || len(gone) != 1 {
+		t.Fatalf("Evict = %v, %v", gone, err)
+	}
+	// a still believes the node's entry is +1.
+	if _, err := ca.AddAndGet(1); err != nil {
+		t.Fatal(err)
+	}
+	if err := a.Persist(ctxT(t)); err != nil {
+		t.Fatal(err)
+	}
+	m, _ := st.Load(t.Context(), []string{"stale"})
+	if m.States["stale"].P[store.UnbasedNode] != 1 || m.Based["stale"] {
+		t.Fatalf("stored %v (based %v): want the write kept unbased", m.States["stale"], m.Based)
+	}
+	a.SetOnline(true)
+	if err := ca.Flush(ctxT(t)); err != nil {
+		t.Fatal(err)
+	}
+	fresh := mustCounter(t, readyClient(t, srv.url), "stale")
+	eventually(t, "the server holds 7", func() bool { return fresh.Get() == 7 })
+	eventually(t, "a reads 7", func() bool { return ca.Get() == 7 })
+}
