@@ -1068,7 +1068,7 @@ func asUpdate(f []byte) []byte {
 	if !ok {
 		return f
 	}
-	b, err := wire.Encode(wire.CounterUpdate{Name: r.Name, State: r.State})
+	b, err := wire.Encode(wire.CounterUpdate(r))
 	if err != nil {
 		return f
 	}
