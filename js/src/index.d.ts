@@ -112,7 +112,9 @@ export interface TopGunClientOptions {
    * How many counters IndexedDB keeps (default 10000; Infinity: no cap).
    * Beyond it the least recently used counters that hold no unconfirmed
    * write and have no handle in use (a disposed handle is not in use) are
-   * deleted; using one again reads it from the server.
+   * deleted; using one again reads it from the server. Checked at start()
+   * and after every tenth of the cap of counters written, so IndexedDB may
+   * hold about a tenth more in between.
    */
   maxStoredCounters?: number;
   /** Log the engine's diagnostics to the console. */

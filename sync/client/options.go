@@ -69,9 +69,11 @@ type Options struct {
 	// (handles released with Counter.Close are not in use) are deleted
 	// from it; using one again reads it from the server (see "Unknown
 	// base" in the package doc). Default DefaultMaxStoredCounters; 0 means
-	// the default, negative never evicts. Pending records are never
-	// evicted, so a store may exceed the cap while they wait for the
-	// server.
+	// the default, negative never evicts. The worker evicts at Start and
+	// after every MaxStoredCounters/10 counters written, so the store may
+	// exceed the cap by about a tenth between evictions; pending records
+	// and those of handles in use are never evicted, so it may also exceed
+	// it while they wait for the server or stay in use.
 	MaxStoredCounters int
 }
 
