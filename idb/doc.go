@@ -11,9 +11,10 @@
 //
 //	meta       "nodeId" -> string: this profile's node id
 //	meta       "layout" -> 2 once every record is indexed
+//	meta       "gen"    -> number: the eviction generation (store.OwnDelta.Gen)
 //	counters   counter name -> {p: {node: number}, n: {node: number}}
 //	pending    counter name -> 1, for every pending record (store.Record.Pending)
-//	index      counter name -> {o: node of the last own delta, u: recency}
+//	index      counter name -> {o: node of the last own delta, b: based, u: recency}
 //	           with the index byUse on u
 //
 // Pending reads the keys of pending, then those records only; Evict counts
@@ -21,7 +22,7 @@
 // request each) and deletes the oldest that may go. Apply keeps pending and
 // index in step with counters in its transaction. A database of version 1
 // gets the new stores in its upgrade, and Open then indexes its records
-// once, taking them as written by the stored node id.
+// once, taking them as based and written by the stored node id.
 //
 // A counter record holds plain JS objects and numbers (structured-clone
 // friendly, readable from JS and DevTools). Every number is a magnitude in
