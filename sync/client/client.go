@@ -636,12 +636,17 @@ func (c *Client) counter(name string, wait bool) (*Counter, error) {
 }
 
 // loadInto reads cnt's record from the store and folds it in (as Reload
-// does), then marks it loaded. Without a record the counter's base stays
-// unknown until the server's state arrives. If the read fails the handle
-// is marked loaded all the same (its base stays unknown, which is safe)
-// and the error, wrapping ErrStorage, is returned.
+// does), then marks it loaded; writes made before that wait in memory
+// (takePersist), so that the stored value and they add up exactly.
+// Without a record the counter's base stays unknown until the server's
+// state arrives. If the read fails the handle is marked loaded all the
+// same (its base stays unknown, which is safe) and the error, wrapping
+// ErrStorage, is returned.
 func (c *Client) loadInto(ctx context.Context, cnt *Counter) error {
-	defer cnt.markLoaded()
+	defer func() {
+		cnt.markLoaded()
+		c.markDirty(cnt, true) // writes made meanwhile waited for this
+	}()
 	snap, err := c.store.Load(ctx, []string{cnt.name})
 	if err != nil {
 		return fmt.Errorf("client: load counter %q: %w: %w", cnt.name, ErrStorage, err)
@@ -651,11 +656,8 @@ func (c *Client) loadInto(ctx context.Context, cnt *Counter) error {
 	if !ok {
 		return nil
 	}
-	ch, ahead := cnt.reload(st, snap.Based[cnt.name], snap.Gen)
+	ch, _ := cnt.reload(st, snap.Based[cnt.name], snap.Gen)
 	ch.fire()
-	if ahead {
-		c.markDirty(cnt, true)
-	}
 	return nil
 }
 
@@ -767,6 +769,12 @@ func (c *Client) round(ctx context.Context, send bool) error {
 	var b store.Batch
 	snaps := make([]persistSnap, 0, len(set))
 	for cnt := range set {
+		// A counter whose record is being read (OpenCounter) waits for
+		// it: its writes are added to the stored value (see takePersist).
+		select {
+		case <-cnt.loaded:
+		case <-ctx.Done():
+		}
 		s := cnt.takePersist()
 		if !s.own() && s.remote.Len() == 0 {
 			continue

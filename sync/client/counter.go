@@ -365,6 +365,15 @@ func (cnt *Counter) Flush(ctx context.Context) error {
 // over only its writes, as an unbased delta; other nodes' entries wait
 // in memory until the base is known.
 func (cnt *Counter) takePersist() persistSnap {
+	select {
+	case <-cnt.loaded:
+	default:
+		// Its record is being read (the round waited until its context
+		// ended): writes wait in memory, so that the stored value and
+		// they add up exactly when it arrives (the read marks the
+		// counter dirty again).
+		return persistSnap{cnt: cnt}
+	}
 	cnt.mu.Lock()
 	defer cnt.mu.Unlock()
 	s := persistSnap{cnt: cnt, dp: cnt.unappliedP, dn: cnt.unappliedN, compact: cnt.compact}

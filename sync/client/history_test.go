@@ -145,7 +145,10 @@ func TestOpenCounterLoadsInBackground(t *testing.T) {
 	case <-ctxT(t).Done():
 		t.Fatal("never loaded")
 	}
-	eventually(t, "the stored value under the write", func() bool { return cnt.Get() == 6 })
+	// Once loaded, the stored value and the write add up exactly.
+	if v := cnt.Get(); v != 6 {
+		t.Fatalf("loaded: %d, want 6 (stored 1 + written 5)", v)
+	}
 	if again := mustCounter(t, c, "bg:0"); again != cnt || again.Get() != 6 {
 		t.Fatalf("Counter after OpenCounter: %p %d", again, again.Get())
 	}
@@ -437,4 +440,52 @@ func TestStaleBaseAfterEviction(t *testing.T) {
 	fresh := mustCounter(t, readyClient(t, srv.url), "stale")
 	eventually(t, "the server holds 7", func() bool { return fresh.Get() == 7 })
 	eventually(t, "a reads 7", func() bool { return ca.Get() == 7 })
+}
+
+// slowLoadStore holds every Load until release is closed.
+type slowLoadStore struct {
+	store.Store
+	release chan struct{}
+}
+
+func (s *slowLoadStore) Load(ctx context.Context, names []string) (store.Snapshot, error) {
+	select {
+	case <-s.release:
+	case <-ctx.Done():
+		return store.Snapshot{}, ctx.Err()
+	}
+	return s.Store.Load(ctx, names)
+}
+
+// TestWritesWaitForTheLoad: writes made through OpenCounter before its
+// record is read wait for it, and land on top of the stored value, also
+// when the client closes meanwhile (Close's persistence waits for the
+// read).
+func TestWritesWaitForTheLoad(t *testing.T) {
+	t.Parallel()
+	srv := startServer(t)
+	st := store.NewMemory()
+	t.Cleanup(func() { st.Close() })
+	touchAll(t, srv.url, st, "slow", 1)
+	slow := &slowLoadStore{Store: st, release: make(chan struct{})}
+	c := newClient(t, offlineOptions(slow))
+	cnt, err := c.OpenCounter("slow:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if v, _ := cnt.AddAndGet(5); v != 5 {
+		t.Fatalf("before the load: %d, want 5 (the write only)", v)
+	}
+	closed := make(chan error, 1)
+	go func() { closed <- c.Close() }()
+	time.Sleep(20 * time.Millisecond) // Close is waiting for the read (not a timed assertion: either order passes)
+	close(slow.release)
+	if err := <-closed; err == nil {
+		t.Fatal("Close delivered offline")
+	}
+	m, _ := st.Load(t.Context(), []string{"slow:0"})
+	node := c.NodeID()
+	if p := m.States["slow:0"].P[node]; p != 6 {
+		t.Fatalf("stored own +%d, want 6 (stored 1 + written 5): %v", p, m.States["slow:0"])
+	}
 }
