@@ -489,3 +489,47 @@ func TestWritesWaitForTheLoad(t *testing.T) {
 		t.Fatalf("stored own +%d, want 6 (stored 1 + written 5): %v", p, m.States["slow:0"])
 	}
 }
+
+// TestRecordsFoldLegacyEntries: a stored record with individual entries of
+// other nodes (a full state an older client received) keeps only its own
+// entries, the aggregate "*" and the confirmation once the client, which
+// receives compact views, writes it again: records are O(1).
+func TestRecordsFoldLegacyEntries(t *testing.T) {
+	t.Parallel()
+	srv := startServer(t)
+	legacy := crdt.State{P: map[string]int64{"legacy-a": 2, "legacy-b": 3}, N: map[string]int64{"legacy-a": 1}}
+	r := dialRaw(t, srv.url)
+	r.send(wire.CounterSync{Name: "fold", State: legacy})
+	next[wire.CounterUpdate](r)
+	st := store.NewMemory()
+	t.Cleanup(func() { st.Close() })
+	if _, err := st.Apply(t.Context(), store.Batch{Remote: map[string]crdt.State{"fold": legacy}}); err != nil {
+		t.Fatal(err)
+	}
+	opts := fastOptions(srv.url)
+	opts.Store = st
+	c := newClient(t, opts)
+	cnt := mustCounter(t, c, "fold")
+	cnt.Increment()
+	if err := cnt.Flush(ctxT(t)); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Persist(ctxT(t)); err != nil {
+		t.Fatal(err)
+	}
+	if cnt.Get() != 5 {
+		t.Fatalf("value %d, want 5", cnt.Get())
+	}
+	eventually(t, "the record folded and confirmed", func() bool {
+		m, _ := st.Load(t.Context(), []string{"fold"})
+		s := m.States["fold"]
+		for _, side := range []map[string]int64{s.P, s.N} {
+			for k := range side {
+				if k != c.NodeID() && k != wire.RestNode && k != store.AckNode {
+					return false
+				}
+			}
+		}
+		return s.P[wire.RestNode] == 5 && s.N[wire.RestNode] == 1 && s.P[store.AckNode] == 1 && m.Based["fold"]
+	})
+}
