@@ -6,11 +6,23 @@
 //
 // # Layout
 //
-// Open(ctx, name) opens database name ("topgun-go" when empty) at version 1
-// with two object stores, both with out-of-line keys:
+// Open(ctx, name) opens database name ("topgun-go" when empty) at version 2
+// with four object stores, all with out-of-line keys:
 //
 //	meta       "nodeId" -> string: this profile's node id
+//	meta       "layout" -> 2 once every record is indexed
+//	meta       "gen"    -> number: the eviction generation (store.OwnDelta.Gen)
 //	counters   counter name -> {p: {node: number}, n: {node: number}}
+//	pending    counter name -> 1, for every pending record (store.Record.Pending)
+//	index      counter name -> {o: node of the last own delta, b: based, u: recency}
+//	           with the index byUse on u
+//
+// Pending reads the keys of pending, then those records only; Evict counts
+// counters, reads the names in recency order from byUse (one getAllKeys
+// request each) and deletes the oldest that may go. Apply keeps pending and
+// index in step with counters in its transaction. A database of version 1
+// gets the new stores in its upgrade, and Open then indexes its records
+// once, taking them as based and written by the stored node id.
 //
 // A counter record holds plain JS objects and numbers (structured-clone
 // friendly, readable from JS and DevTools). Every number is a magnitude in
@@ -26,9 +38,10 @@
 // get the same id (IndexedDB serialises readwrite transactions on a store).
 //
 // Apply runs a whole batch in one readwrite transaction: it reads every
-// touched counter (all reads issued at once), merges remote states by
-// per-entry maximum, applies own deltas as read-modify-write with
-// store.ApplyOwn, and only then writes the changed records. Every check,
+// touched counter and its index entry (all reads issued at once), applies
+// the batch with store.ApplyRecords (remote states merged by per-entry
+// maximum, own deltas as read-modify-write), and only then writes the
+// changed records. Every check,
 // including the 2^53-1 bound, happens before the first write; if a write
 // still fails the transaction is aborted, so a batch lands entirely or not
 // at all. Because own deltas are added to what is stored, tabs that share a
@@ -53,7 +66,7 @@
 // BroadcastChannel). OnChange delivers the names posted by other Store
 // instances on the same database: other tabs, and other Stores in the same
 // page, but never the Store's own posts. A notice is a hint to reload those
-// counters with LoadCounters; notices are best effort and may be lost (a
+// counters with Load; notices are best effort and may be lost (a
 // tab that was asleep must reload everything).
 //
 // # Errors

@@ -9,6 +9,7 @@ import (
 	"slices"
 	"sync"
 	"syscall/js"
+	"time"
 
 	indexeddb "github.com/hack-pad/go-indexeddb/idb"
 
@@ -20,10 +21,22 @@ import (
 const DefaultName = "topgun-go"
 
 const (
-	schemaVersion = 1
+	schemaVersion = 2
 	metaStore     = "meta"
 	countersStore = "counters"
-	nodeIDKey     = "nodeId"
+	// pendingStore: counter name -> 1 for every pending record
+	// (store.Record.Pending): the index Pending reads.
+	pendingStore = "pending"
+	// indexStore: counter name -> {o: own node, b: based, u: recency};
+	// its index byUse orders names by recency for Evict.
+	indexStore = "index"
+	byUse      = "byUse"
+	nodeIDKey  = "nodeId"
+	// layoutKey in meta is 2 once every record is in the index stores
+	// (Open migrates a database of version 1).
+	layoutKey = "layout"
+	// genKey in meta: the eviction generation (store.OwnDelta.Gen).
+	genKey = "gen"
 	// channelPrefix + database name is the BroadcastChannel of notices.
 	channelPrefix = "topgun-go:"
 )
@@ -44,6 +57,9 @@ type Store struct {
 
 	lmu       sync.Mutex
 	listeners map[*listener]struct{}
+
+	umu   sync.Mutex
+	lastU float64 // the last recency given out
 }
 
 var _ store.Store = (*Store)(nil)
@@ -116,7 +132,124 @@ func open(ctx context.Context, name string, factory js.Value, factoryErr error) 
 		_ = r.db.Close()
 		return nil, fmt.Errorf("idb: open %q: BroadcastChannel: %w", name, err)
 	}
-	return &Store{name: name, db: r.db, ch: ch, listeners: map[*listener]struct{}{}}, nil
+	s := &Store{name: name, db: r.db, ch: ch, listeners: map[*listener]struct{}{}}
+	if err := s.migrate(ctx); err != nil {
+		_ = s.Close()
+		return nil, fmt.Errorf("idb: open %q: migrate: %w", name, err)
+	}
+	return s, nil
+}
+
+// migrate indexes the records of a database created at version 1 (whose
+// upgrade added the empty index stores): each is taken as written by the
+// stored node id, marked pending by that rule, and given recency 0. It
+// runs once; meta[layout] records that it did.
+func (s *Store) migrate(ctx context.Context) error {
+	tx, err := s.db.Transaction(indexeddb.TransactionReadWrite, metaStore, countersStore, indexStore, pendingStore)
+	if err != nil {
+		return err
+	}
+	ms, _ := tx.ObjectStore(metaStore)
+	cs, _ := tx.ObjectStore(countersStore)
+	is, _ := tx.ObjectStore(indexStore)
+	ps, err := tx.ObjectStore(pendingStore)
+	if err != nil {
+		abort(tx)
+		return err
+	}
+	meta, err := getEach(ctx, ms, []string{layoutKey, nodeIDKey})
+	if err != nil {
+		abort(tx)
+		return err
+	}
+	if meta[0].Type() == js.TypeNumber && meta[0].Int() == 2 {
+		return nil // the transaction commits (no writes) by itself
+	}
+	own := ""
+	if meta[1].Type() == js.TypeString {
+		own = meta[1].String()
+	}
+	kreq, err := cs.GetAllKeys()
+	if err != nil {
+		abort(tx)
+		return err
+	}
+	keys, err := stringKeys(ctx, kreq)
+	if err != nil {
+		abort(tx)
+		return err
+	}
+	vals, err := getEach(ctx, cs, keys)
+	if err != nil {
+		abort(tx)
+		return err
+	}
+	for i, name := range keys {
+		st, _, err := decodeState(vals[i])
+		if err != nil {
+			abort(tx)
+			return fmt.Errorf("counter %q: %w", name, err)
+		}
+		// Earlier releases wrote the own entries with every write.
+		r := &store.Record{State: st, Own: own, Based: true}
+		if err := putIndex(is, ps, name, r, 0); err != nil {
+			abort(tx)
+			return err
+		}
+	}
+	if _, err := ms.PutKey(js.ValueOf(layoutKey), js.ValueOf(2)); err != nil {
+		abort(tx)
+		return err
+	}
+	return tx.Await(context.WithoutCancel(ctx))
+}
+
+// stringKeys awaits a GetAllKeys request of string keys.
+func stringKeys(ctx context.Context, req *indexeddb.ArrayRequest) ([]string, error) {
+	vals, err := req.Await(ctx)
+	if err != nil {
+		return nil, err
+	}
+	keys := make([]string, len(vals))
+	for i, v := range vals {
+		if v.Type() != js.TypeString {
+			return nil, fmt.Errorf("corrupt record: key is a %s", v.Type())
+		}
+		keys[i] = v.String()
+	}
+	return keys, nil
+}
+
+// putIndex issues the index writes of record r of counter name: its own
+// node and recency u, and its pending mark.
+func putIndex(is, ps *indexeddb.ObjectStore, name string, r *store.Record, u float64) (err error) {
+	defer catch(&err)
+	ix := jsObject.New()
+	ix.Set("o", r.Own)
+	ix.Set("b", r.Based)
+	ix.Set("u", u)
+	if _, err := is.PutKey(js.ValueOf(name), ix); err != nil {
+		return err
+	}
+	if r.Pending() {
+		_, err = ps.PutKey(js.ValueOf(name), js.ValueOf(1))
+	} else {
+		_, err = ps.Delete(js.ValueOf(name))
+	}
+	return err
+}
+
+// nextU returns a recency above every one this Store gave out: the clock
+// in microseconds, so that tabs order roughly by time.
+func (s *Store) nextU() float64 {
+	s.umu.Lock()
+	defer s.umu.Unlock()
+	u := float64(time.Now().UnixMicro())
+	if u <= s.lastU {
+		u = s.lastU + 1
+	}
+	s.lastU = u
+	return u
 }
 
 // upgrade creates the object stores of a new database.
@@ -125,10 +258,16 @@ func upgrade(db *indexeddb.Database, oldVersion, newVersion uint) error {
 	if err != nil {
 		return err
 	}
-	for _, name := range []string{metaStore, countersStore} {
+	for _, name := range []string{metaStore, countersStore, pendingStore, indexStore} {
 		if !slices.Contains(have, name) {
-			if _, err := db.CreateObjectStore(name, indexeddb.ObjectStoreOptions{}); err != nil {
+			os, err := db.CreateObjectStore(name, indexeddb.ObjectStoreOptions{})
+			if err != nil {
 				return err
+			}
+			if name == indexStore {
+				if _, err := os.CreateIndex(byUse, js.ValueOf("u"), indexeddb.IndexOptions{}); err != nil {
+					return err
+				}
 			}
 		}
 	}
@@ -251,7 +390,219 @@ func (s *Store) LoadCounters(ctx context.Context) (map[string]crdt.State, error)
 	return out, nil
 }
 
-// Apply implements store.Store: one readwrite transaction for the batch.
+// Load implements store.Store: one readonly transaction reading the named
+// records.
+func (s *Store) Load(ctx context.Context, names []string) (store.Snapshot, error) {
+	if err := s.acquire(); err != nil {
+		return store.Snapshot{}, err
+	}
+	defer s.mu.RUnlock()
+	tx, err := s.db.Transaction(indexeddb.TransactionReadOnly, metaStore, countersStore, indexStore)
+	if err != nil {
+		return store.Snapshot{}, fmt.Errorf("idb: load: %w", err)
+	}
+	out, err := readSnapshot(ctx, tx, names)
+	if err != nil {
+		abort(tx)
+		return store.Snapshot{}, fmt.Errorf("idb: load: %w", err)
+	}
+	return out, nil
+}
+
+// readSnapshot reads the generation and the records of names (missing
+// ones left out) in tx, which covers meta, counters and index.
+func readSnapshot(ctx context.Context, tx *indexeddb.Transaction, names []string) (store.Snapshot, error) {
+	out := store.Snapshot{States: map[string]crdt.State{}, Based: map[string]bool{}}
+	ms, _ := tx.ObjectStore(metaStore)
+	cs, _ := tx.ObjectStore(countersStore)
+	is, err := tx.ObjectStore(indexStore)
+	if err != nil {
+		return out, err
+	}
+	meta, err := getEach(ctx, ms, []string{genKey})
+	if err != nil {
+		return out, err
+	}
+	out.Gen = genOf(meta[0])
+	if len(names) == 0 {
+		return out, nil
+	}
+	vals, err := getEach(ctx, cs, names)
+	if err != nil {
+		return out, err
+	}
+	ixs, err := getEach(ctx, is, names)
+	if err != nil {
+		return out, err
+	}
+	for i, name := range names {
+		st, ok, err := decodeState(vals[i])
+		if err != nil {
+			return out, fmt.Errorf("counter %q: %w", name, err)
+		}
+		if ok {
+			out.States[name] = st
+			if _, based := indexOf(ixs[i]); based {
+				out.Based[name] = true
+			}
+		}
+	}
+	return out, nil
+}
+
+// genOf reads meta[gen] (undefined: 0).
+func genOf(v js.Value) uint64 {
+	if v.Type() == js.TypeNumber && v.Float() > 0 {
+		return uint64(v.Float())
+	}
+	return 0
+}
+
+// indexOf reads an index entry's own node and based flag.
+func indexOf(v js.Value) (own string, based bool) {
+	if v.Type() != js.TypeObject {
+		return "", false
+	}
+	if o := v.Get("o"); o.Type() == js.TypeString {
+		own = o.String()
+	}
+	return own, v.Get("b").Type() == js.TypeBoolean && v.Get("b").Bool()
+}
+
+// Pending implements store.Store: the keys of the pending store, then
+// those records, in one readonly transaction.
+func (s *Store) Pending(ctx context.Context) (store.Snapshot, error) {
+	if err := s.acquire(); err != nil {
+		return store.Snapshot{}, err
+	}
+	defer s.mu.RUnlock()
+	tx, err := s.db.Transaction(indexeddb.TransactionReadOnly, pendingStore, metaStore, countersStore, indexStore)
+	if err != nil {
+		return store.Snapshot{}, fmt.Errorf("idb: pending: %w", err)
+	}
+	ps, err := tx.ObjectStore(pendingStore)
+	if err != nil {
+		return store.Snapshot{}, fmt.Errorf("idb: pending: %w", err)
+	}
+	req, err := ps.GetAllKeys()
+	if err != nil {
+		return store.Snapshot{}, fmt.Errorf("idb: pending: %w", err)
+	}
+	keys, err := stringKeys(ctx, req)
+	if err != nil {
+		abort(tx)
+		return store.Snapshot{}, fmt.Errorf("idb: pending: %w", err)
+	}
+	out, err := readSnapshot(ctx, tx, keys)
+	if err != nil {
+		abort(tx)
+		return store.Snapshot{}, fmt.Errorf("idb: pending: %w", err)
+	}
+	return out, nil
+}
+
+// Evict implements store.Store: one readwrite transaction counts the
+// records, reads the names in recency order from the byUse index and the
+// pending names, and deletes the oldest that may go.
+func (s *Store) Evict(ctx context.Context, max int, keep func(string) bool) ([]string, error) {
+	if max < 0 {
+		return nil, fmt.Errorf("idb: %w: Evict max %d", store.ErrInvalid, max)
+	}
+	if err := s.acquire(); err != nil {
+		return nil, err
+	}
+	defer s.mu.RUnlock()
+	tx, err := s.db.Transaction(indexeddb.TransactionReadWrite, countersStore, indexStore, pendingStore, metaStore)
+	if err != nil {
+		return nil, fmt.Errorf("idb: evict: %w", err)
+	}
+	ms, _ := tx.ObjectStore(metaStore)
+	cs, _ := tx.ObjectStore(countersStore)
+	is, _ := tx.ObjectStore(indexStore)
+	ps, err := tx.ObjectStore(pendingStore)
+	if err != nil {
+		abort(tx)
+		return nil, fmt.Errorf("idb: evict: %w", err)
+	}
+	fail := func(err error) ([]string, error) {
+		abort(tx)
+		return nil, fmt.Errorf("idb: evict: %w", err)
+	}
+	creq, err := cs.Count()
+	if err != nil {
+		return fail(err)
+	}
+	n, err := creq.Await(ctx)
+	if err != nil {
+		return fail(err)
+	}
+	excess := int(n) - max
+	if excess <= 0 {
+		return nil, nil // the transaction commits (no writes) by itself
+	}
+	ix, err := is.Index(byUse)
+	if err != nil {
+		return fail(err)
+	}
+	ureq, err := ix.GetAllKeys()
+	if err != nil {
+		return fail(err)
+	}
+	preq, err := ps.GetAllKeys()
+	if err != nil {
+		return fail(err)
+	}
+	byAge, err := stringKeys(ctx, ureq)
+	if err != nil {
+		return fail(err)
+	}
+	pend, err := stringKeys(ctx, preq)
+	if err != nil {
+		return fail(err)
+	}
+	isPending := make(map[string]bool, len(pend))
+	for _, k := range pend {
+		isPending[k] = true
+	}
+	var out []string
+	for _, name := range byAge {
+		if len(out) == excess {
+			break
+		}
+		if isPending[name] || (keep != nil && keep(name)) {
+			continue
+		}
+		out = append(out, name)
+	}
+	if len(out) == 0 {
+		return nil, nil
+	}
+	meta, err := getEach(ctx, ms, []string{genKey})
+	if err != nil {
+		return fail(err)
+	}
+	if err := ctx.Err(); err != nil {
+		return fail(err)
+	}
+	for _, name := range out {
+		if _, err := cs.Delete(js.ValueOf(name)); err != nil {
+			return fail(err)
+		}
+		if _, err := is.Delete(js.ValueOf(name)); err != nil {
+			return fail(err)
+		}
+	}
+	if _, err := ms.PutKey(js.ValueOf(genKey), js.ValueOf(float64(genOf(meta[0])+1))); err != nil {
+		return fail(err)
+	}
+	if err := tx.Await(context.WithoutCancel(ctx)); err != nil {
+		return nil, fmt.Errorf("idb: evict: commit: %w", err)
+	}
+	return out, nil
+}
+
+// Apply implements store.Store: one readwrite transaction for the batch,
+// with store.ApplyRecords.
 func (s *Store) Apply(ctx context.Context, b store.Batch) ([]store.OwnTotal, error) {
 	if err := b.Validate(); err != nil {
 		return nil, err
@@ -266,21 +617,15 @@ func (s *Store) Apply(ctx context.Context, b store.Batch) ([]store.OwnTotal, err
 	if b.Empty() {
 		return []store.OwnTotal{}, nil
 	}
-	names := make([]string, 0, len(b.Remote)+len(b.Own))
-	for name := range b.Remote {
-		names = append(names, name)
-	}
-	for _, d := range b.Own {
-		names = append(names, d.Name)
-	}
-	slices.Sort(names)
-	names = slices.Compact(names)
-
-	tx, err := s.db.Transaction(indexeddb.TransactionReadWrite, countersStore)
+	names := b.Names()
+	tx, err := s.db.Transaction(indexeddb.TransactionReadWrite, countersStore, indexStore, pendingStore, metaStore)
 	if err != nil {
 		return nil, fmt.Errorf("idb: apply: %w", err)
 	}
-	os, err := tx.ObjectStore(countersStore)
+	ms, _ := tx.ObjectStore(metaStore)
+	cs, _ := tx.ObjectStore(countersStore)
+	is, _ := tx.ObjectStore(indexStore)
+	ps, err := tx.ObjectStore(pendingStore)
 	if err != nil {
 		abort(tx)
 		return nil, fmt.Errorf("idb: apply: %w", err)
@@ -290,69 +635,71 @@ func (s *Store) Apply(ctx context.Context, b store.Batch) ([]store.OwnTotal, err
 		abort(tx)
 		return nil, err
 	}
-	vals, err := getEach(ctx, os, names)
+	meta, err := getEach(ctx, ms, []string{genKey})
 	if err != nil {
 		return fail(fmt.Errorf("idb: apply: read: %w", err))
 	}
-	states := make(map[string]crdt.State, len(names))
+	vals, err := getEach(ctx, cs, names)
+	if err != nil {
+		return fail(fmt.Errorf("idb: apply: read: %w", err))
+	}
+	ixs, err := getEach(ctx, is, names)
+	if err != nil {
+		return fail(fmt.Errorf("idb: apply: read index: %w", err))
+	}
+	recs := make(map[string]*store.Record, len(names))
 	for i, name := range names {
-		st, _, err := decodeState(vals[i])
+		st, ok, err := decodeState(vals[i])
 		if err != nil {
 			return fail(fmt.Errorf("idb: apply: counter %q: %w", name, err))
 		}
-		states[name] = st
-	}
-
-	changed := map[string]bool{}
-	for name, r := range b.Remote {
-		st := states[name]
-		for k, v := range r.P {
-			if v > st.P[k] {
-				st.P[k] = v
-				changed[name] = true
-			}
-		}
-		for k, v := range r.N {
-			if v > st.N[k] {
-				st.N[k] = v
-				changed[name] = true
-			}
+		recs[name] = nil
+		if ok {
+			own, based := indexOf(ixs[i])
+			recs[name] = &store.Record{State: st, Own: own, Based: based}
 		}
 	}
-	totals := make([]store.OwnTotal, len(b.Own))
-	for i, d := range b.Own {
-		st := states[d.Name]
-		p, n := st.P[d.Node], st.N[d.Node]
-		t, err := store.ApplyOwn(p, n, d)
-		if err != nil {
-			return fail(err) // before any write
-		}
-		if t.P != p || t.N != n {
-			changed[d.Name] = true
-		}
-		if t.P > 0 {
-			st.P[d.Node] = t.P
-		}
-		if t.N > 0 {
-			st.N[d.Node] = t.N
-		}
-		totals[i] = t
+	existed := make(map[string]bool, len(names))
+	for name, r := range recs {
+		existed[name] = r != nil
+	}
+	totals, changed, err := store.ApplyRecords(b, recs, genOf(meta[0]))
+	if err != nil {
+		return fail(err) // before any write
 	}
 	if err := ctx.Err(); err != nil {
 		return fail(err)
 	}
-	if len(changed) == 0 {
-		return totals, nil // nothing to write; the transaction just ends
+	touched := map[string]bool{}
+	for _, name := range b.Touch {
+		touched[name] = true
 	}
-
+	u := s.nextU()
 	written := make([]string, 0, len(changed))
 	for _, name := range names {
-		if !changed[name] {
+		r := recs[name]
+		switch {
+		case changed[name] && r == nil:
+			if !existed[name] {
+				continue
+			}
+			err = deleteAll(name, cs, is, ps)
+		case changed[name]:
+			var rec js.Value
+			rec, err = encodeState(r.State)
+			if err == nil {
+				_, err = cs.PutKey(js.ValueOf(name), rec)
+			}
+			if err == nil {
+				err = putIndex(is, ps, name, r, u)
+			}
+		case touched[name] && r != nil:
+			if err := putIndex(is, ps, name, r, u); err != nil {
+				return fail(fmt.Errorf("idb: apply: touch %q: %w", name, err))
+			}
 			continue
-		}
-		rec, err := encodeState(states[name])
-		if err == nil {
-			_, err = os.PutKey(js.ValueOf(name), rec)
+		default:
+			continue
 		}
 		if err == nil && testHookPut != nil {
 			err = testHookPut(len(written))
@@ -368,6 +715,16 @@ func (s *Store) Apply(ctx context.Context, b store.Batch) ([]store.OwnTotal, err
 	}
 	s.post(written)
 	return totals, nil
+}
+
+// deleteAll issues the deletes of counter name's record and index entries.
+func deleteAll(name string, stores ...*indexeddb.ObjectStore) error {
+	for _, os := range stores {
+		if _, err := os.Delete(js.ValueOf(name)); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // Close implements store.Store. It waits for operations in flight, closes

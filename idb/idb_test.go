@@ -565,3 +565,102 @@ func BenchmarkApply(b *testing.B) {
 		})
 	}
 }
+
+// TestMigrateVersion1 opens a database that an earlier release created at
+// version 1 (meta and counters only): the upgrade adds the index stores
+// and Open indexes the records once, so Pending finds the one with
+// unconfirmed writes of the stored node id and Evict can delete the rest.
+func TestMigrateVersion1(t *testing.T) {
+	name := dbName(t)
+	done := make(chan error, 1)
+	var upgrade, success, failure js.Func
+	upgrade = js.FuncOf(func(this js.Value, args []js.Value) any {
+		db := args[0].Get("target").Get("result")
+		db.Call("createObjectStore", metaStore)
+		db.Call("createObjectStore", countersStore)
+		return nil
+	})
+	success = js.FuncOf(func(this js.Value, args []js.Value) any {
+		db := args[0].Get("target").Get("result")
+		tx := db.Call("transaction", js.ValueOf([]any{metaStore, countersStore}), "readwrite")
+		tx.Call("objectStore", metaStore).Call("put", "me", nodeIDKey)
+		cs := tx.Call("objectStore", countersStore)
+		rec := func(src string) js.Value { return js.Global().Get("JSON").Call("parse", src) }
+		cs.Call("put", rec(`{"p":{"me":2,"=":2,"x":1},"n":{}}`), "sent")
+		cs.Call("put", rec(`{"p":{"me":3,"=":2},"n":{}}`), "unsent")
+		cs.Call("put", rec(`{"p":{"x":4},"n":{}}`), "other")
+		tx.Set("oncomplete", js.FuncOf(func(js.Value, []js.Value) any {
+			db.Call("close")
+			done <- nil
+			return nil
+		}))
+		return nil
+	})
+	failure = js.FuncOf(func(this js.Value, args []js.Value) any {
+		done <- errors.New("open failed")
+		return nil
+	})
+	defer upgrade.Release()
+	defer success.Release()
+	defer failure.Release()
+	req := js.Global().Get("indexedDB").Call("open", name, 1)
+	req.Set("onupgradeneeded", upgrade)
+	req.Set("onsuccess", success)
+	req.Set("onerror", failure)
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-t.Context().Done():
+		t.Fatal(t.Context().Err())
+	}
+	t.Cleanup(func() { deleteDB(t, name) })
+
+	s := openNamed(t, name)
+	snap, err := s.Pending(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p := snap.States; len(p) != 1 || p["unsent"].P["me"] != 3 || !snap.Based["unsent"] {
+		t.Fatalf("Pending after migration = %v (based %v), want unsent, based", stateString(p), snap.Based)
+	}
+	gone, err := s.Evict(t.Context(), 0, nil)
+	slices.Sort(gone)
+	if err != nil || !slices.Equal(gone, []string{"other", "sent"}) {
+		t.Fatalf("Evict(0) = %v, %v; want [other sent]", gone, err)
+	}
+	// A second Open does not migrate again: the index is kept.
+	again := openNamed(t, name)
+	if p, err := again.Pending(t.Context()); err != nil || len(p.States) != 1 {
+		t.Fatalf("Pending after reopening = %v, %v", stateString(p.States), err)
+	}
+}
+
+// TestUnbasedAcrossTabs: two Stores on one database (two tabs) write
+// unbased amounts; one rebases them all, once; the other's later rebase
+// moves nothing, and Pending follows.
+func TestUnbasedAcrossTabs(t *testing.T) {
+	a, name := openTemp(t)
+	b := openNamed(t, name)
+	mustApply(t, a, store.Batch{Own: []store.OwnDelta{{Name: "u", Node: "me", DP: 2, Unbased: true}}})
+	got := mustApply(t, b, store.Batch{Own: []store.OwnDelta{{Name: "u", Node: "me", DN: 1, Unbased: true}}})
+	if got[0] != (store.OwnTotal{UP: 2, UN: 1, Unbased: true}) {
+		t.Fatalf("tab b's unbased total %+v", got[0])
+	}
+	got = mustApply(t, a, store.Batch{Own: []store.OwnDelta{{Name: "u", Node: "me", FloorP: 10}}})
+	if got[0] != (store.OwnTotal{P: 12, N: 1}) {
+		t.Fatalf("rebase %+v, want {12 1}", got[0])
+	}
+	got = mustApply(t, b, store.Batch{Own: []store.OwnDelta{{Name: "u", Node: "me", FloorP: 10}}})
+	if got[0] != (store.OwnTotal{P: 12, N: 1}) {
+		t.Fatalf("second rebase %+v, want {12 1}", got[0])
+	}
+	if p, _ := b.Pending(t.Context()); len(p.States) != 1 {
+		t.Fatalf("pending %v: unconfirmed own entries", stateString(p.States))
+	}
+	mustApply(t, a, store.Batch{Remote: map[string]crdt.State{"u": {P: map[string]int64{store.AckNode: 12}, N: map[string]int64{store.AckNode: 1}}}})
+	if p, _ := b.Pending(t.Context()); len(p.States) != 0 {
+		t.Fatalf("pending %v after the confirmation", stateString(p.States))
+	}
+}

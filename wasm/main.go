@@ -71,6 +71,7 @@ func main() {
 	def("counter", counter)
 	def("counterNotify", counterNotify)
 	def("flush", flush)
+	def("counterLoaded", counterLoaded)
 	// counterHold(h, false) releases a counter handle (Counter.Close);
 	// counterHold(h, true) takes it back.
 	def("counterHold", func(a []js.Value) any {
@@ -279,6 +280,7 @@ func getLock(v js.Value) *client.Lock {
 // array of strings: Options.URLs), token, getToken (function returning a
 // string or a Promise of one), nodeId, storage {kind: "memory"|"idb", name},
 // syncDelayMs, closeTimeoutMs (Options.CloseTimeout; 0: do not wait),
+// maxStoredCounters (Options.MaxStoredCounters; negative: never evict),
 // debug.
 func createClient(args []js.Value) any {
 	o := args[0]
@@ -301,6 +303,9 @@ func createClient(args []js.Value) any {
 		if d.Float() == 0 {
 			opts.CloseTimeout = -1 // 0 in JS: do not wait
 		}
+	}
+	if m := o.Get("maxStoredCounters"); m.Type() == js.TypeNumber {
+		opts.MaxStoredCounters = m.Int()
 	}
 	if gt := o.Get("getToken"); gt.Type() == js.TypeFunction {
 		opts.TokenFunc = func(ctx context.Context) (string, error) {
@@ -438,10 +443,12 @@ func releaser(unsub func()) js.Func {
 	return f
 }
 
-// counter(id, name) → handle number, or {error, code}.
+// counter(id, name) → handle number, or {error, code}. The counter's
+// stored state is read in the background (Client.OpenCounter): a JS call
+// cannot wait for IndexedDB; counterLoaded tells when it is in.
 func counter(args []js.Value) any {
 	h := getClient(args[0])
-	cnt, err := h.c.Counter(args[1].String())
+	cnt, err := h.c.OpenCounter(args[1].String())
 	if err != nil {
 		return errObject(err)
 	}
@@ -486,6 +493,21 @@ func counterNotify(args []js.Value) any {
 		ch.synced = args[2]
 	}
 	return nil
+}
+
+// counterLoaded(h) → Promise resolved once the counter's stored state has
+// been read (Counter.Loaded).
+func counterLoaded(args []js.Value) any {
+	mu.Lock()
+	ch := getCounter(int32(args[0].Int()))
+	mu.Unlock()
+	return promise(func() (any, error) {
+		if ch == nil {
+			return nil, errors.New("topgun: no such counter")
+		}
+		<-ch.cnt.Loaded()
+		return nil, nil
+	})
 }
 
 // flush(h) → Promise.

@@ -49,6 +49,18 @@ export function value(page: Page, name: string): Promise<number> {
   return page.evaluate((n) => (window as any).c.getPNCounter(n).get(), name);
 }
 
+/**
+ * The counter's value once its stored state has been read from IndexedDB
+ * (getPNCounter reads it in the background; `loaded` resolves then).
+ */
+export function loadedValue(page: Page, name: string): Promise<number> {
+  return page.evaluate(async (n) => {
+    const h = (window as any).c.getPNCounter(n);
+    await h.loaded;
+    return h.get();
+  }, name);
+}
+
 /** Waits until the counter's value on page equals want. */
 export async function expectValue(page: Page, name: string, want: number) {
   await expect.poll(() => value(page, name), { message: `${name} on ${page.url()}` }).toBe(want);

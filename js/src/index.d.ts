@@ -108,6 +108,15 @@ export interface TopGunClientOptions {
    * in ms (default 3000; 0: persist and close at once).
    */
   closeTimeoutMs?: number;
+  /**
+   * How many counters IndexedDB keeps (default 10000; Infinity: no cap).
+   * Beyond it the least recently used counters that hold no unconfirmed
+   * write and have no handle in use (a disposed handle is not in use) are
+   * deleted; using one again reads it from the server. Checked at start()
+   * and after every tenth of the cap of counters written, so IndexedDB may
+   * hold about a tenth more in between.
+   */
+  maxStoredCounters?: number;
   /** Log the engine's diagnostics to the console. */
   debug?: boolean;
 }
@@ -166,7 +175,12 @@ export class TopGunClient extends EventTarget {
   setOnline(online: boolean): void;
   /** False after setOnline(false). */
   readonly online: boolean;
-  /** The same handle for every call with one name. Throws TypeError for an invalid name. */
+  /**
+   * The same handle for every call with one name. Throws TypeError for an
+   * invalid name. start() reads only counters with unconfirmed writes; any
+   * other stored counter is read from IndexedDB when first asked for here,
+   * in the background: await `counter.loaded` before trusting get().
+   */
   getPNCounter(name: string): PNCounter;
   /** The same handle for every call with one name. Throws TypeError for an invalid name. */
   getLock(name: string): Lock;
@@ -175,7 +189,17 @@ export class TopGunClient extends EventTarget {
 /** A replicated PN-Counter (sync/client Counter). */
 export class PNCounter {
   readonly name: string;
-  /** The local value; no network. */
+  /**
+   * Resolves once the stored state has been read from IndexedDB (at once for
+   * counters start() loaded). Until then get() counts only this page's
+   * writes and server states that arrived; writes made meanwhile are kept
+   * and counted on top of the stored value, and subscribers are called
+   * when it arrives.
+   */
+  readonly loaded: Promise<void>;
+  /** True until `loaded` resolves. */
+  readonly loading: boolean;
+  /** The local value; no network (see `loaded`). */
   get(): number;
   /** Adds 1; returns the new value synchronously. */
   increment(): number;

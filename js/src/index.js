@@ -207,6 +207,10 @@ export class TopGunClient extends EventTarget {
     if (ct !== undefined && !(Number.isSafeInteger(ct) && ct >= 0)) {
       throw new TypeError(`TopGunClient: closeTimeoutMs must be a non-negative integer, got ${show(ct)}`);
     }
+    const msc = options.maxStoredCounters;
+    if (msc !== undefined && msc !== Infinity && !(Number.isSafeInteger(msc) && msc > 0)) {
+      throw new TypeError(`TopGunClient: maxStoredCounters must be a positive integer or Infinity, got ${show(msc)}`);
+    }
     const storage = options.storage ?? new MemoryAdapter();
     if (storage.kind !== 'memory' && storage.kind !== 'idb') {
       throw new TypeError('TopGunClient: storage must be an IDBAdapter or a MemoryAdapter');
@@ -231,6 +235,7 @@ export class TopGunClient extends EventTarget {
             storage: { kind: o.storage.kind, name: o.storage.name },
             syncDelayMs: o.syncDelayMs ?? 1,
             closeTimeoutMs: o.closeTimeoutMs,
+            maxStoredCounters: o.maxStoredCounters === Infinity ? -1 : o.maxStoredCounters,
             debug: !!o.debug,
           })
           .catch(rethrow),
@@ -506,6 +511,8 @@ export class PNCounter {
   #queued = false;
   #dead = null;
   #disposed = false;
+  #loading = true;
+  #loaded;
 
   constructor(client, rt, h, name, api) {
     this._client = client;
@@ -522,6 +529,35 @@ export class PNCounter {
       (v) => this.#remote(v),
       () => this.#checkSynced(),
     );
+    // The stored state is read from IndexedDB in the background; it
+    // arrives like a remote change (subscribers are called if it changes
+    // the value).
+    this.#loaded = rt.api.counterLoaded(h).then(
+      () => {
+        this.#loading = false;
+        if (!this.#dead) this.#remote(this.#x.tg_counter_get(h));
+      },
+      (e) => {
+        this.#loading = false;
+        rethrow(e);
+      },
+    );
+    this.#loaded.catch(() => {});
+  }
+
+  /**
+   * Resolves once the counter's stored state has been read (getPNCounter
+   * returns before that, as IndexedDB is asynchronous). Until then get()
+   * reports only what is known: this page's writes and server states that
+   * arrived; writes made meanwhile are kept and counted on top.
+   */
+  get loaded() {
+    return this.#loaded;
+  }
+
+  /** True until `loaded` resolves. */
+  get loading() {
+    return this.#loading;
   }
 
   get name() {

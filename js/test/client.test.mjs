@@ -57,6 +57,20 @@ test('same handle per name; increments converge between clients', async () => {
   assert.equal(ca.synced, true);
 });
 
+test('getPNCounter reads the stored state in the background: loading until loaded; writes meanwhile count', async () => {
+  const c = await startClient({ serverUrl: 'ws://127.0.0.1:1' });
+  const n = c.getPNCounter('loaded:1');
+  assert.equal(n.loading, true);
+  assert.equal(n.increment(), 1);
+  await n.loaded;
+  assert.equal(n.loading, false);
+  assert.equal(n.get(), 1);
+  assert.equal(c.getPNCounter('loaded:1').loaded, n.loaded, 'one promise per handle');
+  assert.throws(() => new TopGunClient({ serverUrl: server.url, maxStoredCounters: 0 }), TypeError);
+  assert.throws(() => new TopGunClient({ serverUrl: server.url, maxStoredCounters: 1.5 }), TypeError);
+  new TopGunClient({ serverUrl: server.url, maxStoredCounters: Infinity });
+});
+
 test('bad input: RangeError / TypeError and nothing changes', async () => {
   const c = await newClient();
   const n = c.getPNCounter('bad-input');

@@ -43,15 +43,21 @@ export interface ClientStatus {
 export function useClientStatus(): ClientStatus;
 
 export interface PNCounterResult {
-  /** The local value; 0 while loading. */
+  /**
+   * The local value: 0 before the client has started; while the stored
+   * state is being read, this page's writes only.
+   */
   value: number;
-  /** True until the client has started and the counter handle exists. */
+  /**
+   * True until the client has started and the counter's stored state has
+   * been read from IndexedDB (PNCounter.loaded).
+   */
   loading: boolean;
   /** Whether the server has confirmed every local write. */
   synced: boolean;
-  /** Adds 1; returns the new value. Throws TopGunReactError NOT_READY while loading. Stable. */
+  /** Adds 1; returns the new value. Throws TopGunReactError NOT_READY before the client has started (writes while the stored state is read are kept). Stable. */
   increment: () => number;
-  /** Subtracts 1; returns the new value. Throws TopGunReactError NOT_READY while loading. Stable. */
+  /** Subtracts 1; returns the new value. Throws TopGunReactError NOT_READY before the client has started (writes while the stored state is read are kept). Stable. */
   decrement: () => number;
   /** Adds delta (a safe integer; RangeError otherwise); returns the new value. Stable. */
   add: (delta: number) => number;

@@ -42,9 +42,15 @@ export interface ClientStore extends ExternalStore<ClientSnapshot> {
 }
 
 export interface CounterSnapshot {
-  /** The local value; 0 while loading. */
+  /**
+   * The local value: 0 before the client has started; while the stored
+   * state is being read, this page's writes only.
+   */
   readonly value: number;
-  /** True until the client has started and the counter handle exists. */
+  /**
+   * True until the client has started and the counter's stored state has
+   * been read from IndexedDB (PNCounter.loaded).
+   */
   readonly loading: boolean;
   /** Whether the server has confirmed every local write (PNCounter.synced). */
   readonly synced: boolean;
@@ -52,9 +58,9 @@ export interface CounterSnapshot {
 
 export interface CounterStore extends ExternalStore<CounterSnapshot> {
   readonly name: string;
-  /** Adds 1; returns the new value. Throws TopGunReactError NOT_READY while loading. */
+  /** Adds 1; returns the new value. Throws TopGunReactError NOT_READY before the client has started (writes while the stored state is read are kept). */
   increment(): number;
-  /** Subtracts 1; returns the new value. Throws TopGunReactError NOT_READY while loading. */
+  /** Subtracts 1; returns the new value. Throws TopGunReactError NOT_READY before the client has started (writes while the stored state is read are kept). */
   decrement(): number;
   /** Adds delta (a safe integer; RangeError otherwise); returns the new value. */
   add(delta: number): number;

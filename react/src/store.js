@@ -208,7 +208,9 @@ const counterStores = new WeakMap();
 
 /**
  * The store of the PN-Counter name: snapshots {value, loading, synced}.
- * value is 0 while loading (until the client has started); the snapshot
+ * loading is true until the client has started and the counter's stored
+ * state has been read (PNCounter.loaded); value is 0 before the client
+ * has started, and this page's writes only until then; the snapshot
  * follows the counter's subscribe (value) and onSyncedChange (synced)
  * events: nothing polls.
  */
@@ -238,8 +240,9 @@ function createCounterStore(client, name) {
     if (!h) return snap; // loading
     const value = h.get();
     const synced = h.synced;
-    if (snap.loading || value !== snap.value || synced !== snap.synced) {
-      snap = Object.freeze({ value, loading: false, synced });
+    const loading = h.loading;
+    if (loading !== snap.loading || value !== snap.value || synced !== snap.synced) {
+      snap = Object.freeze({ value, loading, synced });
     }
     return snap;
   }
@@ -262,6 +265,7 @@ function createCounterStore(client, name) {
         const h = counter();
         const offValue = h.subscribe(refresh);
         const offSynced = h.onSyncedChange(refresh);
+        if (h.loading) h.loaded.then(refresh, refresh);
         return () => {
           offValue();
           offSynced();

@@ -80,6 +80,8 @@ test('counter store: local and remote changes, stable snapshots, synced', async 
   assert.equal(sa.add(10), 11);
   assert.equal(sa.decrement(), 10);
   assert.throws(() => sa.add(0.5), RangeError);
+  // Writes count while the stored state is read; loading ends after it.
+  await until('a has read its stored state', () => !sa.getSnapshot().loading);
   const snap = sa.getSnapshot();
   assert.equal(snap.value, 10);
   assert.equal(snap.loading, false);

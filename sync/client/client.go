@@ -12,6 +12,7 @@ import (
 
 	"github.com/topgun-go/topgun/crdt"
 	"github.com/topgun-go/topgun/sync/store"
+	"github.com/topgun-go/topgun/sync/wire"
 )
 
 // maxNodeLen is the longest node id the server stores.
@@ -68,6 +69,17 @@ type Client struct {
 
 	persistCh chan persistReq // Persist asks the worker for a round
 
+	// touched: names handles asked for since the last round (Batch.Touch);
+	// written: names written since the last eviction; evictDue: run Evict
+	// after the next round. Under dirtyMu.
+	touched  map[string]struct{}
+	written  map[string]struct{}
+	evictDue bool
+
+	// seenGen is the highest store generation seen (store.Snapshot.Gen,
+	// store.OwnTotal.Gen).
+	seenGen atomic.Uint64
+
 	retry  chan struct{}              // RetryNow ends a reconnect wait
 	paused atomic.Bool                // SetOnline(false)
 	cur    atomic.Pointer[connection] // the connection being served, if any
@@ -111,6 +123,8 @@ func New(opts Options) (*Client, error) {
 		counters:  make(map[string]*Counter),
 		locks:     make(map[string]*Lock),
 		dirty:     make(map[*Counter]struct{}),
+		touched:   make(map[string]struct{}),
+		written:   make(map[string]struct{}),
 		kick:      make(chan struct{}, 1),
 		retry:     make(chan struct{}, 1),
 		done:      make(chan struct{}),
@@ -150,9 +164,11 @@ func serverURLs(opts Options) ([]string, error) {
 	return urls, nil
 }
 
-// Start loads the node id and every stored counter, then starts connecting
-// in the background. It does not wait for the network: counters work
-// offline at once. Start may be called once.
+// Start loads the node id and the stored counters with pending writes
+// (Store.Pending: writes the server has not confirmed), then starts
+// connecting in the background. Other stored counters are read when a
+// handle asks for them (Counter, OpenCounter). It does not wait for the
+// network: counters work offline at once. Start may be called once.
 func (c *Client) Start(ctx context.Context) error {
 	c.mu.Lock()
 	switch {
@@ -176,13 +192,14 @@ func (c *Client) Start(ctx context.Context) error {
 			return fmt.Errorf("client: stored node id of %d bytes is invalid", len(node))
 		}
 	}
-	states, err := c.store.LoadCounters(ctx)
+	snap, err := c.store.Pending(ctx)
 	if err != nil {
-		return fmt.Errorf("client: load counters: %w", err)
+		return fmt.Errorf("client: load pending counters: %w", err)
 	}
-	loaded := make(map[string]*Counter, len(states))
-	for name, st := range states {
-		cnt, err := c.loadCounter(name, node, st)
+	c.noteGen(snap.Gen)
+	loaded := make(map[string]*Counter, len(snap.States))
+	for name, st := range snap.States {
+		cnt, err := c.loadCounter(name, node, st, snap.Based[name], snap.Gen)
 		if err != nil {
 			return err
 		}
@@ -203,6 +220,10 @@ func (c *Client) Start(ctx context.Context) error {
 		cnt.node = node
 		c.counters[name] = cnt
 	}
+	c.dirtyMu.Lock()
+	c.evictDue = c.opts.MaxStoredCounters >= 0
+	c.dirtyMu.Unlock()
+	c.signal() // the first round evicts down to the cap
 	c.wg.Add(2)
 	go c.run()
 	go c.worker()
@@ -213,8 +234,9 @@ func (c *Client) Start(ctx context.Context) error {
 // released: until the app uses it, it costs nothing on the wire if the
 // server confirmed all its writes (which the store remembers under ackKey),
 // and it is delivered, then released, if not.
-func (c *Client) loadCounter(name, node string, st crdt.State) (*Counter, error) {
-	clean, ackP, ackN := splitAck(st)
+func (c *Client) loadCounter(name, node string, st crdt.State, based bool, gen uint64) (*Counter, error) {
+	clean, ps := splitPseudo(st)
+	ackP, ackN := ps.P[ackKey], ps.N[ackKey]
 	cr, err := crdt.FromState(clean)
 	if err != nil {
 		return nil, fmt.Errorf("client: stored counter %q: %w", name, err)
@@ -225,11 +247,16 @@ func (c *Client) loadCounter(name, node string, st crdt.State) (*Counter, error)
 	cnt.savedP, cnt.savedN = cnt.persistedP, cnt.persistedN
 	cnt.confP, cnt.confN = ackP, ackN
 	cnt.ackStoredP, cnt.ackStoredN = ackP, ackN
+	cnt.ubP, cnt.ubN = ps.P[store.UnbasedNode], ps.N[store.UnbasedNode]
+	cnt.baseKnown = based
+	cnt.knowGen = gen
 	cnt.compact = isView(clean)
 	cnt.foldLocked()
+	cnt.raiseOwnLocked()
 	cnt.remote = crdt.State{} // stored already; a folded aggregate is not news
 	cnt.released = true
 	cnt.syncedNow = cnt.syncedLocked()
+	cnt.markLoaded()
 	return cnt, nil
 }
 
@@ -535,11 +562,27 @@ func (c *Client) setState(s State, err error) {
 	}
 }
 
-// Counter returns the handle of counter name, creating it (empty, or as
-// loaded from the store) on first use; every call with one name returns
-// the same *Counter. A counter created while ready loads the server's
-// state at once; otherwise on the next transition to ready.
+// Counter returns the handle of counter name; every call with one name
+// returns the same *Counter. On first use in this client it reads the
+// counter's record from the store (Store.Load; an error wrapping
+// ErrStorage if that fails), so Get is the stored value at once; a
+// counter the store does not hold starts empty. The handle subscribes to
+// the server's state at once when ready, otherwise on the next transition
+// to ready.
 func (c *Client) Counter(name string) (*Counter, error) {
+	return c.counter(name, true)
+}
+
+// OpenCounter is Counter without waiting for the store: it returns at once
+// and the stored state is read in the background (Loaded is closed then;
+// subscribers get the loaded value as a change). Writes made before that
+// are kept and counted on top of the stored value. The browser build uses
+// it, as a JS call cannot wait for IndexedDB.
+func (c *Client) OpenCounter(name string) (*Counter, error) {
+	return c.counter(name, false)
+}
+
+func (c *Client) counter(name string, wait bool) (*Counter, error) {
 	if err := checkName(name); err != nil {
 		return nil, err
 	}
@@ -559,13 +602,63 @@ func (c *Client) Counter(name string) (*Counter, error) {
 		c.counters[name] = cnt
 	}
 	c.mu.Unlock()
-	if !ok {
+	c.dirtyMu.Lock()
+	c.touched[name] = struct{}{}
+	c.dirtyMu.Unlock()
+	if ok {
+		cnt.Acquire()
+		if wait {
+			select {
+			case <-cnt.loaded:
+			case <-c.done:
+				return nil, ErrClosed
+			}
+		}
+		return cnt, nil
+	}
+	if !wait {
+		go func() {
+			if err := c.loadInto(c.ctx, cnt); err != nil {
+				c.log.Warn("client: loading counter failed", "counter", name, "err", err)
+				c.report(err)
+			}
+		}()
 		// The worker subscribes it on the ready connection, if any.
 		c.markDirty(cnt, true)
-	} else {
-		cnt.Acquire()
+		return cnt, nil
+	}
+	err := c.loadInto(c.ctx, cnt)
+	c.markDirty(cnt, true)
+	if err != nil {
+		return nil, err
 	}
 	return cnt, nil
+}
+
+// loadInto reads cnt's record from the store and folds it in (as Reload
+// does), then marks it loaded; writes made before that wait in memory
+// (takePersist), so that the stored value and they add up exactly.
+// Without a record the counter's base stays unknown until the server's
+// state arrives. If the read fails the handle is marked loaded all the
+// same (its base stays unknown, which is safe) and the error, wrapping
+// ErrStorage, is returned.
+func (c *Client) loadInto(ctx context.Context, cnt *Counter) error {
+	defer func() {
+		cnt.markLoaded()
+		c.markDirty(cnt, true) // writes made meanwhile waited for this
+	}()
+	snap, err := c.store.Load(ctx, []string{cnt.name})
+	if err != nil {
+		return fmt.Errorf("client: load counter %q: %w: %w", cnt.name, ErrStorage, err)
+	}
+	c.noteGen(snap.Gen)
+	st, ok := snap.States[cnt.name]
+	if !ok {
+		return nil
+	}
+	ch, _ := cnt.reload(st, snap.Based[cnt.name], snap.Gen)
+	ch.fire()
+	return nil
 }
 
 // Lock returns the handle of lock name; every call with one name returns
@@ -642,6 +735,10 @@ func (c *Client) worker() {
 // persistSnap is one counter's share of a round's batch.
 type persistSnap struct {
 	cnt            *Counter
+	hasOwn         bool   // an own delta goes to the store
+	unbased        bool   // ... as an unbased one
+	gen            uint64 // the generation of a based delta's knowledge
+	compact        bool   // the record is folded (Batch.Fold)
 	dp, dn         int64
 	floorP, floorN int64
 	ackP, ackN     int64 // the server's confirmations, stored under ackKey
@@ -655,19 +752,36 @@ func (c *Client) round(ctx context.Context, send bool) error {
 	c.dirtyMu.Lock()
 	set := c.dirty
 	c.dirty = make(map[*Counter]struct{})
+	touched := c.touched
+	c.touched = make(map[string]struct{})
+	evict := c.evictDue
 	c.dirtyMu.Unlock()
-	if len(set) == 0 {
+	if len(set) == 0 && !evict {
+		if len(touched) != 0 { // they ride along with the next round
+			c.dirtyMu.Lock()
+			for name := range touched {
+				c.touched[name] = struct{}{}
+			}
+			c.dirtyMu.Unlock()
+		}
 		return nil
 	}
 	var b store.Batch
 	snaps := make([]persistSnap, 0, len(set))
 	for cnt := range set {
+		// A counter whose record is being read (OpenCounter) waits for
+		// it: its writes are added to the stored value (see takePersist).
+		select {
+		case <-cnt.loaded:
+		case <-ctx.Done():
+		}
 		s := cnt.takePersist()
 		if !s.own() && s.remote.Len() == 0 {
 			continue
 		}
 		if s.own() {
-			b.Own = append(b.Own, store.OwnDelta{Name: cnt.name, Node: cnt.node, DP: s.dp, DN: s.dn, FloorP: s.floorP, FloorN: s.floorN})
+			b.Own = append(b.Own, store.OwnDelta{Name: cnt.name, Node: cnt.node, DP: s.dp, DN: s.dn,
+				FloorP: s.floorP, FloorN: s.floorN, Unbased: s.unbased, Gen: s.gen})
 		}
 		if s.remote.Len() != 0 {
 			if b.Remote == nil {
@@ -675,7 +789,22 @@ func (c *Client) round(ctx context.Context, send bool) error {
 			}
 			b.Remote[cnt.name] = s.remote
 		}
+		if s.compact && !s.unbased {
+			b.Fold = append(b.Fold, cnt.name)
+		}
 		snaps = append(snaps, s)
+	}
+	if len(snaps) != 0 {
+		for name := range touched {
+			b.Touch = append(b.Touch, name)
+		}
+		sort.Strings(b.Touch)
+	} else if len(touched) != 0 {
+		c.dirtyMu.Lock()
+		for name := range touched {
+			c.touched[name] = struct{}{}
+		}
+		c.dirtyMu.Unlock()
 	}
 	if !b.Empty() {
 		totals, err := c.store.Apply(ctx, b)
@@ -702,10 +831,13 @@ func (c *Client) round(ctx context.Context, send bool) error {
 			if s.own() {
 				t = totals[i]
 				i++
+				c.noteGen(t.Gen)
 			}
 			s.cnt.persisted(s, t).fire()
 		}
+		c.noteWritten(snaps)
 	}
+	c.maybeEvict(ctx)
 	if !send {
 		return nil
 	}
@@ -725,10 +857,89 @@ func (c *Client) round(ctx context.Context, send bool) error {
 			continue
 		}
 		if !cn.subscribe(cnt) {
+			if cnt.takeRerequest() {
+				_ = cn.send(c.ctx, wire.CounterRequest{Name: cnt.name})
+				continue
+			}
 			cnt.sendSync(cn)
 		}
 	}
 	return nil
+}
+
+// noteGen raises seenGen to g.
+func (c *Client) noteGen(g uint64) {
+	for {
+		old := c.seenGen.Load()
+		if g <= old || c.seenGen.CompareAndSwap(old, g) {
+			return
+		}
+	}
+}
+
+// noteWritten counts the names a round wrote, and makes the next round
+// evict once they reach a tenth of Options.MaxStoredCounters (at least
+// one): a store over its cap is brought back within a bounded number of
+// writes, and Evict, which reads the recency index, runs rarely.
+func (c *Client) noteWritten(snaps []persistSnap) {
+	limit := c.opts.MaxStoredCounters
+	if limit < 0 {
+		return
+	}
+	c.dirtyMu.Lock()
+	defer c.dirtyMu.Unlock()
+	for _, s := range snaps {
+		c.written[s.cnt.name] = struct{}{}
+	}
+	if len(c.written) >= max(limit/10, 1) {
+		c.evictDue = true
+		c.written = make(map[string]struct{})
+	}
+}
+
+// maybeEvict runs Store.Evict if it is due: it deletes the least recently
+// used records beyond Options.MaxStoredCounters that hold no pending write
+// and whose counter has no handle in use (one not released with
+// Counter.Close). A failure is logged and retried after the next writes.
+func (c *Client) maybeEvict(ctx context.Context) {
+	limit := c.opts.MaxStoredCounters
+	c.dirtyMu.Lock()
+	due := c.evictDue && limit >= 0
+	c.evictDue = false
+	c.dirtyMu.Unlock()
+	if !due {
+		return
+	}
+	c.mu.Lock()
+	live := make(map[string]bool)
+	for name, cnt := range c.counters {
+		cnt.mu.Lock()
+		if !cnt.released || !cnt.syncedLocked() {
+			live[name] = true
+		}
+		cnt.mu.Unlock()
+	}
+	c.mu.Unlock()
+	gone, err := c.store.Evict(ctx, limit, func(name string) bool { return live[name] })
+	if err != nil {
+		c.log.Warn("client: evicting stored counters failed", "err", err)
+		return
+	}
+	if len(gone) == 0 {
+		return
+	}
+	c.log.Debug("client: evicted stored counters", "count", len(gone))
+	// A released handle keeps its state in memory; if it is used again its
+	// record comes back (with floors), and the confirmation with it.
+	c.mu.Lock()
+	for _, name := range gone {
+		if cnt := c.counters[name]; cnt != nil {
+			cnt.mu.Lock()
+			cnt.ackStoredP, cnt.ackStoredN = 0, 0
+			cnt.mu.Unlock()
+		}
+	}
+	c.mu.Unlock()
 }
 
 // newID returns a random 128-bit id (26 characters of base32). Ids need to
@@ -766,13 +977,21 @@ func (c *Client) failoverDelay() time.Duration {
 	return time.Duration(float64(c.opts.MinBackoff) * 0.5 * mrand.Float64())
 }
 
+// pendingState reports whether a stored state holds own writes of node
+// the server has not confirmed (store.Record.Pending).
+func pendingState(st crdt.State, node string) bool {
+	r := store.Record{State: st, Own: node}
+	return r.Pending()
+}
+
 // Reload reads the named counters back from the store and folds in what
 // another writer sharing the store (another browser tab) has written;
 // subscribers of counters whose value changed are notified. Own writes
 // that arrive this way are delivered to the server by this client when it
 // is connected, so one online tab delivers what an offline tab of the same
 // profile wrote; counters this client had no handle for are loaded for
-// that (as Start loads every stored counter).
+// that if they hold such writes (as Start loads them), and otherwise left
+// in the store. It reads the named records only.
 func (c *Client) Reload(ctx context.Context, names []string) error {
 	if len(names) == 0 {
 		return nil
@@ -783,10 +1002,12 @@ func (c *Client) Reload(ctx context.Context, names []string) error {
 		return nil
 	}
 	c.mu.Unlock()
-	states, err := c.store.LoadCounters(ctx)
+	snap, err := c.store.Load(ctx, names)
 	if err != nil {
 		return fmt.Errorf("client: reload counters: %w", err)
 	}
+	c.noteGen(snap.Gen)
+	states := snap.States
 	for _, name := range names {
 		st, ok := states[name]
 		if !ok || checkName(name) != nil {
@@ -798,9 +1019,13 @@ func (c *Client) Reload(ctx context.Context, names []string) error {
 			return nil
 		}
 		cnt, have := c.counters[name]
+		if !have && !pendingState(st, c.nodeID) {
+			c.mu.Unlock()
+			continue // nothing to deliver: loaded when a handle asks
+		}
 		if !have {
 			var err error
-			if cnt, err = c.loadCounter(name, c.nodeID, st); err != nil {
+			if cnt, err = c.loadCounter(name, c.nodeID, st, snap.Based[name], snap.Gen); err != nil {
 				c.mu.Unlock()
 				c.log.Warn("client: dropping stored counter state", "counter", name, "err", err)
 				continue
@@ -814,7 +1039,7 @@ func (c *Client) Reload(ctx context.Context, names []string) error {
 			}
 			continue
 		}
-		n, ahead := cnt.reload(st)
+		n, ahead := cnt.reload(st, snap.Based[name], snap.Gen)
 		n.fire()
 		if ahead {
 			c.markDirty(cnt, true)

@@ -235,9 +235,9 @@ func (c *Client) onCounterState(name string, m wire.Message) {
 	}
 	switch m := m.(type) {
 	case wire.CounterResponse:
-		cnt.merge(m.State)
+		cnt.merge(m.State, true)
 	case wire.CounterUpdate:
-		cnt.merge(m.State)
+		cnt.merge(m.State, false)
 	}
 }
 

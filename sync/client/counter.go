@@ -40,8 +40,35 @@ type Counter struct {
 	// being stored now twice, however its commit and a Reload or a
 	// server confirmation interleave.
 	savedP, savedN int64
-	// pendingP/N: own deltas taken by the worker and not yet applied.
+	// pendingP/N: own deltas taken by the worker and not yet applied;
+	// pendingUnbased: they were handed to the store as unbased.
 	pendingP, pendingN int64
+	pendingUnbased     bool
+	// baseKnown: the replica knows its own entries of the counter on the
+	// server: the store had a based record of it (store.OwnDelta), an
+	// Apply reported one, or the server's full state (COUNTER_RESPONSE)
+	// arrived. Until then own writes are relative: they go to the store as
+	// unbased deltas and are never sent, since an absolute own entry below
+	// the server's would be merged away (see "Unknown base" in the package
+	// doc).
+	baseKnown bool
+	// knowGen is the store generation at which the base became known
+	// (store.OwnDelta.Gen): a based record read or written then, or the
+	// generation seen before the COUNTER_REQUEST whose reply gave it.
+	// reqGen is that of the outstanding request (reqPending), and
+	// rerequest asks the worker to send one (the store refused a stale
+	// base).
+	knowGen    uint64
+	reqGen     uint64
+	reqPending bool
+	rerequest  bool
+	// loaded is closed once the stored state has been read (OpenCounter
+	// reads it in the background).
+	loaded     chan struct{}
+	loadedOnce sync.Once
+	// ubP/N: the unbased amounts the store holds for the counter, as last
+	// read or reported (including another tab's).
+	ubP, ubN int64
 	// unappliedP/N: own deltas not yet taken by the worker.
 	unappliedP, unappliedN int64
 	// remote: other nodes' entries merged since the last persistence round.
@@ -106,8 +133,18 @@ func notify[T any](subs []*subscriber[T], ver uint64, v T) {
 }
 
 func (c *Client) newCounter(name string, st *crdt.Counter) *Counter {
-	return &Counter{c: c, name: name, st: st, confCh: make(chan struct{}), version: 1, syncVer: 1, syncedNow: true}
+	return &Counter{c: c, name: name, st: st, confCh: make(chan struct{}), loaded: make(chan struct{}),
+		version: 1, syncVer: 1, syncedNow: true}
 }
+
+// markLoaded closes cnt.loaded once.
+func (cnt *Counter) markLoaded() { cnt.loadedOnce.Do(func() { close(cnt.loaded) }) }
+
+// Loaded returns a channel closed once the counter's stored state has been
+// read: at once for handles from Client.Counter, after the store read for
+// handles from Client.OpenCounter. Until then Get reports only what is
+// known (local writes, server states that arrived).
+func (cnt *Counter) Loaded() <-chan struct{} { return cnt.loaded }
 
 // change is what a mutation of a counter must tell its subscribers, taken
 // under cnt.mu and delivered (fire) after it is released.
@@ -201,9 +238,18 @@ func (cnt *Counter) AddAndGet(delta int64) (int64, error) {
 // server and local writes together account for, and reports whether the
 // value changed. cnt.mu held.
 func (cnt *Counter) raiseOwnLocked() bool {
+	// Pending deltas count on the side of the store they went to: added
+	// to the saved own slot, or to the unbased slot. Relative (unbased)
+	// amounts are a lower bound of the own entries whatever the base; the
+	// replica never adds them to a base itself (the store does, in the
+	// Apply that rebases them, whose total then arrives as saved).
+	sp, sn, up, un := cnt.pendingP, cnt.pendingN, int64(0), int64(0)
+	if cnt.pendingUnbased {
+		sp, sn, up, un = 0, 0, cnt.pendingP, cnt.pendingN
+	}
 	want := crdt.State{
-		P: map[string]int64{cnt.node: max(cnt.savedP+cnt.pendingP, cnt.persistedP, cnt.confP) + cnt.unappliedP},
-		N: map[string]int64{cnt.node: max(cnt.savedN+cnt.pendingN, cnt.persistedN, cnt.confN) + cnt.unappliedN},
+		P: map[string]int64{cnt.node: max(cnt.savedP+sp, cnt.persistedP, cnt.confP, cnt.ubP+up) + cnt.unappliedP},
+		N: map[string]int64{cnt.node: max(cnt.savedN+sn, cnt.persistedN, cnt.confN, cnt.ubN+un) + cnt.unappliedN},
 	}
 	before := cnt.st.Value()
 	if _, err := cnt.st.Merge(want); err != nil {
@@ -266,6 +312,9 @@ func (cnt *Counter) Synced() bool {
 
 func (cnt *Counter) syncedLocked() bool {
 	p, n := cnt.st.Entry(cnt.node)
+	if cnt.ubP != 0 || cnt.ubN != 0 || (cnt.pendingUnbased && (cnt.pendingP != 0 || cnt.pendingN != 0)) {
+		return false // relative writes not yet on top of the base
+	}
 	return cnt.confP >= p && cnt.confN >= n
 }
 
@@ -309,22 +358,41 @@ func (cnt *Counter) Flush(ctx context.Context) error {
 
 // takePersist hands the worker what the store lacks: local deltas, the
 // server's own totals as floors, other nodes' entries.
+//
+// A counter whose base is known always gets an own delta, with the own
+// entries it knows of as floors: its record, if the store evicted it
+// meanwhile, comes back based and whole. One whose base is unknown hands
+// over only its writes, as an unbased delta; other nodes' entries wait
+// in memory until the base is known.
 func (cnt *Counter) takePersist() persistSnap {
+	select {
+	case <-cnt.loaded:
+	default:
+		// Its record is being read (the round waited until its context
+		// ended): writes wait in memory, so that the stored value and
+		// they add up exactly when it arrives (the read marks the
+		// counter dirty again).
+		return persistSnap{cnt: cnt}
+	}
 	cnt.mu.Lock()
 	defer cnt.mu.Unlock()
-	s := persistSnap{cnt: cnt, dp: cnt.unappliedP, dn: cnt.unappliedN}
-	if cnt.confP > cnt.persistedP {
-		s.floorP = cnt.confP
-	}
-	if cnt.confN > cnt.persistedN {
-		s.floorN = cnt.confN
-	}
-	if cnt.confP > cnt.ackStoredP || cnt.confN > cnt.ackStoredN {
-		s.ackP, s.ackN = cnt.confP, cnt.confN
-	}
+	s := persistSnap{cnt: cnt, dp: cnt.unappliedP, dn: cnt.unappliedN, compact: cnt.compact}
 	cnt.unappliedP, cnt.unappliedN = 0, 0
 	cnt.pendingP += s.dp
 	cnt.pendingN += s.dn
+	if !cnt.baseKnown {
+		s.unbased = true
+		cnt.pendingUnbased = true
+		s.hasOwn = s.dp != 0 || s.dn != 0
+		return s
+	}
+	cnt.pendingUnbased = false
+	s.hasOwn = true
+	s.gen = cnt.knowGen
+	s.floorP, s.floorN = max(cnt.confP, cnt.persistedP), max(cnt.confN, cnt.persistedN)
+	if cnt.confP > cnt.ackStoredP || cnt.confN > cnt.ackStoredN {
+		s.ackP, s.ackN = cnt.confP, cnt.confN
+	}
 	s.remote, cnt.remote = cnt.remote, crdt.State{}
 	if s.ackP > 0 || s.ackN > 0 {
 		crdt.RaiseInto(&s.remote, entries(ackKey, s.ackP, s.ackN))
@@ -333,7 +401,7 @@ func (cnt *Counter) takePersist() persistSnap {
 }
 
 // own reports whether s carries an own delta for the store.
-func (s persistSnap) own() bool { return s.dp != 0 || s.dn != 0 || s.floorP != 0 || s.floorN != 0 }
+func (s persistSnap) own() bool { return s.hasOwn }
 
 // persisted records a successful Apply of s, whose own slots the store
 // reported as t (zero if s had no own delta), and returns what changed
@@ -343,6 +411,25 @@ func (cnt *Counter) persisted(s persistSnap, t store.OwnTotal) change {
 	defer cnt.mu.Unlock()
 	cnt.pendingP -= s.dp
 	cnt.pendingN -= s.dn
+	if s.own() && t.Unbased {
+		// The store keeps them relative: it has no based record, and
+		// this replica's base, if it had one, may be stale (the record
+		// was evicted since): learn it again from the server.
+		cnt.ubP, cnt.ubN = t.UP, t.UN
+		if !s.unbased && cnt.baseKnown {
+			cnt.baseKnown = false
+			cnt.rerequest = true
+		}
+		return cnt.changedLocked(cnt.raiseOwnLocked())
+	}
+	if s.own() {
+		// A based total: it includes every unbased amount the store moved.
+		cnt.ubP, cnt.ubN = 0, 0
+		cnt.knowGen = max(cnt.knowGen, t.Gen)
+		if !cnt.baseKnown {
+			cnt.setBaseKnownLocked()
+		}
+	}
 	cnt.persistedP = max(cnt.persistedP, t.P)
 	cnt.persistedN = max(cnt.persistedN, t.N)
 	cnt.savedP = max(cnt.savedP, t.P)
@@ -360,8 +447,16 @@ func (cnt *Counter) restorePersist(s persistSnap) {
 	cnt.pendingN -= s.dn
 	cnt.unappliedP += s.dp
 	cnt.unappliedN += s.dn
-	rem, _, _ := splitAck(s.remote) // the next round stores the ack again
+	rem, _ := splitPseudo(s.remote) // the next round stores the ack again
 	crdt.RaiseInto(&cnt.remote, rem)
+}
+
+// setBaseKnownLocked records that the own entries are known now, and wakes
+// Flush, which waits for the based round. cnt.mu held.
+func (cnt *Counter) setBaseKnownLocked() {
+	cnt.baseKnown = true
+	close(cnt.confCh)
+	cnt.confCh = make(chan struct{})
 }
 
 // ownPersisted returns this replica's persisted entries as a state.
@@ -377,10 +472,43 @@ func (cnt *Counter) subscribeMessage(cn *connection) wire.Message {
 	defer cnt.mu.Unlock()
 	cnt.sentOn, cnt.sentP, cnt.sentN, cnt.force = cn, cnt.persistedP, cnt.persistedN, false
 	own := cnt.ownPersistedLocked()
+	if !cnt.baseKnown {
+		// Nothing of the own entries is sent: the sync after the base
+		// sends them (the server may lack them: a lagging node).
+		cnt.sentP, cnt.sentN = 0, 0
+		cnt.requestLocked()
+		return wire.CounterRequest{Name: cnt.name}
+	}
 	if own.Len() == 0 {
 		return wire.CounterRequest{Name: cnt.name}
 	}
 	return wire.CounterSync{Name: cnt.name, State: own}
+}
+
+// requestLocked notes a COUNTER_REQUEST about to be sent while the base is
+// unknown: its reply's own entries will be the base, valid from the store
+// generation seen now (the oldest of the requests outstanding). cnt.mu
+// held.
+func (cnt *Counter) requestLocked() {
+	g := cnt.c.seenGen.Load()
+	if !cnt.reqPending || g < cnt.reqGen {
+		cnt.reqGen = g
+	}
+	cnt.reqPending = true
+	cnt.rerequest = false
+}
+
+// takeRerequest reports whether the worker must send a COUNTER_REQUEST
+// (the store refused a stale base), noting it as sent.
+func (cnt *Counter) takeRerequest() bool {
+	cnt.mu.Lock()
+	defer cnt.mu.Unlock()
+	if !cnt.rerequest || cnt.baseKnown {
+		return false
+	}
+	cnt.sentP, cnt.sentN = 0, 0 // the sync after the base sends them
+	cnt.requestLocked()
+	return true
 }
 
 // sendSync sends the persisted own entries on cn if they are ahead of what
@@ -393,18 +521,27 @@ func (cnt *Counter) sendSync(cn *connection) {
 	}
 	cnt.sentOn, cnt.sentP, cnt.sentN, cnt.force = cn, cnt.persistedP, cnt.persistedN, false
 	own := cnt.ownPersistedLocked()
+	based := cnt.baseKnown
 	cnt.mu.Unlock()
-	if own.Len() == 0 {
+	if own.Len() == 0 || !based {
 		return
 	}
 	_ = cn.send(cnt.c.ctx, wire.CounterSync{Name: cnt.name, State: own})
 }
 
 // merge folds a state from the server (COUNTER_RESPONSE or _UPDATE) into
-// the replica.
-func (cnt *Counter) merge(s crdt.State) {
+// the replica. full is set for a COUNTER_RESPONSE: the server's whole
+// state (or view), whose own entries, absent meaning zero, are the base.
+func (cnt *Counter) merge(s crdt.State, full bool) {
 	cnt.mu.Lock()
 	cnt.confirmLocked(s.P[cnt.node], s.N[cnt.node])
+	based := false
+	if full && !cnt.baseKnown && cnt.reqPending {
+		cnt.setBaseKnownLocked()
+		cnt.knowGen = cnt.reqGen
+		cnt.reqPending = false
+		based = true
+	}
 	before := cnt.st.Value()
 	// Own entries are not merged as such: the server's own totals are
 	// floors (conf), folded in by raiseOwnLocked and sent to the store as
@@ -430,7 +567,7 @@ func (cnt *Counter) merge(s crdt.State) {
 	}
 	cnt.foldLocked()
 	cnt.raiseOwnLocked()
-	dirty := changed.Len() > 0 || cnt.confP > cnt.ackStoredP || cnt.confN > cnt.ackStoredN ||
+	dirty := based || changed.Len() > 0 || cnt.confP > cnt.ackStoredP || cnt.confN > cnt.ackStoredN ||
 		(cnt.released && cnt.syncedLocked()) // its unsubscription waited for this
 	ch := cnt.changedLocked(cnt.st.Value() != before)
 	cnt.mu.Unlock()
@@ -453,10 +590,21 @@ func (cnt *Counter) Own() (p, n int64) {
 // totals as stored totals, other nodes' entries by max. It returns what
 // changed, and whether the persisted own entries are now ahead of what was
 // last sent (another writer's increments this client should deliver).
-func (cnt *Counter) reload(st crdt.State) (ch change, ahead bool) {
-	s, ackP, ackN := splitAck(st)
+func (cnt *Counter) reload(st crdt.State, based bool, gen uint64) (ch change, ahead bool) {
+	s, ps := splitPseudo(st)
+	ackP, ackN := ps.P[ackKey], ps.N[ackKey]
 	cnt.mu.Lock()
 	defer cnt.mu.Unlock()
+	// The store's unbased amounts now (moved to the own slot by another
+	// writer's based delta if gone: the record is based then).
+	cnt.ubP, cnt.ubN = ps.P[store.UnbasedNode], ps.N[store.UnbasedNode]
+	if based {
+		cnt.knowGen = max(cnt.knowGen, gen)
+		if !cnt.baseKnown {
+			cnt.setBaseKnownLocked()
+			ahead = true // the based round and the sync it allows
+		}
+	}
 	cnt.ackStoredP, cnt.ackStoredN = max(cnt.ackStoredP, ackP), max(cnt.ackStoredN, ackN)
 	cnt.confirmLocked(ackP, ackN) // another tab's connection got the confirmation
 	before := cnt.st.Value()
@@ -473,7 +621,7 @@ func (cnt *Counter) reload(st crdt.State) (ch change, ahead bool) {
 	}
 	cnt.foldLocked()
 	cnt.raiseOwnLocked()
-	ahead = cnt.persistedP > cnt.sentP || cnt.persistedN > cnt.sentN
+	ahead = ahead || cnt.persistedP > cnt.sentP || cnt.persistedN > cnt.sentN
 	return cnt.changedLocked(cnt.st.Value() != before), ahead
 }
 
@@ -600,18 +748,28 @@ func (cnt *Counter) idle() bool {
 // replica's own entries: a pseudo-node entry on each side (not a valid node
 // id, never sent, merged by max like every entry), so that after a restart
 // the client knows which counters have nothing to deliver.
-const ackKey = "="
+const ackKey = store.AckNode
 
-// splitAck returns s without the ackKey entries, and those entries.
-func splitAck(s crdt.State) (clean crdt.State, ackP, ackN int64) {
-	_, hp := s.P[ackKey]
-	_, hn := s.N[ackKey]
-	if !hp && !hn {
-		return s, 0, 0
+// splitPseudo returns s without the store's bookkeeping entries (ackKey
+// and store.UnbasedNode), and those entries.
+func splitPseudo(s crdt.State) (clean, pseudo crdt.State) {
+	pseudo = crdt.State{P: map[string]int64{}, N: map[string]int64{}}
+	found := false
+	for _, k := range []string{ackKey, store.UnbasedNode} {
+		if v, ok := s.P[k]; ok {
+			pseudo.P[k], found = v, true
+		}
+		if v, ok := s.N[k]; ok {
+			pseudo.N[k], found = v, true
+		}
+	}
+	if !found {
+		return s, pseudo
 	}
 	clean = s.Clone()
-	ackP, ackN = clean.P[ackKey], clean.N[ackKey]
-	delete(clean.P, ackKey)
-	delete(clean.N, ackKey)
-	return clean, ackP, ackN
+	for _, k := range []string{ackKey, store.UnbasedNode} {
+		delete(clean.P, k)
+		delete(clean.N, k)
+	}
+	return clean, pseudo
 }

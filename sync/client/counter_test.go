@@ -528,10 +528,11 @@ func TestReloadFromSharedStore(t *testing.T) {
 	cb.AddAndGet(4)
 	var seen atomic.Int64
 	ca.Subscribe(func(v int64) { seen.Store(v) })
-	// Wait until both writes reached the store (offline: Flush cannot help).
+	// Wait until both writes reached the store (offline: Flush cannot help),
+	// as unbased writes: neither tab knows the node's entries on the server.
 	eventually(t, "both writes stored", func() bool {
 		m, err := st.LoadCounters(t.Context())
-		return err == nil && m["r"].P[a.NodeID()] == 7
+		return err == nil && m["r"].P[store.UnbasedNode] == 7
 	})
 	if err := a.Reload(t.Context(), []string{"r", "unknown"}); err != nil {
 		t.Fatal(err)

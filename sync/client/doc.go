@@ -12,8 +12,8 @@
 //
 // # Connection
 //
-// Start loads the node id (created once and persisted by the Store) and every
-// stored counter, then connects in the background. Each attempt dials the
+// Start loads the node id (created once and persisted by the Store) and the
+// stored counters with unconfirmed writes, then connects in the background. Each attempt dials the
 // current server URL (URL reports it) and sends AUTH with Options.Token or TokenFunc's token (ready on
 // AUTH_ACK), or, without a token, DEVICE_HELLO (ready on DEVICE_ACK, on any
 // other message but AUTH_REQUIRED, or after HelloTimeout). State and
@@ -64,13 +64,44 @@
 //
 // # What a client costs
 //
-// The store remembers the server's confirmation of each counter's own
-// entries (under the pseudo-node "=", never sent). Counters loaded by Start
-// are released (see Counter.Close) until the app asks for them: one whose
-// writes were all confirmed costs nothing on the wire, on Start and on every
-// reconnect; one with pending writes is delivered, then released. Client.Counter
-// on a loaded name returns the stored value at once and subscribes, so it
-// catches up within a round trip.
+// A client's cost follows the counters it uses now, not every counter it
+// ever touched. The store remembers the server's confirmation of each
+// counter's own entries (under the pseudo-node "=", never sent) and indexes
+// the records with writes above it (Store.Pending). Start reads only those:
+// they are delivered, then released (see Counter.Close). Every other stored
+// counter costs nothing, on the wire or in memory, until a handle asks for
+// it: Client.Counter reads its record (Store.Load) before it returns, so Get
+// is the stored value at once; Client.OpenCounter returns at once and reads
+// it in the background (Counter.Loaded; the browser build, whose calls
+// cannot wait for IndexedDB, uses it), counting writes made meanwhile on top.
+// Either way the handle subscribes and catches up within a round trip.
+//
+// Options.MaxStoredCounters caps the store (default 10,000): beyond it the
+// worker evicts the least recently used records (Store.Evict) that hold no
+// pending write and whose counter has no handle in use. Records of compact
+// views keep O(1) entries: individual entries of other nodes, from before
+// the aggregate, are folded into it when the record is next written.
+//
+// # Unknown base
+//
+// A node's own entries only grow, and the server merges them by maximum. A
+// client that has no record of a counter (evicted, or another replica's
+// store) does not know its node's entries on the server, its base: an
+// absolute entry written from zero would be merged away. So until the
+// base is known its writes are relative: stored as unbased amounts (they
+// survive restarts and reloads), shown on top of what is known, never sent.
+// The base is known once the store has a based record of the counter, or
+// once the server's full state (COUNTER_RESPONSE to the subscription, which
+// is a COUNTER_REQUEST while the base is unknown) has arrived: its entries of
+// this node, absent meaning zero. The next round then writes the own entries
+// with the base as floor, and the store moves the unbased amounts on top in
+// the same transaction, once, whichever tab does it; only then are they
+// sent. Until then Synced is false. A base known in memory goes stale if
+// the record is evicted after it was learnt (another tab may have written
+// more meanwhile): the store then refuses the write as based (see the
+// generation in sync/store) and the client asks the server again. This relies on the server's full state
+// being current for this node: a cluster node answering from a stale copy
+// of the counter would give a base too low.
 //
 // # Shutdown
 //

@@ -63,7 +63,22 @@ type Options struct {
 	// without waiting. Writes still undelivered then stay in the Store and
 	// are sent on the next Start with it (Close reports them).
 	CloseTimeout time.Duration
+	// MaxStoredCounters caps the counters the Store keeps. When it holds
+	// more, the least recently used ones (written, or asked for by Counter
+	// or OpenCounter) that have no pending write and no handle in use
+	// (handles released with Counter.Close are not in use) are deleted
+	// from it; using one again reads it from the server (see "Unknown
+	// base" in the package doc). Default DefaultMaxStoredCounters; 0 means
+	// the default, negative never evicts. The worker evicts at Start and
+	// after every MaxStoredCounters/10 counters written, so the store may
+	// exceed the cap by about a tenth between evictions; pending records
+	// and those of handles in use are never evicted, so it may also exceed
+	// it while they wait for the server or stay in use.
+	MaxStoredCounters int
 }
+
+// DefaultMaxStoredCounters is Options.MaxStoredCounters' default.
+const DefaultMaxStoredCounters = 10000
 
 func (o *Options) setDefaults() {
 	def := func(d *time.Duration, v time.Duration) {
@@ -83,6 +98,9 @@ func (o *Options) setDefaults() {
 	def(&o.HelloTimeout, 500*time.Millisecond)
 	if o.CloseTimeout == 0 {
 		o.CloseTimeout = 3 * time.Second
+	}
+	if o.MaxStoredCounters == 0 {
+		o.MaxStoredCounters = DefaultMaxStoredCounters
 	}
 	if o.Dialer == nil {
 		o.Dialer = transport.Dial

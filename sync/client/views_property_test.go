@@ -48,7 +48,14 @@ import (
 // node; duplicated and stale frames; pauses; settle (every online client
 // ready and every counter flushed); a reload of the store (what a tab does
 // when another tab wrote); a restart on the same store; releasing a
-// handle (Counter.Close; using it again takes it back).
+// handle (Counter.Close; using it again takes it back). Half the checks
+// add eviction: the clients' MaxStoredCounters is 1 to 3, and a step may
+// evict a store's synced records (Store.Evict, as another tab's cap does,
+// whatever the handles); a counter used again after its record went has
+// an unknown base, and its writes, online or offline, across restarts,
+// must all reach the model. Those checks run one server node (failover
+// reconnects to it): the base comes from the server's full state, which a
+// lagging node gives stale.
 //
 // The model is the exact per-node state of every write made. After every
 // step, and while waiting in settle, every client's value, own entries and
@@ -127,6 +134,8 @@ type viewsHarness struct {
 	clients []*viewsClient
 	log     []string // the schedule as it ran, for failure messages
 	lateAck bool     // the schedule may delay store acknowledgements
+	evict   bool     // stores evict: one server node (nodes[1] is nodes[0])
+	cap     int      // the clients' Options.MaxStoredCounters
 }
 
 // viewsGroup is one store and node id, shared by its clients (tabs).
@@ -144,9 +153,9 @@ type viewsClient struct {
 	g    *viewsGroup
 	c    *client.Client
 	cnts map[string]*client.Counter
-	// wrote: a lower bound of the client's own entries: the entries its
-	// store held for the node when the client started, plus every write
-	// it made since.
+	// wrote: a lower bound of the client's own entries: its handle's own
+	// entries when it was created (what the store held, if anything),
+	// plus every write it made since.
 	wrote map[string]pn
 	// seen: the own entries last observed; they may only grow.
 	seen   map[string]pn
@@ -173,6 +182,15 @@ func runViewsCheck(t *testing.T, rt *rapid.T, lateAck bool) {
 
 	h.st = storage.NewMemory()
 	rt.Cleanup(func() { h.st.Close() })
+	// Eviction is checked against one server node: a client that no longer
+	// has a counter's record takes its base from the server's full state,
+	// and a lagging node's is stale (see "Unknown base" in the package
+	// doc). Without eviction the two nodes lag as described above.
+	h.evict = rapid.Bool().Draw(rt, "eviction (one server node)")
+	h.cap = client.DefaultMaxStoredCounters
+	if h.evict {
+		h.cap = rapid.SampledFrom([]int{1, 2, 3}).Draw(rt, "MaxStoredCounters")
+	}
 	nc := rapid.IntRange(1, 3).Draw(rt, "counters")
 	for i := range nc {
 		name := fmt.Sprintf("c%d", i)
@@ -201,6 +219,10 @@ func runViewsCheck(t *testing.T, rt *rapid.T, lateAck bool) {
 	}
 
 	for i := range 2 {
+		if i == 1 && h.evict {
+			h.nodes[1] = h.nodes[0]
+			break
+		}
 		s := startNode(t, h.st)
 		h.nodes[i] = s
 		rt.Cleanup(s.Close) // after the clients (cleanups run last-in first-out)
@@ -230,12 +252,6 @@ func runViewsCheck(t *testing.T, rt *rapid.T, lateAck bool) {
 		}
 		cl.target = rapid.IntRange(0, 1).Draw(rt, fmt.Sprintf("client %d starts on node (0=A 1=B)", i))
 		h.clients = append(h.clients, cl)
-		// What the store holds for the node at start is the client's own.
-		if stored, err := g.st.LoadCounters(ctx); err == nil {
-			for name, s := range stored {
-				cl.wrote[name] = pn{s.P[g.node], s.N[g.node]}
-			}
-		}
 		cl.start()
 		for _, name := range h.names {
 			if rapid.Bool().Draw(rt, fmt.Sprintf("client %d opens %s at start", i, name)) {
@@ -397,6 +413,9 @@ func (h *viewsHarness) step(s int) {
 	if h.lateAck {
 		kinds = append(kinds, "late-ack", "late-ack")
 	}
+	if h.evict {
+		kinds = append(kinds, "evict", "evict")
+	}
 	kind := rapid.SampledFrom(kinds).Draw(rt, fmt.Sprintf("step %d", s))
 	cl := h.clients[rapid.IntRange(0, len(h.clients)-1).Draw(rt, fmt.Sprintf("step %d client", s))]
 	switch kind {
@@ -485,6 +504,13 @@ func (h *viewsHarness) step(s int) {
 	case "restart":
 		h.logf("step %d: client %d restarts on its store", s, cl.idx)
 		cl.restart()
+	case "evict":
+		keepN := rapid.IntRange(0, len(h.names)).Draw(rt, fmt.Sprintf("step %d records left", s))
+		gone, err := cl.g.st.Evict(h.ctx, keepN, nil)
+		if err != nil {
+			h.fatalf("Evict: %v", err)
+		}
+		h.logf("step %d: store %d evicts down to %d records: %v", s, cl.g.idx, keepN, gone)
 	}
 }
 
@@ -654,9 +680,14 @@ func (h *viewsHarness) storeBounds(g *viewsGroup) error {
 				in += v
 			}
 		}
+		up, un := s.P[store.UnbasedNode], s.N[store.UnbasedNode]
 		switch {
 		case s.P[g.node] > own.p || s.N[g.node] > own.n:
 			return fmt.Errorf("%s: stored own entries +%d/-%d exceed every write of the node %v", name, s.P[g.node], s.N[g.node], own)
+		case s.P[g.node]+up > own.p || s.N[g.node]+un > own.n:
+			// Unbased writes are never in the own entries yet.
+			return fmt.Errorf("%s: stored own entries +%d/-%d and unbased writes +%d/-%d exceed every write of the node %v",
+				name, s.P[g.node], s.N[g.node], up, un, own)
 		case s.P[wire.RestNode] > others.p || s.N[wire.RestNode] > others.n:
 			return fmt.Errorf("%s: stored aggregate +%d/-%d exceeds the other nodes' sums %v (double counted)", name, s.P[wire.RestNode], s.N[wire.RestNode], others)
 		case ip > others.p || in > others.n:
@@ -819,6 +850,7 @@ func (cl *viewsClient) start() {
 	opts.MinBackoff = 10 * time.Millisecond
 	opts.MaxBackoff = 100 * time.Millisecond
 	opts.CloseTimeout = -1 // Close persists and returns
+	opts.MaxStoredCounters = cl.h.cap
 	c, err := client.New(opts)
 	if err != nil {
 		cl.h.rt.Fatalf("New: %v", err)
@@ -847,6 +879,11 @@ func (cl *viewsClient) open(name string) *client.Counter {
 	}
 	cl.cnts[name] = cnt
 	cl.opened[name] = true
+	// A new handle holds what the store held for the node, or, if the
+	// record was evicted, only what it learns from here on (its base is
+	// unknown): its own entries now are the lower bound to keep.
+	p, n := cnt.Own()
+	cl.wrote[name], cl.seen[name] = pn{p, n}, pn{p, n}
 	return cnt
 }
 
@@ -1004,6 +1041,7 @@ func (fc *faultConn) observe(b []byte) {
 	cl.mu.Lock()
 	defer cl.mu.Unlock()
 	for _, f := range counters {
+		f = asUpdate(f)
 		cl.history = append(cl.history, f)
 		if len(cl.history) > maxHistory {
 			cl.history = cl.history[1:]
@@ -1013,6 +1051,28 @@ func (fc *faultConn) observe(b []byte) {
 			fc.again = append(fc.again, f)
 		}
 	}
+}
+
+// asUpdate turns a COUNTER_RESPONSE frame into a COUNTER_UPDATE with the
+// same state, for delivering again. A client whose counter's base is
+// unknown takes the own entries of the reply to its COUNTER_REQUEST as
+// that base (see "Unknown base" in the package doc); a connection neither
+// duplicates nor replays frames, so a repeated frame must not pass for
+// that reply. Its state, a view like any other, is still delivered.
+func asUpdate(f []byte) []byte {
+	m, err := wire.Decode(f)
+	if err != nil {
+		return f
+	}
+	r, ok := m.(wire.CounterResponse)
+	if !ok {
+		return f
+	}
+	b, err := wire.Encode(wire.CounterUpdate(r))
+	if err != nil {
+		return f
+	}
+	return b
 }
 
 // splitFrame returns copies of the COUNTER_UPDATE/COUNTER_RESPONSE frames

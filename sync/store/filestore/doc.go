@@ -37,11 +37,21 @@
 //
 // # Layout
 //
-// Two buckets, named like idb's object stores:
+// Six buckets; meta and counters are named like idb's object stores:
 //
-//	meta      "format"    → 0x01, the version of this layout
+//	meta      "format"    → 0x02, the version of this layout
 //	meta      "nodeId"    → the replica's node id (non-empty)
 //	counters  <name>      → counter record
+//	meta      "gen"       → the eviction generation, a big-endian uint64
+//	own       <name>      → based (1 byte: 0 or 1), then the node of the last own delta
+//	pending   <name>      → empty: the counter is pending (store.Record.Pending)
+//	used      <seq>       → name, seq a big-endian uint64 (recency: oldest first)
+//	usedby    <name>      → seq
+//
+// Pending reads the pending bucket and those records only; Evict walks
+// used from the oldest. A file of format 1 (meta and counters only) is
+// migrated by Open in one transaction: its records are taken as based and
+// written by the stored node id.
 //
 // A counter record is compact binary, all integers unsigned varints in
 // their shortest form (encoding/binary.AppendUvarint):

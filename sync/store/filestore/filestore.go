@@ -5,10 +5,12 @@ package filestore
 import (
 	"bytes"
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"sync"
 	"time"
 
@@ -62,14 +64,23 @@ func (e *LockedError) Is(target error) bool { return target == ErrLocked }
 
 // formatVersion is the value of meta/"format": the layout of the buckets
 // and of the records in them (see the package doc).
-const formatVersion = 1
+// Format 1 had only meta and counters; Open migrates it.
+const formatVersion = 2
 
 var (
 	bucketMeta     = []byte("meta")
 	bucketCounters = []byte("counters")
+	bucketOwn      = []byte("own")     // name → based flag byte + node of the last own delta
+	bucketPending  = []byte("pending") // name → nothing: the pending index
+	bucketUsed     = []byte("used")    // seq → name: recency, oldest first
+	bucketUsedBy   = []byte("usedby")  // name → seq
 	keyFormat      = []byte("format")
 	keyNodeID      = []byte("nodeId")
+	keyGen         = []byte("gen") // the eviction generation, big-endian uint64
 )
+
+// indexBuckets are the buckets of format 2 beside meta and counters.
+var indexBuckets = [][]byte{bucketOwn, bucketPending, bucketUsed, bucketUsedBy}
 
 // Store is a store.Store in one bbolt file. It is safe for concurrent use.
 type Store struct {
@@ -135,8 +146,10 @@ func initFile(tx *bolt.Tx, path string) error {
 			return err
 		}
 		meta, err = tx.CreateBucket(bucketMeta)
-		if err == nil {
-			_, err = tx.CreateBucket(bucketCounters)
+		for _, b := range append([][]byte{bucketCounters}, indexBuckets...) {
+			if err == nil {
+				_, err = tx.CreateBucket(b)
+			}
 		}
 		if err == nil {
 			err = meta.Put(keyFormat, []byte{formatVersion})
@@ -149,11 +162,130 @@ func initFile(tx *bolt.Tx, path string) error {
 	switch v := meta.Get(keyFormat); {
 	case v == nil:
 		return fmt.Errorf("%w: %s has no format marker", ErrFormat, path)
+	case bytes.Equal(v, []byte{1}) && tx.Bucket(bucketCounters) != nil:
+		if err := migrate1(tx); err != nil {
+			return fmt.Errorf("filestore: migrate %s from format 1: %w", path, err)
+		}
 	case !bytes.Equal(v, []byte{formatVersion}):
 		return fmt.Errorf("%w: %s has format %x, this package reads %x", ErrFormat, path, v, formatVersion)
 	}
-	if tx.Bucket(bucketCounters) == nil {
-		return fmt.Errorf("%w: %s has no counters bucket", ErrFormat, path)
+	for _, b := range append([][]byte{bucketCounters}, indexBuckets...) {
+		if tx.Bucket(b) == nil {
+			return fmt.Errorf("%w: %s has no %s bucket", ErrFormat, path, b)
+		}
+	}
+	return nil
+}
+
+// migrate1 adds format 2's index buckets to a format 1 file: every record
+// is recorded as written by the stored node id (the client's, unless it
+// ran with client.Options.NodeID), marked pending by that rule and given
+// a recency in key order.
+func migrate1(tx *bolt.Tx) error {
+	for _, b := range indexBuckets {
+		if _, err := tx.CreateBucketIfNotExists(b); err != nil {
+			return err
+		}
+	}
+	own := string(tx.Bucket(bucketMeta).Get(keyNodeID))
+	cb := tx.Bucket(bucketCounters)
+	var names [][]byte
+	err := cb.ForEach(func(k, v []byte) error {
+		names = append(names, bytes.Clone(k))
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	for _, k := range names {
+		st, err := decodeRecord(k, cb.Get(k))
+		if err != nil {
+			return err
+		}
+		// Earlier releases wrote the own entries with every write.
+		if err := putIndex(tx, string(k), &store.Record{State: st, Own: own, Based: true}, true); err != nil {
+			return err
+		}
+	}
+	return tx.Bucket(bucketMeta).Put(keyFormat, []byte{formatVersion})
+}
+
+// putIndex records r (of counter name) in the index buckets: its own node
+// (if ownChanged), its pending mark and, as the most recent, its recency.
+func putIndex(tx *bolt.Tx, name string, r *store.Record, ownChanged bool) error {
+	k := []byte(name)
+	if ownChanged {
+		flag := byte(0)
+		if r.Based {
+			flag = 1
+		}
+		if err := tx.Bucket(bucketOwn).Put(k, append([]byte{flag}, r.Own...)); err != nil {
+			return err
+		}
+	}
+	pb := tx.Bucket(bucketPending)
+	var err error
+	if r.Pending() {
+		if pb.Get(k) == nil {
+			err = pb.Put(k, []byte{})
+		}
+	} else {
+		err = pb.Delete(k)
+	}
+	if err != nil {
+		return err
+	}
+	return touch(tx, k)
+}
+
+// readOwn returns the own node and based flag of counter k.
+func readOwn(tx *bolt.Tx, k []byte) (own string, based bool) {
+	v := tx.Bucket(bucketOwn).Get(k)
+	if len(v) == 0 {
+		return "", false
+	}
+	return string(v[1:]), v[0] == 1
+}
+
+// readGen returns the store's eviction generation.
+func readGen(tx *bolt.Tx) uint64 {
+	if v := tx.Bucket(bucketMeta).Get(keyGen); len(v) == 8 {
+		return binary.BigEndian.Uint64(v)
+	}
+	return 0
+}
+
+// touch makes counter k the most recently used.
+func touch(tx *bolt.Tx, k []byte) error {
+	ub, byb := tx.Bucket(bucketUsed), tx.Bucket(bucketUsedBy)
+	if old := byb.Get(k); old != nil {
+		if err := ub.Delete(old); err != nil {
+			return err
+		}
+	}
+	seq, err := ub.NextSequence()
+	if err != nil {
+		return err
+	}
+	sk := binary.BigEndian.AppendUint64(nil, seq)
+	if err := ub.Put(sk, k); err != nil {
+		return err
+	}
+	return byb.Put(k, sk)
+}
+
+// dropIndex removes counter k from the index buckets.
+func dropIndex(tx *bolt.Tx, k []byte) error {
+	byb := tx.Bucket(bucketUsedBy)
+	if old := byb.Get(k); old != nil {
+		if err := tx.Bucket(bucketUsed).Delete(old); err != nil {
+			return err
+		}
+	}
+	for _, b := range [][]byte{bucketUsedBy, bucketOwn, bucketPending} {
+		if err := tx.Bucket(b).Delete(k); err != nil {
+			return err
+		}
 	}
 	return nil
 }
@@ -292,6 +424,113 @@ func (s *Store) LoadCounters(ctx context.Context) (map[string]crdt.State, error)
 	return out, nil
 }
 
+// Load implements store.Store: it reads the named records only.
+func (s *Store) Load(ctx context.Context, names []string) (store.Snapshot, error) {
+	return s.view(ctx, func(tx *bolt.Tx, add func(k []byte) error) error {
+		for _, name := range names {
+			if err := add([]byte(name)); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+}
+
+// Pending implements store.Store: it walks the pending index and reads
+// those records only.
+func (s *Store) Pending(ctx context.Context) (store.Snapshot, error) {
+	return s.view(ctx, func(tx *bolt.Tx, add func(k []byte) error) error {
+		return tx.Bucket(bucketPending).ForEach(func(k, _ []byte) error {
+			if tx.Bucket(bucketCounters).Get(k) == nil {
+				return fmt.Errorf("%w: pending counter %q has no record", ErrCorrupt, k)
+			}
+			return add(k)
+		})
+	})
+}
+
+// view runs fn in a read-only transaction; fn adds records to the result
+// with add (a missing one is left out).
+func (s *Store) view(ctx context.Context, fn func(tx *bolt.Tx, add func(k []byte) error) error) (store.Snapshot, error) {
+	if err := s.acquire(ctx); err != nil {
+		return store.Snapshot{}, err
+	}
+	defer s.mu.RUnlock()
+	out := store.Snapshot{States: map[string]crdt.State{}, Based: map[string]bool{}}
+	err := s.db.View(func(tx *bolt.Tx) error {
+		out.Gen = readGen(tx)
+		cb := tx.Bucket(bucketCounters)
+		return fn(tx, func(k []byte) error {
+			v := cb.Get(k)
+			if v == nil {
+				return nil
+			}
+			st, err := decodeRecord(k, v)
+			if err != nil {
+				return err
+			}
+			out.States[string(k)] = st
+			if _, based := readOwn(tx, k); based {
+				out.Based[string(k)] = true
+			}
+			return nil
+		})
+	})
+	if err != nil {
+		return store.Snapshot{}, err
+	}
+	return out, nil
+}
+
+// Evict implements store.Store: one read-write transaction walks the
+// recency index from the oldest record.
+func (s *Store) Evict(ctx context.Context, max int, keep func(string) bool) ([]string, error) {
+	if max < 0 {
+		return nil, fmt.Errorf("filestore: %w: Evict max %d", store.ErrInvalid, max)
+	}
+	if err := s.acquire(ctx); err != nil {
+		return nil, err
+	}
+	defer s.mu.RUnlock()
+	var out []string
+	err := s.update(func(tx *bolt.Tx) error {
+		out = nil
+		excess := tx.Bucket(bucketCounters).Stats().KeyN - max
+		if excess <= 0 {
+			return nil
+		}
+		pb := tx.Bucket(bucketPending)
+		var victims [][]byte
+		c := tx.Bucket(bucketUsed).Cursor()
+		for k, name := c.First(); k != nil && len(victims) < excess; k, name = c.Next() {
+			if pb.Get(name) != nil || (keep != nil && keep(string(name))) {
+				continue
+			}
+			victims = append(victims, bytes.Clone(name))
+		}
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		for _, k := range victims {
+			if err := tx.Bucket(bucketCounters).Delete(k); err != nil {
+				return err
+			}
+			if err := dropIndex(tx, k); err != nil {
+				return err
+			}
+			out = append(out, string(k))
+		}
+		if len(victims) == 0 {
+			return nil
+		}
+		return tx.Bucket(bucketMeta).Put(keyGen, binary.BigEndian.AppendUint64(nil, readGen(tx)+1))
+	})
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // decodeRecord decodes the record v of counter name, wrapping a defect
 // with ErrCorrupt. A nil v is a nested bucket, which this package never
 // creates.
@@ -330,7 +569,7 @@ func (s *Store) Apply(ctx context.Context, b store.Batch) ([]store.OwnTotal, err
 		return totals, nil
 	}
 	err := s.update(func(tx *bolt.Tx) error {
-		return applyTx(ctx, tx.Bucket(bucketCounters), b, totals)
+		return applyTx(ctx, tx, b, totals)
 	})
 	if err != nil {
 		return nil, err
@@ -354,80 +593,76 @@ func checkKeys(b store.Batch) error {
 			return bad(name)
 		}
 	}
+	for _, name := range append(slices.Clip(b.Fold), b.Touch...) {
+		if len(name) > bolt.MaxKeySize {
+			return bad(name)
+		}
+	}
 	return nil
 }
 
-// counterRec is one counter touched by a batch: its state being updated
-// and the record it had (nil if none).
-type counterRec struct {
-	st  crdt.State
-	old []byte
-}
-
-// applyTx applies b to the counters bucket cb inside one transaction and
+// applyTx applies b inside one transaction with store.ApplyRecords and
 // fills totals. It reads and checks everything before its first Put.
-func applyTx(ctx context.Context, cb *bolt.Bucket, b store.Batch, totals []store.OwnTotal) error {
-	touched := make(map[string]*counterRec, len(b.Remote)+len(b.Own))
+func applyTx(ctx context.Context, tx *bolt.Tx, b store.Batch, totals []store.OwnTotal) error {
+	cb := tx.Bucket(bucketCounters)
+	names := b.Names()
+	recs := make(map[string]*store.Record, len(names))
+	olds := make(map[string][]byte, len(names))
+	owns := make(map[string]store.Record, len(names)) // Own and Based as read
 	cur := cb.Cursor()
-	get := func(name string) (*counterRec, error) {
-		if r, ok := touched[name]; ok {
-			return r, nil
-		}
-		r := &counterRec{st: crdt.State{P: map[string]int64{}, N: map[string]int64{}}}
+	for _, name := range names {
+		recs[name] = nil
 		// A cursor, unlike Get, tells a nested bucket (nil value) from a
 		// missing key.
 		if k, v := cur.Seek([]byte(name)); string(k) == name {
 			st, err := decodeRecord(k, v)
 			if err != nil {
-				return nil, err
+				return err
 			}
-			r.st, r.old = st, v
-		}
-		touched[name] = r
-		return r, nil
-	}
-	for name, rs := range b.Remote {
-		r, err := get(name)
-		if err != nil {
-			return err
-		}
-		r.st.Raise(rs)
-	}
-	for i, d := range b.Own {
-		r, err := get(d.Name)
-		if err != nil {
-			return err
-		}
-		t, err := store.ApplyOwn(r.st.P[d.Node], r.st.N[d.Node], d)
-		if err != nil {
-			return err
-		}
-		if t.P > 0 {
-			r.st.P[d.Node] = t.P
-		}
-		if t.N > 0 {
-			r.st.N[d.Node] = t.N
-		}
-		totals[i] = t
-	}
-	type put struct{ k, v []byte }
-	var puts []put
-	for name, r := range touched {
-		if r.old == nil && r.st.Len() == 0 {
-			continue // an empty counter is the same as none
-		}
-		if v := encodeState(r.st); !bytes.Equal(v, r.old) {
-			puts = append(puts, put{[]byte(name), v})
+			own, based := readOwn(tx, k)
+			recs[name] = &store.Record{State: st, Own: own, Based: based}
+			olds[name], owns[name] = v, store.Record{Own: own, Based: based}
 		}
 	}
+	t, changed, err := store.ApplyRecords(b, recs, readGen(tx))
+	if err != nil {
+		return err
+	}
+	copy(totals, t)
 	// The last point where ctx is honoured: once the writes are made the
 	// transaction commits, and Apply reports the commit's own outcome.
 	if err := ctx.Err(); err != nil {
 		return err
 	}
-	for _, p := range puts {
-		if err := cb.Put(p.k, p.v); err != nil {
-			return fmt.Errorf("filestore: write counter %q: %w", p.k, err)
+	for _, name := range names {
+		k, r := []byte(name), recs[name]
+		switch {
+		case !changed[name]:
+			if olds[name] != nil && slices.Contains(b.Touch, name) {
+				if err := touch(tx, k); err != nil {
+					return err
+				}
+			}
+			continue
+		case r == nil:
+			if olds[name] != nil {
+				if err := cb.Delete(k); err != nil {
+					return fmt.Errorf("filestore: delete counter %q: %w", k, err)
+				}
+				if err := dropIndex(tx, k); err != nil {
+					return err
+				}
+			}
+			continue
+		}
+		if v := encodeState(r.State); !bytes.Equal(v, olds[name]) {
+			if err := cb.Put(k, v); err != nil {
+				return fmt.Errorf("filestore: write counter %q: %w", k, err)
+			}
+		}
+		was := owns[name]
+		if err := putIndex(tx, name, r, r.Own != was.Own || r.Based != was.Based || olds[name] == nil); err != nil {
+			return fmt.Errorf("filestore: index counter %q: %w", k, err)
 		}
 	}
 	return nil

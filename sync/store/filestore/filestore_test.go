@@ -342,7 +342,7 @@ func TestForeignFile(t *testing.T) {
 		}, true},
 		{"newer format", func(t *testing.T, path string) {
 			open(t, path).Close()
-			rawUpdate(t, path, putRaw("meta", "format", []byte{2}))
+			rawUpdate(t, path, putRaw("meta", "format", []byte{3}))
 		}, true},
 		{"no format marker", func(t *testing.T, path string) {
 			open(t, path).Close()
@@ -551,4 +551,55 @@ func holdChild() {
 	_ = s.Close()
 	fmt.Fprintln(os.Stderr, "hold child: deadline passed")
 	os.Exit(4)
+}
+
+// TestMigrateFormat1 opens a file of format 1 (meta and counters only,
+// as earlier releases wrote): Open adds the indexes, records written by
+// the stored node id above their confirmation are pending, and the rest
+// can be evicted.
+func TestMigrateFormat1(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "old.db")
+	s := open(t, path)
+	node, err := s.NodeID(t.Context(), func() string { return "me" })
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Apply(t.Context(), store.Batch{
+		Own: []store.OwnDelta{{Name: "sent", Node: node, DP: 2}, {Name: "unsent", Node: node, DN: 1}},
+		Remote: map[string]crdt.State{
+			"sent":  {P: map[string]int64{store.AckNode: 2, "x": 1}},
+			"other": {P: map[string]int64{"x": 4}},
+		},
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	// Back to format 1: no index buckets.
+	rawUpdate(t, path, func(tx *bolt.Tx) error {
+		for _, b := range []string{"own", "pending", "used", "usedby"} {
+			if err := tx.DeleteBucket([]byte(b)); err != nil {
+				return err
+			}
+		}
+		return tx.Bucket([]byte("meta")).Put([]byte("format"), []byte{1})
+	})
+	s = open(t, path)
+	defer s.Close()
+	snap, err := s.Pending(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p := snap.States; len(p) != 1 || p["unsent"].N[node] != 1 || !snap.Based["unsent"] {
+		t.Fatalf("Pending after migration = %v (based %v), want unsent only, based", p, snap.Based)
+	}
+	gone, err := s.Evict(t.Context(), 0, nil)
+	if err != nil || len(gone) != 2 {
+		t.Fatalf("Evict(0) after migration = %v, %v; want sent and other", gone, err)
+	}
+	all, err := s.LoadCounters(t.Context())
+	if err != nil || len(all) != 1 {
+		t.Fatalf("left %v, %v", all, err)
+	}
 }
