@@ -175,6 +175,9 @@ async function runWorker(name, cmd, args, jobs, opts) {
   for (const line of r.stdout.split('\n').filter(Boolean)) console.log(`  [${name}] ${line}`);
   for (const line of r.stderr.split('\n').filter(Boolean)) console.log(`  [${name} stderr] ${line}`);
   if (r.code !== 0) fail(`${name} exited with ${r.code ?? r.signal}`);
+  // Every worker runs against a live server: an error it reports (its
+  // clients log every onError / OnError) is a defect, not noise.
+  if (r.stderr.trim() !== '') fail(`${name} reported errors on stderr`);
   const re = /^job (\d+)\/(\d+): fencing token (\d+), jobs:done = (-?\d+)/;
   const lines = r.stdout.split('\n').filter((l) => re.test(l));
   if (lines.length !== jobs) fail(`${name} reported ${lines.length} jobs, want ${jobs}`);

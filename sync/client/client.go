@@ -809,9 +809,14 @@ func (c *Client) round(ctx context.Context, send bool) error {
 	if !b.Empty() {
 		totals, err := c.store.Apply(ctx, b)
 		if err != nil {
-			err = fmt.Errorf("%w: %w", ErrStorage, err)
-			c.log.Error("client: persisting counters failed; will retry", "err", err, "counters", len(snaps))
-			c.report(err)
+			// A round stopped by its caller (Close ends the background
+			// loop's context; Close persists again) is not a failure of
+			// the store: it is neither logged nor reported.
+			if stopped := ctx.Err(); stopped == nil || !errors.Is(err, stopped) {
+				err = fmt.Errorf("%w: %w", ErrStorage, err)
+				c.log.Error("client: persisting counters failed; will retry", "err", err, "counters", len(snaps))
+				c.report(err)
+			}
 			for _, s := range snaps {
 				s.cnt.restorePersist(s)
 			}
