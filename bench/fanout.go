@@ -158,28 +158,11 @@ func fanoutSubs() {
 	n, _ := strconv.Atoi(os.Getenv("TOPGUN_BENCH_CONNS"))
 	first, _ := strconv.Atoi(os.Getenv("TOPGUN_BENCH_FIRST"))
 	writes, _ := strconv.Atoi(os.Getenv("TOPGUN_BENCH_WRITES"))
-	subs := make([]*subscriber, n)
-	var wg sync.WaitGroup
-	var mu sync.Mutex
-	var dialErr error
-	sem := make(chan struct{}, dialParallel)
-	for i := range subs {
-		sem <- struct{}{}
-		wg.Add(1)
-		go func() {
-			defer func() { <-sem; wg.Done() }()
-			s, err := subscribe(addr, prefix, counters, fmt.Sprintf("sub-%06d", first+i), writes)
-			mu.Lock()
-			defer mu.Unlock()
-			if err != nil && dialErr == nil {
-				dialErr = err
-			}
-			subs[i] = s
-		}()
-	}
-	wg.Wait()
-	if dialErr != nil {
-		log.Fatalf("fanout subscribers: %v", dialErr)
+	subs, err := subscribeAll(n, func(i int) (*subscriber, error) {
+		return subscribe(addr, prefix, counters, fmt.Sprintf("sub-%06d", first+i), writes)
+	})
+	if err != nil {
+		log.Fatalf("fanout subscribers: %v", err)
 	}
 	ep, err := syscall.EpollCreate1(syscall.EPOLL_CLOEXEC)
 	if err != nil {
@@ -280,6 +263,32 @@ func fanoutSubs() {
 		rep.Latency = append(rep.Latency, [2]int64{b, c})
 	}
 	emitJSON(rep)
+}
+
+// subscribeAll makes n connections with dial, dialParallel at a time, and
+// returns them, or the first error.
+func subscribeAll(n int, dial func(i int) (*subscriber, error)) ([]*subscriber, error) {
+	subs := make([]*subscriber, n)
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	var first error
+	sem := make(chan struct{}, dialParallel)
+	for i := range subs {
+		sem <- struct{}{}
+		wg.Add(1)
+		go func() {
+			defer func() { <-sem; wg.Done() }()
+			s, err := dial(i)
+			mu.Lock()
+			defer mu.Unlock()
+			if err != nil && first == nil {
+				first = err
+			}
+			subs[i] = s
+		}()
+	}
+	wg.Wait()
+	return subs, first
 }
 
 // wsKey is the Sec-WebSocket-Key of every subscriber (any 16 bytes in

@@ -14,7 +14,6 @@ import (
 	"runtime/debug"
 	"strconv"
 	"strings"
-	"sync"
 	"syscall"
 	"time"
 
@@ -70,36 +69,16 @@ func idleSubs() {
 	addr := os.Getenv("TOPGUN_BENCH_ADDR")
 	n, _ := strconv.Atoi(os.Getenv("TOPGUN_BENCH_CONNS"))
 	first, _ := strconv.Atoi(os.Getenv("TOPGUN_BENCH_FIRST"))
-	fds := make([]int, n)
-	var wg sync.WaitGroup
-	var mu sync.Mutex
-	var dialErr error
-	sem := make(chan struct{}, dialParallel)
-	for i := range fds {
-		sem <- struct{}{}
-		wg.Add(1)
-		go func() {
-			defer func() { <-sem; wg.Done() }()
-			s, err := subscribe(addr, "", 0, fmt.Sprintf("idle-%06d", first+i), 0)
-			mu.Lock()
-			defer mu.Unlock()
-			if err != nil {
-				if dialErr == nil {
-					dialErr = err
-				}
-				return
-			}
-			fds[i] = s.fd
-		}()
-	}
-	wg.Wait()
-	if dialErr != nil {
-		fatalf("idle clients: %v", dialErr)
+	subs, err := subscribeAll(n, func(i int) (*subscriber, error) {
+		return subscribe(addr, "", 0, fmt.Sprintf("idle-%06d", first+i), 0)
+	})
+	if err != nil {
+		fatalf("idle clients: %v", err)
 	}
 	emitJSON(map[string]bool{"ready": true})
 	io.Copy(io.Discard, os.Stdin) // until the parent closes it
-	for _, fd := range fds {
-		syscall.Close(fd)
+	for _, s := range subs {
+		syscall.Close(s.fd)
 	}
 }
 

@@ -383,6 +383,21 @@ func TestWriteTimeout(t *testing.T) {
 // writer running.
 func blockedWriter(t *testing.T, timeout time.Duration) *conn {
 	t.Helper()
+	c, _ := socketConn(t)
+	c.writeTimeout = timeout
+	c.hold = true
+	big := wire.Error{Code: 500, Message: strings.Repeat("x", 1<<20)}
+	for range 64 {
+		c.send(big)
+	}
+	c.startWriter()
+	return c
+}
+
+// socketConn returns a server connection (of a server of its own, no
+// reader running) on a real WebSocket, and the peer's end.
+func socketConn(t *testing.T) (*conn, *websocket.Conn) {
+	t.Helper()
 	srv, err := New(Config{Store: storageForTest(t), NoAuth: true, Logger: quietLogger(), MaxOutbox: 1 << 30})
 	if err != nil {
 		t.Fatal(err)
@@ -404,16 +419,10 @@ func blockedWriter(t *testing.T, timeout time.Duration) *conn {
 	if err != nil {
 		t.Fatal(err)
 	}
+	peer.SetReadLimit(4 << 20)
 	t.Cleanup(func() { peer.CloseNow() })
 	wc := <-accepted
 	c := newConn(srv, wc, 1)
-	c.writeTimeout = timeout
-	c.hold = true
 	t.Cleanup(func() { c.cancel(); wc.CloseNow(); <-c.wrote })
-	big := wire.Error{Code: 500, Message: strings.Repeat("x", 1<<20)}
-	for range 64 {
-		c.send(big)
-	}
-	c.startWriter()
-	return c
+	return c, peer
 }

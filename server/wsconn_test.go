@@ -8,7 +8,6 @@ import (
 	"io"
 	"net"
 	"net/http"
-	"net/http/httptest"
 	"runtime"
 	"strings"
 	"testing"
@@ -223,30 +222,7 @@ func TestIdleConnectionCost(t *testing.T) {
 // message whole and in order.
 func TestSlowReaderGetsEverything(t *testing.T) {
 	t.Parallel()
-	srv, err := New(Config{Store: storageForTest(t), NoAuth: true, Logger: quietLogger(), MaxOutbox: 1 << 30})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { srv.Close() })
-	accepted := make(chan *wsConn, 1)
-	hs := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		wc, err := acceptWS(w, r, nil, wire.MaxFrameSize)
-		if err != nil {
-			t.Error(err)
-			return
-		}
-		accepted <- wc
-	}))
-	t.Cleanup(hs.Close)
-	peer, _, err := websocket.Dial(t.Context(), "ws"+strings.TrimPrefix(hs.URL, "http"), nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	peer.SetReadLimit(4 << 20)
-	t.Cleanup(func() { peer.CloseNow() })
-	wc := <-accepted
-	c := newConn(srv, wc, 1)
-	t.Cleanup(func() { c.cancel(); wc.CloseNow(); <-c.wrote })
+	c, peer := socketConn(t)
 	const n, size = 300, 100 << 10 // 30 MB: far more than the socket buffers
 	pad := strings.Repeat("x", size)
 	for i := range n {
@@ -268,7 +244,7 @@ func TestSlowReaderGetsEverything(t *testing.T) {
 			t.Fatalf("message %d is not the %dth sent", i, i)
 		}
 	}
-	if srv.slowRounds.Load() == 0 {
+	if c.s.slowRounds.Load() == 0 {
 		t.Fatal("every round went out in one non-blocking write: the test did not fill the socket")
 	}
 }
