@@ -218,7 +218,9 @@ func TestEndpoints(t *testing.T) {
 // IdleTimeout is closed; one that pings stays.
 func TestIdleConnectionClosed(t *testing.T) {
 	t.Parallel()
-	url, _ := start(t, Config{IdleTimeout: 300 * time.Millisecond})
+	// The busy client pings ten times per idle timeout, so that a machine
+	// busy with other tests cannot make it look idle.
+	url, _ := start(t, Config{IdleTimeout: time.Second})
 	idle, busy := dial(t, url), dial(t, url)
 	done := make(chan struct{})
 	go func() {
@@ -228,7 +230,7 @@ func TestIdleConnectionClosed(t *testing.T) {
 			if busy.ws.Write(t.Context(), websocket.MessageBinary, b) != nil {
 				return
 			}
-			time.Sleep(50 * time.Millisecond)
+			time.Sleep(100 * time.Millisecond)
 		}
 	}()
 	if st := websocket.CloseStatus(idle.closed()); st != websocket.StatusPolicyViolation {

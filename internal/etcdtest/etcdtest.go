@@ -24,6 +24,8 @@ import (
 
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.uber.org/zap"
+
+	"github.com/topgun-go/topgun/internal/leakcheck"
 )
 
 // Timing of the members, in milliseconds: etcd's defaults (heartbeat 100,
@@ -307,4 +309,33 @@ func (l *testLog) String() string {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	return l.b.String()
+}
+
+// Main runs a package's tests (from its TestMain) with one shared
+// one-member cluster in *shared, which the tests use each under its own
+// prefix; after passing tests it checks that no goroutine of pkg (a
+// function name prefix such as "topgun/server/storage/etcdstore.") is
+// left running. It returns the exit code for os.Exit.
+func Main(m *testing.M, shared **Cluster, pkg string) int {
+	dir, err := os.MkdirTemp("", "etcdtest-main")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	defer os.RemoveAll(dir)
+	c, err := Start(context.Background(), 1, dir, nil)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	defer c.Stop()
+	*shared = c
+	code := m.Run()
+	if code == 0 {
+		if err := leakcheck.Wait(10*time.Second, pkg); err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			code = 1
+		}
+	}
+	return code
 }

@@ -12,7 +12,6 @@ import (
 	"time"
 
 	"github.com/topgun-go/topgun/internal/etcdtest"
-	"github.com/topgun-go/topgun/internal/leakcheck"
 	"github.com/topgun-go/topgun/server/locks"
 	"github.com/topgun-go/topgun/server/locks/locktest"
 	"github.com/topgun-go/topgun/sync/wire"
@@ -23,27 +22,7 @@ import (
 var shared *etcdtest.Cluster
 
 func TestMain(m *testing.M) {
-	dir, err := os.MkdirTemp("", "etcdlocks-test")
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(1)
-	}
-	shared, err = etcdtest.Start(context.Background(), 1, dir, nil)
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.RemoveAll(dir)
-		os.Exit(1)
-	}
-	code := m.Run()
-	if code == 0 {
-		if err := leakcheck.Wait(10*time.Second, "topgun/server/locks/etcdlocks."); err != nil {
-			fmt.Fprintln(os.Stderr, err)
-			code = 1
-		}
-	}
-	shared.Stop()
-	os.RemoveAll(dir)
-	os.Exit(code)
+	os.Exit(etcdtest.Main(m, &shared, "topgun/server/locks/etcdlocks."))
 }
 
 var prefixes atomic.Int64

@@ -15,7 +15,6 @@ import (
 
 	"github.com/topgun-go/topgun/crdt"
 	"github.com/topgun-go/topgun/internal/etcdtest"
-	"github.com/topgun-go/topgun/internal/leakcheck"
 	"github.com/topgun-go/topgun/server/storage"
 	"github.com/topgun-go/topgun/server/storage/storagetest"
 )
@@ -26,27 +25,7 @@ import (
 var shared *etcdtest.Cluster
 
 func TestMain(m *testing.M) {
-	dir, err := os.MkdirTemp("", "etcdstore-test")
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(1)
-	}
-	shared, err = etcdtest.Start(context.Background(), 1, dir, nil)
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.RemoveAll(dir)
-		os.Exit(1)
-	}
-	code := m.Run()
-	if code == 0 {
-		if err := leakcheck.Wait(10*time.Second, "topgun/server/storage/etcdstore."); err != nil {
-			fmt.Fprintln(os.Stderr, err)
-			code = 1
-		}
-	}
-	shared.Stop()
-	os.RemoveAll(dir)
-	os.Exit(code)
+	os.Exit(etcdtest.Main(m, &shared, "topgun/server/storage/etcdstore."))
 }
 
 // newClient returns a client of endpoints, closed when the test ends.
