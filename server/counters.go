@@ -165,6 +165,39 @@ func (h *counterHub) remote(e *counterEntry, d crdt.State) {
 	}
 }
 
+// refresh makes a counter that this node already holds in memory current
+// with its store before a subscription is answered, when several nodes
+// share the store: the watch that keeps it current may lag behind writes
+// made through other nodes, and a client that has forgotten its own
+// entries (evicted them from its store) takes the reply's entries of its
+// node as the base of its next writes, which must not be too low. A
+// counter not in memory is read from the store when it is loaded anyway.
+// If the read fails, the reply is built from memory (a lower bound, as
+// before) and the failure is logged.
+func (h *counterHub) refresh(name string) {
+	if h.watcher == nil {
+		return
+	}
+	h.mu.Lock()
+	e, ok := h.m[name]
+	h.mu.Unlock()
+	if !ok {
+		return
+	}
+	<-e.loaded
+	if e.loadErr != nil {
+		return
+	}
+	ctx, cancel := context.WithTimeout(h.ctx, storeTimeout)
+	defer cancel()
+	st, err := h.s.cfg.Store.LoadCounter(ctx, name)
+	if err != nil {
+		h.s.log.Warn("counter read for a subscription failed; answering from memory", "name", name, "err", err)
+		return
+	}
+	h.remote(e, st)
+}
+
 // lockLive returns the live entry for name, locked.
 func (h *counterHub) lockLive(name string) (*counterEntry, error) {
 	for {
@@ -223,6 +256,7 @@ func (h *counterHub) request(c subscriber, name string) {
 	if !h.subscribable(c, "COUNTER_REQUEST", name) {
 		return
 	}
+	h.refresh(name)
 	e, err := h.lockLive(name)
 	if err != nil {
 		h.s.log.Error("load counter", "conn", c.ID(), "name", name, "err", err)

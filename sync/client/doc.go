@@ -99,9 +99,10 @@
 // sent. Until then Synced is false. A base known in memory goes stale if
 // the record is evicted after it was learnt (another tab may have written
 // more meanwhile): the store then refuses the write as based (see the
-// generation in sync/store) and the client asks the server again. This relies on the server's full state
-// being current for this node: a cluster node answering from a stale copy
-// of the counter would give a base too low.
+// generation in sync/store) and the client asks the server again. This
+// relies on the server's full state being current for this node: in
+// cluster mode a node reads the counter from etcd before it answers a
+// subscription, so a node whose watch lags does not give a base too low.
 //
 // # Shutdown
 //

@@ -1,0 +1,89 @@
+package server
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"testing"
+
+	"github.com/topgun-go/topgun/crdt"
+	"github.com/topgun-go/topgun/server/storage"
+	"github.com/topgun-go/topgun/server/storage/etcdstore"
+	"github.com/topgun-go/topgun/sync/wire"
+)
+
+// laggingStore is an etcd store whose counter watches deliver nothing
+// while paused: a node whose watch lags behind writes made through other
+// nodes.
+type laggingStore struct {
+	*etcdstore.Store
+	mu     sync.Mutex
+	paused bool
+}
+
+func (s *laggingStore) WatchCounter(ctx context.Context, name string, fn func(crdt.State)) (crdt.State, error) {
+	return s.Store.WatchCounter(ctx, name, func(d crdt.State) {
+		s.mu.Lock()
+		paused := s.paused
+		s.mu.Unlock()
+		if !paused {
+			fn(d)
+		}
+	})
+}
+
+func (s *laggingStore) pause() {
+	s.mu.Lock()
+	s.paused = true
+	s.mu.Unlock()
+}
+
+var _ storage.CounterWatcher = (*laggingStore)(nil)
+
+// TestSubscriptionReadsThroughALaggingWatch: a node that holds a counter
+// in memory, kept current by a watch that lags, answers a subscription
+// with what is stored, writes made through another node included: a
+// client that takes its own entries from that answer as the base of its
+// next writes (after it evicted the counter) must not get them too low.
+func TestSubscriptionReadsThroughALaggingWatch(t *testing.T) {
+	t.Parallel()
+	cfg1 := withEtcd(t, Config{})
+	cli := sharedEtcd.c.Client(t)
+	prefix := fmt.Sprintf("/refresh/%d", prefixSeq.Add(1))
+	st1, err := etcdstore.New(cli, prefix)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { st1.Close() })
+	st2, err := etcdstore.New(cli, prefix)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { st2.Close() })
+	lag := &laggingStore{Store: st2}
+	cfg1.Store = st1
+	url1, _ := start(t, cfg1)
+	url2, _ := start(t, withEtcd(t, Config{Store: lag}))
+
+	// Node 2 holds the counter in memory for a subscriber of its own.
+	held := dial(t, url2)
+	held.send(wire.CounterRequest{Name: "c"})
+	expect[wire.CounterResponse](held)
+	lag.pause()
+
+	// A write through node 1, stored and acknowledged.
+	w := dial(t, url1)
+	w.send(wire.CounterSync{Name: "c", State: crdt.State{P: map[string]int64{"tab": 5}}})
+	expect[wire.CounterUpdate](w)
+
+	// A client of node 2 (the writer's node id, after a failover) asks for
+	// the counter: node 2's watch has not delivered the write.
+	r := dial(t, url2)
+	r.send(wire.DeviceHello{NodeID: "tab", Views: wire.ViewsCompact})
+	expect[wire.DeviceAck](r)
+	r.send(wire.CounterRequest{Name: "c"})
+	got := expect[wire.CounterResponse](r)
+	if got.State.P["tab"] != 5 {
+		t.Fatalf("node 2 answered %v: the write stored through node 1 is missing (p[tab] = %d, want 5)", got.State, got.State.P["tab"])
+	}
+}
