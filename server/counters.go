@@ -3,6 +3,7 @@ package server
 import (
 	"context"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/topgun-go/topgun/crdt"
@@ -12,6 +13,13 @@ import (
 
 // storeTimeout bounds one storage call made on a client's behalf.
 const storeTimeout = 30 * time.Second
+
+// refreshTimeout bounds the store read of counterHub.refresh, and
+// refreshPause is how long refreshes are skipped after one failed.
+const (
+	refreshTimeout = 2 * time.Second
+	refreshPause   = 5 * time.Second
+)
 
 // counterHub holds the counters clients have touched, loaded lazily from
 // the store, and their subscribers. It sees connections only as
@@ -41,6 +49,8 @@ type counterHub struct {
 
 	ownersMu sync.RWMutex
 	owners   map[string]string // node id → user, cache of Store.ClaimNodes
+
+	refreshOff atomic.Int64 // unix nanos until which refresh is skipped
 }
 
 type counterEntry struct {
@@ -173,9 +183,11 @@ func (h *counterHub) remote(e *counterEntry, d crdt.State) {
 // node as the base of its next writes, which must not be too low. A
 // counter not in memory is read from the store when it is loaded anyway.
 // If the read fails, the reply is built from memory (a lower bound, as
-// before) and the failure is logged.
+// before) and the failure is logged; for refreshPause after a failure
+// replies are built from memory without trying, so that an unreachable
+// store costs one refreshTimeout per pause, not one per subscription.
 func (h *counterHub) refresh(name string) {
-	if h.watcher == nil {
+	if h.watcher == nil || time.Now().UnixNano() < h.refreshOff.Load() {
 		return
 	}
 	h.mu.Lock()
@@ -188,11 +200,13 @@ func (h *counterHub) refresh(name string) {
 	if e.loadErr != nil {
 		return
 	}
-	ctx, cancel := context.WithTimeout(h.ctx, storeTimeout)
+	ctx, cancel := context.WithTimeout(h.ctx, refreshTimeout)
 	defer cancel()
 	st, err := h.s.cfg.Store.LoadCounter(ctx, name)
 	if err != nil {
-		h.s.log.Warn("counter read for a subscription failed; answering from memory", "name", name, "err", err)
+		h.refreshOff.Store(time.Now().Add(refreshPause).UnixNano())
+		h.s.log.Warn("counter read for a subscription failed; answering from memory", "name", name, "err", err,
+			"pause", refreshPause)
 		return
 	}
 	h.remote(e, st)

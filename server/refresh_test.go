@@ -6,6 +6,8 @@ import (
 	"sync"
 	"testing"
 
+	clientv3 "go.etcd.io/etcd/client/v3"
+
 	"github.com/topgun-go/topgun/crdt"
 	"github.com/topgun-go/topgun/server/storage"
 	"github.com/topgun-go/topgun/server/storage/etcdstore"
@@ -48,7 +50,7 @@ var _ storage.CounterWatcher = (*laggingStore)(nil)
 func TestSubscriptionReadsThroughALaggingWatch(t *testing.T) {
 	t.Parallel()
 	cfg1 := withEtcd(t, Config{})
-	cli := sharedEtcd.c.Client(t)
+	cli := sharedEtcdClient(t)
 	prefix := fmt.Sprintf("/refresh/%d", prefixSeq.Add(1))
 	st1, err := etcdstore.New(cli, prefix)
 	if err != nil {
@@ -86,4 +88,61 @@ func TestSubscriptionReadsThroughALaggingWatch(t *testing.T) {
 	if got.State.P["tab"] != 5 {
 		t.Fatalf("node 2 answered %v: the write stored through node 1 is missing (p[tab] = %d, want 5)", got.State, got.State.P["tab"])
 	}
+}
+
+// failingLoads is an etcd store whose LoadCounter fails (an unreachable
+// etcd) once the counter is watched, and counts the calls.
+type failingLoads struct {
+	*etcdstore.Store
+	mu    sync.Mutex
+	calls int
+}
+
+func (s *failingLoads) LoadCounter(ctx context.Context, name string) (crdt.State, error) {
+	s.mu.Lock()
+	s.calls++
+	s.mu.Unlock()
+	return crdt.State{}, context.DeadlineExceeded
+}
+
+func (s *failingLoads) WatchCounter(ctx context.Context, name string, fn func(crdt.State)) (crdt.State, error) {
+	return s.Store.WatchCounter(ctx, name, fn)
+}
+
+// TestSubscriptionWhenTheStoreReadFails: when the read before an answer
+// fails, the subscription is answered from memory, and the next ones are
+// answered without trying for a while: an unreachable store does not
+// cost a timeout per subscription.
+func TestSubscriptionWhenTheStoreReadFails(t *testing.T) {
+	t.Parallel()
+	st, err := etcdstore.New(sharedEtcdClient(t), fmt.Sprintf("/refresh/%d", prefixSeq.Add(1)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { st.Close() })
+	fl := &failingLoads{Store: st}
+	url, _ := start(t, withEtcd(t, Config{Store: fl}))
+	held := dial(t, url)
+	held.send(wire.CounterSync{Name: "c", State: crdt.State{P: map[string]int64{"a": 3}}})
+	expect[wire.CounterUpdate](held)
+	for i := range 3 {
+		r := dial(t, url)
+		r.send(wire.CounterRequest{Name: "c"})
+		if got := expect[wire.CounterResponse](r); got.State.P["a"] != 3 {
+			t.Fatalf("subscription %d answered %v, want a:3 from memory", i, got.State)
+		}
+	}
+	fl.mu.Lock()
+	defer fl.mu.Unlock()
+	if fl.calls != 1 {
+		t.Fatalf("%d store reads for 3 subscriptions, want 1 (then a pause)", fl.calls)
+	}
+}
+
+// sharedEtcdClient is a client of the package's shared etcd member
+// (started by withEtcd, which the caller has called or calls).
+func sharedEtcdClient(t *testing.T) *clientv3.Client {
+	t.Helper()
+	withEtcd(t, Config{})
+	return sharedEtcd.c.Client(t)
 }
