@@ -40,7 +40,6 @@ type wsConn struct {
 
 	wmu       sync.Mutex
 	closeSent bool // a close frame was written: nothing more is
-	hdr       bytes.Buffer
 	vec       net.Buffers
 	deadline  time.Time       // the write deadline set last
 	raw       syscall.RawConn // the socket, for TryWrite (nil: not a socket)
@@ -225,15 +224,32 @@ func (c *wsConn) writeControl(op ws.OpCode, p []byte) error {
 	if op == ws.OpClose {
 		c.closeSent = true
 	}
-	c.hdr.Reset()
-	c.hdr.Write(c.rest) // a partly written frame is finished first
+	hdr := getBuf()
+	defer putBuf(hdr)
+	hdr.Write(c.rest) // a partly written frame is finished first
 	c.rest = nil
-	_ = ws.WriteHeader(&c.hdr, ws.Header{Fin: true, OpCode: op, Length: int64(len(p))})
-	c.hdr.Write(p)
+	_ = ws.WriteHeader(hdr, ws.Header{Fin: true, OpCode: op, Length: int64(len(p))})
+	hdr.Write(p)
 	c.deadline = time.Now().Add(closeWait)
 	c.nc.SetWriteDeadline(c.deadline)
-	_, err := c.nc.Write(c.hdr.Bytes())
+	_, err := c.nc.Write(hdr.Bytes())
 	return err
+}
+
+// bufs holds the buffers writes are assembled in: a connection keeps none
+// between writes, so one that received a large burst once does not hold
+// its size while idle.
+var bufs = sync.Pool{New: func() any { return new(bytes.Buffer) }}
+
+func getBuf() *bytes.Buffer { return bufs.Get().(*bytes.Buffer) }
+
+// putBuf returns b to the pool unless it grew large (a burst's size is not
+// kept).
+func putBuf(b *bytes.Buffer) {
+	if b.Cap() <= 64<<10 {
+		b.Reset()
+		bufs.Put(b)
+	}
 }
 
 // smallFrame is the largest payload copied into the header buffer; larger
@@ -252,7 +268,8 @@ func (c *wsConn) WriteFrames(ctx context.Context, frames [][]byte, timeout time.
 	if c.closeSent {
 		return net.ErrClosed
 	}
-	c.hdr.Reset()
+	hdr := getBuf()
+	defer putBuf(hdr)
 	vec := c.vec[:0]
 	if len(c.rest) > 0 { // a partly written frame is finished first
 		vec = append(vec, c.rest)
@@ -260,16 +277,16 @@ func (c *wsConn) WriteFrames(ctx context.Context, frames [][]byte, timeout time.
 	}
 	from := 0 // start of the part of hdr not yet in vec
 	for _, b := range frames {
-		_ = ws.WriteHeader(&c.hdr, ws.Header{Fin: true, OpCode: ws.OpBinary, Length: int64(len(b))})
+		_ = ws.WriteHeader(hdr, ws.Header{Fin: true, OpCode: ws.OpBinary, Length: int64(len(b))})
 		if len(b) <= smallFrame {
-			c.hdr.Write(b)
+			hdr.Write(b)
 			continue
 		}
-		vec = append(vec, c.hdr.Bytes()[from:], b)
-		from = c.hdr.Len()
+		vec = append(vec, hdr.Bytes()[from:], b)
+		from = hdr.Len()
 	}
-	if from < c.hdr.Len() {
-		vec = append(vec, c.hdr.Bytes()[from:])
+	if from < hdr.Len() {
+		vec = append(vec, hdr.Bytes()[from:])
 	}
 	// The parts of hdr in vec stay valid when hdr grows: bytes.Buffer
 	// copies into a new array and never changes bytes already written.
@@ -289,8 +306,8 @@ func (c *wsConn) WriteFrames(ctx context.Context, frames [][]byte, timeout time.
 	}
 	clear(c.vec[:cap(c.vec)])
 	c.vec = c.vec[:0]
-	if c.hdr.Cap() > 64<<10 {
-		c.hdr = bytes.Buffer{} // what a burst needed is not kept per connection
+	if cap(c.vec) > 64 {
+		c.vec = nil // what a burst needed is not kept per connection
 	}
 	return err
 }
@@ -305,12 +322,13 @@ func (c *wsConn) TryWrite(frames [][]byte) (done bool, err error) {
 	if c.closeSent {
 		return false, net.ErrClosed
 	}
-	c.hdr.Reset()
+	hdr := getBuf()
+	defer putBuf(hdr)
 	for _, b := range frames {
-		_ = ws.WriteHeader(&c.hdr, ws.Header{Fin: true, OpCode: ws.OpBinary, Length: int64(len(b))})
-		c.hdr.Write(b)
+		_ = ws.WriteHeader(hdr, ws.Header{Fin: true, OpCode: ws.OpBinary, Length: int64(len(b))})
+		hdr.Write(b)
 	}
-	b := c.hdr.Bytes()
+	b := hdr.Bytes()
 	n := 0
 	if len(c.rest) == 0 && c.raw != nil {
 		var werr error
