@@ -667,20 +667,28 @@ type fanoutRow struct {
 	missing, incompleted int64
 }
 
-// fanoutRun starts a server process and ceil(S/perChild) subscriber
-// processes, writes fanoutWrites times at fanoutRate and measures.
-func fanoutRun(dir string, subs, counters int) fanoutRow {
-	srvDir, err := os.MkdirTemp(dir, "fanout-")
+// startServerChild starts a server process (fanoutServer) with a data
+// directory of its own under dir and returns it and its address.
+func startServerChild(dir, name string) (*child, string) {
+	srvDir, err := os.MkdirTemp(dir, name)
 	if err != nil {
 		fatalf("%v", err)
 	}
 	srv := startChild(roleEnv+"=fanout-server", "TOPGUN_BENCH_DIR="+srvDir)
-	defer srv.end()
 	var addr struct{ Addr string }
 	if err := srv.line(&addr, childTimeout); err != nil {
+		srv.end()
 		fatalf("%v", err)
 	}
-	url := "ws://" + addr.Addr + "/ws"
+	return srv, addr.Addr
+}
+
+// fanoutRun starts a server process and ceil(S/perChild) subscriber
+// processes, writes fanoutWrites times at fanoutRate and measures.
+func fanoutRun(dir string, subs, counters int) fanoutRow {
+	srv, addr := startServerChild(dir, "fanout-")
+	defer srv.end()
+	url := "ws://" + addr + "/ws"
 	prefix := fmt.Sprintf("fanout-%d-%d", subs, counters)
 	name := counterName(prefix, 0)
 
@@ -688,7 +696,7 @@ func fanoutRun(dir string, subs, counters int) fanoutRow {
 	kids := make([]*child, nch)
 	for i := range kids {
 		lo, hi := i*subs/nch, (i+1)*subs/nch
-		kids[i] = startChild(roleEnv+"=fanout-subs", "TOPGUN_BENCH_ADDR="+addr.Addr, "TOPGUN_BENCH_COUNTER="+prefix, fmt.Sprintf("TOPGUN_BENCH_COUNTERS=%d", counters),
+		kids[i] = startChild(roleEnv+"=fanout-subs", "TOPGUN_BENCH_ADDR="+addr, "TOPGUN_BENCH_COUNTER="+prefix, fmt.Sprintf("TOPGUN_BENCH_COUNTERS=%d", counters),
 			fmt.Sprintf("TOPGUN_BENCH_CONNS=%d", hi-lo), fmt.Sprintf("TOPGUN_BENCH_FIRST=%d", lo),
 			fmt.Sprintf("TOPGUN_BENCH_WRITES=%d", fanoutWrites))
 		defer kids[i].end()

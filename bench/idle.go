@@ -93,17 +93,9 @@ type idleRow struct {
 // connections: one server process for the whole run, idle clients added
 // between sizes.
 func idleBench(rep *report, dir string) {
-	srvDir, err := os.MkdirTemp(dir, "idle-")
-	if err != nil {
-		fatalf("%v", err)
-	}
-	srv := startChild(roleEnv+"=fanout-server", "TOPGUN_BENCH_DIR="+srvDir)
+	srv, addr := startServerChild(dir, "idle-")
 	defer srv.end()
-	var addr struct{ Addr string }
-	if err := srv.line(&addr, childTimeout); err != nil {
-		fatalf("%v", err)
-	}
-	active := dialRaw("ws://" + addr.Addr + "/ws")
+	active := dialRaw("ws://" + addr + "/ws")
 	defer active.ws.CloseNow()
 	active.send(wire.DeviceHello{NodeID: "bench-active", Views: wire.ViewsCompact})
 	active.next()
@@ -141,7 +133,7 @@ func idleBench(rep *report, dir string) {
 	for _, size := range idleSizes {
 		for have < size {
 			k := min(perChild, size-have)
-			c := startChild(roleEnv+"=idle-subs", "TOPGUN_BENCH_ADDR="+addr.Addr,
+			c := startChild(roleEnv+"=idle-subs", "TOPGUN_BENCH_ADDR="+addr,
 				fmt.Sprintf("TOPGUN_BENCH_CONNS=%d", k), fmt.Sprintf("TOPGUN_BENCH_FIRST=%d", have))
 			kids = append(kids, c)
 			var ready struct{ Ready bool }

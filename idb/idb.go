@@ -501,6 +501,23 @@ func (s *Store) Pending(ctx context.Context) (store.Snapshot, error) {
 	return out, nil
 }
 
+// writeTx opens a read-write transaction over every object store that a
+// write touches (counters, index, pending, meta) and returns it with them.
+func (s *Store) writeTx() (tx *indexeddb.Transaction, meta, counters, index, pending *indexeddb.ObjectStore, err error) {
+	tx, err = s.db.Transaction(indexeddb.TransactionReadWrite, countersStore, indexStore, pendingStore, metaStore)
+	if err != nil {
+		return nil, nil, nil, nil, nil, err
+	}
+	meta, _ = tx.ObjectStore(metaStore)
+	counters, _ = tx.ObjectStore(countersStore)
+	index, _ = tx.ObjectStore(indexStore)
+	if pending, err = tx.ObjectStore(pendingStore); err != nil {
+		abort(tx)
+		return nil, nil, nil, nil, nil, err
+	}
+	return tx, meta, counters, index, pending, nil
+}
+
 // Evict implements store.Store: one readwrite transaction counts the
 // records, reads the names in recency order from the byUse index and the
 // pending names, and deletes the oldest that may go.
@@ -512,16 +529,8 @@ func (s *Store) Evict(ctx context.Context, max int, keep func(string) bool) ([]s
 		return nil, err
 	}
 	defer s.mu.RUnlock()
-	tx, err := s.db.Transaction(indexeddb.TransactionReadWrite, countersStore, indexStore, pendingStore, metaStore)
+	tx, ms, cs, is, ps, err := s.writeTx()
 	if err != nil {
-		return nil, fmt.Errorf("idb: evict: %w", err)
-	}
-	ms, _ := tx.ObjectStore(metaStore)
-	cs, _ := tx.ObjectStore(countersStore)
-	is, _ := tx.ObjectStore(indexStore)
-	ps, err := tx.ObjectStore(pendingStore)
-	if err != nil {
-		abort(tx)
 		return nil, fmt.Errorf("idb: evict: %w", err)
 	}
 	fail := func(err error) ([]string, error) {
@@ -618,16 +627,8 @@ func (s *Store) Apply(ctx context.Context, b store.Batch) ([]store.OwnTotal, err
 		return []store.OwnTotal{}, nil
 	}
 	names := b.Names()
-	tx, err := s.db.Transaction(indexeddb.TransactionReadWrite, countersStore, indexStore, pendingStore, metaStore)
+	tx, ms, cs, is, ps, err := s.writeTx()
 	if err != nil {
-		return nil, fmt.Errorf("idb: apply: %w", err)
-	}
-	ms, _ := tx.ObjectStore(metaStore)
-	cs, _ := tx.ObjectStore(countersStore)
-	is, _ := tx.ObjectStore(indexStore)
-	ps, err := tx.ObjectStore(pendingStore)
-	if err != nil {
-		abort(tx)
 		return nil, fmt.Errorf("idb: apply: %w", err)
 	}
 	// fail aborts the transaction: nothing of the batch persists.
