@@ -569,11 +569,15 @@ func (cnt *Counter) merge(s crdt.State, full bool) {
 	cnt.raiseOwnLocked()
 	dirty := based || changed.Len() > 0 || cnt.confP > cnt.ackStoredP || cnt.confN > cnt.ackStoredN ||
 		(cnt.released && cnt.syncedLocked()) // its unsubscription waited for this
-	ch := cnt.changedLocked(cnt.st.Value() != before)
-	cnt.mu.Unlock()
 	if dirty {
+		// Queued before cnt.mu is released: a Flush woken by the
+		// confirmation above checks Synced under cnt.mu, and Close's
+		// Persist right after it must find the confirmation to store
+		// (else the next Start resends an unused counter).
 		cnt.c.markDirty(cnt, false)
 	}
+	ch := cnt.changedLocked(cnt.st.Value() != before)
+	cnt.mu.Unlock()
 	ch.fire()
 }
 
