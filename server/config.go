@@ -29,8 +29,10 @@ type Config struct {
 	MaxLockTTL time.Duration
 
 	// AllowedOrigins are WebSocket Origin host patterns (path.Match syntax,
-	// as coder/websocket's OriginPatterns). Empty accepts every origin:
-	// browser apps authenticate with a token in AUTH, not cookies.
+	// matched case-insensitively against the Origin's host; the server's
+	// own host and requests without Origin always pass, see checkOrigin).
+	// Empty accepts every origin: browser apps authenticate with a token
+	// in AUTH, not cookies.
 	AllowedOrigins []string
 
 	// RateLimit is the sustained frames per second per connection (20 000)

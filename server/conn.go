@@ -70,7 +70,7 @@ type conn struct {
 	space    chan struct{}
 	wrote    chan struct{} // closed when the writer is done for good
 	closing  bool          // close after flushing out
-	running  bool          // a writer goroutine is running
+	running  bool          // a round is queued in the writer pool or a writer goroutine runs
 	ended    bool          // wrote is closed
 	hold     bool          // the writer starts only at startWriter (tests)
 	pooled   bool          // rounds are written by the server's writer pool
@@ -256,7 +256,7 @@ func (c *conn) wake(reply bool) {
 // writer pool (writerPool) for a connection on a socket, else a goroutine
 // of its own. c.running is set.
 func (c *conn) startRound(reply bool) {
-	if c.pooled && c.s.writers != nil {
+	if c.pooled {
 		c.s.writers.push(c, reply)
 		return
 	}
@@ -390,12 +390,13 @@ type writeScratch struct {
 // is then idle (c.running false) or over (wrote closed).
 func (c *conn) collect(w *writeScratch) (out [][]byte, ok bool) {
 	c.mu.Lock()
-	if c.ctx.Err() != nil || (c.closing && len(c.out) == 0 && len(c.order) == 0 && len(c.vorder) == 0) {
+	queued := c.queuedLocked()
+	if c.ctx.Err() != nil || (c.closing && !queued) {
 		c.endLocked()
 		c.mu.Unlock()
 		return nil, false
 	}
-	if len(c.out) == 0 && len(c.order) == 0 && len(c.vorder) == 0 {
+	if !queued {
 		c.running = false
 		c.mu.Unlock()
 		return nil, false
@@ -463,6 +464,12 @@ func (c *conn) collect(w *writeScratch) (out [][]byte, ok bool) {
 	return out, true
 }
 
+// queuedLocked reports whether anything waits to be written to c. c.mu
+// held.
+func (c *conn) queuedLocked() bool {
+	return len(c.out) > 0 || len(c.order) > 0 || len(c.vorder) > 0
+}
+
 // reset forgets a round's frames; what a burst needed is not kept.
 func (w *writeScratch) reset() {
 	clear(w.out)
@@ -525,7 +532,7 @@ func (c *conn) poolRound(w *writeScratch) {
 		go c.writeLoop(true)
 	default:
 		c.mu.Lock()
-		more := len(c.out) > 0 || len(c.order) > 0 || len(c.vorder) > 0 || c.closing || c.ctx.Err() != nil
+		more := c.queuedLocked() || c.closing || c.ctx.Err() != nil
 		c.running = more
 		c.mu.Unlock()
 		if more {

@@ -60,9 +60,7 @@ func New(cfg Config) (*Server, error) {
 		s.verifier = v
 	}
 	s.counters = newCounterHub(s)
-	if n := poolSize(); n > 0 {
-		s.writers = newWriterPool(n)
-	}
+	s.writers = newWriterPool(poolSize())
 	backend := cfg.Locks
 	if backend == nil {
 		backend = locks.Memory(cfg.Store)
@@ -75,9 +73,7 @@ func New(cfg Config) (*Server, error) {
 	})
 	if err != nil {
 		s.counters.close()
-		if s.writers != nil {
-			s.writers.close()
-		}
+		s.writers.close()
 		return nil, err
 	}
 	s.locks = ls
@@ -152,9 +148,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	s.mu.Unlock()
 	err := s.http.Shutdown(ctx)
 	s.wg.Wait()
-	if s.writers != nil {
-		s.writers.close()
-	}
+	s.writers.close()
 	s.locks.Close()
 	s.counters.close()
 	return err
