@@ -130,14 +130,21 @@ func (s *Server) Serve(ln net.Listener) error {
 }
 
 // Close stops accepting, closes every connection (their locks are freed)
-// and waits for the server's goroutines. It does not close Config.Store.
+// and waits for the server's goroutines. WebSocket connections get a
+// close frame (1001); plain HTTP connections are closed at once, a request
+// being served or a connection that has not sent one yet (a browser's
+// preconnect) alike. It does not close Config.Store.
 func (s *Server) Close() error {
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	return s.Shutdown(ctx)
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	if err := s.Shutdown(ctx); !errors.Is(err, context.Canceled) {
+		return err
+	}
+	return nil
 }
 
-// Shutdown is Close with a deadline for the HTTP server's shutdown.
+// Shutdown is Close that lets plain HTTP requests finish until ctx ends;
+// it then closes what is left as Close does and returns ctx's error.
 func (s *Server) Shutdown(ctx context.Context) error {
 	s.stopped.Do(func() { close(s.stop) })
 	s.mu.Lock()
@@ -147,6 +154,9 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	}
 	s.mu.Unlock()
 	err := s.http.Shutdown(ctx)
+	if err != nil {
+		_ = s.http.Close()
+	}
 	s.wg.Wait()
 	s.writers.close()
 	s.locks.Close()

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -55,6 +56,36 @@ func TestCloseCodes(t *testing.T) {
 		err := r.closed()
 		if st := websocket.CloseStatus(err); st != websocket.StatusGoingAway || !strings.Contains(err.Error(), "server shutting down") {
 			t.Fatalf("got %v, want close 1001 'server shutting down'", err)
+		}
+	})
+	// A connection in the middle of a request (or one that has not sent
+	// it yet: a browser's preconnect, a client that gave its dial up)
+	// does not hold Close: net/http's Shutdown waits for it.
+	t.Run("silent connection", func(t *testing.T) {
+		t.Parallel()
+		url, srv := start(t, Config{})
+		addr := strings.TrimSuffix(strings.TrimPrefix(url, "ws://"), "/ws")
+		nc, err := net.Dial("tcp", addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer nc.Close()
+		// The server accepts in order: once a request on a later
+		// connection is answered, it holds nc, which has sent nothing.
+		hc := &http.Client{Transport: &http.Transport{DisableKeepAlives: true}}
+		resp, err := hc.Get("http://" + addr + "/healthz")
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if err := srv.Close(); err != nil {
+			t.Fatalf("Close with a silent connection open: %v", err)
+		}
+		// The deadline bounds a failing run only.
+		_ = nc.SetReadDeadline(time.Now().Add(10 * time.Second))
+		var ne net.Error
+		if n, err := nc.Read(make([]byte, 1)); err == nil || errors.As(err, &ne) && ne.Timeout() {
+			t.Fatalf("silent connection read %d bytes, %v; want it closed", n, err)
 		}
 	})
 }

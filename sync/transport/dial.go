@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"net/http"
 	"sync"
 	"time"
 
@@ -19,7 +20,26 @@ const closeGrace = 250 * time.Millisecond
 
 // Dial opens a WebSocket connection to url. It is the default Dialer.
 func Dial(ctx context.Context, url string) (Conn, error) {
-	ws, resp, err := websocket.Dial(ctx, url, nil)
+	return dial(ctx, url, dialHTTP)
+}
+
+// dialHTTP is the HTTP client of every Dial. A WebSocket takes its TCP
+// connection over, so there is nothing to pool; and net/http pools a
+// connection whose TCP dial completes after the request was given up
+// (a client closed while connecting), where the server sees a
+// connection that never sends its request, held until the pool's idle
+// timeout. Without keep-alives the transport closes it instead.
+var dialHTTP = newHTTPClient((&net.Dialer{}).DialContext)
+
+func newHTTPClient(dial func(ctx context.Context, network, addr string) (net.Conn, error)) *http.Client {
+	t := http.DefaultTransport.(*http.Transport).Clone()
+	t.DisableKeepAlives = true
+	t.DialContext = dial
+	return &http.Client{Transport: t}
+}
+
+func dial(ctx context.Context, url string, hc *http.Client) (Conn, error) {
+	ws, resp, err := websocket.Dial(ctx, url, &websocket.DialOptions{HTTPClient: hc})
 	if resp != nil && resp.Body != nil {
 		resp.Body.Close()
 	}
