@@ -326,6 +326,87 @@ func countingDialer(n *atomic.Int32) transport.Dialer {
 	}
 }
 
+// refusalFirstConn hands the client's reader nothing that comes after the
+// client's first write (its AUTH or DEVICE_HELLO) until the server has
+// closed: then the answer and the end of the connection follow each other
+// at once, as they do when a machine is busy, and both can be waiting when
+// the handshake looks.
+type refusalFirstConn struct {
+	transport.Conn
+	wrote atomic.Bool
+	ahead [][]byte // read by the reader goroutine only
+	err   error
+}
+
+func (c *refusalFirstConn) Read(ctx context.Context) ([]byte, error) {
+	if c.err == nil && c.wrote.Load() {
+		for c.err == nil {
+			b, err := c.Conn.Read(ctx)
+			if err != nil {
+				c.err = err
+			} else {
+				c.ahead = append(c.ahead, b)
+			}
+		}
+	}
+	if len(c.ahead) > 0 {
+		b := c.ahead[0]
+		c.ahead = c.ahead[1:]
+		return b, nil
+	}
+	if c.err != nil {
+		return nil, c.err
+	}
+	return c.Conn.Read(ctx)
+}
+
+func (c *refusalFirstConn) Write(ctx context.Context, frame []byte) error {
+	err := c.Conn.Write(ctx, frame)
+	c.wrote.Store(true)
+	return err
+}
+
+// TestRefusalThenClose: the server answers a refused token with AUTH_FAIL
+// and closes at once; the client reports the refusal, not the close,
+// every time (it took one of the two at random, then retried the refused
+// token).
+func TestRefusalThenClose(t *testing.T) {
+	t.Parallel()
+	srv := jwtServer(t)
+	expired := expiredToken(t)
+	// Each try leaves it to chance which of the two ready events the old
+	// client took.
+	for range 20 {
+		opts := fastOptions(srv.url)
+		opts.Token = expired
+		opts.Dialer = func(ctx context.Context, url string) (transport.Conn, error) {
+			cn, err := transport.Dial(ctx, url)
+			if err != nil {
+				return nil, err
+			}
+			return &refusalFirstConn{Conn: cn}, nil
+		}
+		c := newClient(t, opts)
+		var mu sync.Mutex
+		var first error
+		c.OnError(func(err error) {
+			mu.Lock()
+			if first == nil {
+				first = err
+			}
+			mu.Unlock()
+		})
+		eventually(t, "an error", func() bool { mu.Lock(); defer mu.Unlock(); return first != nil })
+		mu.Lock()
+		err := first
+		mu.Unlock()
+		if !errors.Is(err, client.ErrAuthFailed) {
+			t.Fatalf("first error %v, want %v", err, client.ErrAuthFailed)
+		}
+		c.Close()
+	}
+}
+
 // TestAuthFailureStopsRetrying: after AUTH_FAIL (a bad or expired token) or
 // AUTH_REQUIRED (no token) the client does not dial again with the same
 // token; a new one (SetToken, or a TokenFunc returning another) resumes.

@@ -439,6 +439,9 @@ func (cn *connection) handshake(ctx context.Context) error {
 	}
 	fail := func() error {
 		if cn.isDead() {
+			if err := cn.refusal(token != ""); err != nil {
+				return err
+			}
 			return cn.cause()
 		}
 		if c.ctx.Err() != nil {
@@ -488,6 +491,31 @@ func (cn *connection) handshake(ctx context.Context) error {
 			return fail()
 		case <-ctx.Done():
 			return fail()
+		}
+	}
+}
+
+// refusal returns the refusal among the handshake frames the reader
+// handed over before the connection ended: the server sends AUTH_FAIL (to
+// a token) or AUTH_REQUIRED (to a DEVICE_HELLO) and then closes, so both
+// can be waiting when the handshake looks, and the refusal is the outcome,
+// not the close.
+func (cn *connection) refusal(withToken bool) error {
+	for {
+		select {
+		case m := <-cn.hs:
+			switch m := m.(type) {
+			case wire.AuthFail:
+				if withToken {
+					return &AuthError{Message: m.Error}
+				}
+			case wire.AuthRequired:
+				if !withToken {
+					return ErrAuthRequired
+				}
+			}
+		default:
+			return nil
 		}
 	}
 }
