@@ -6,6 +6,8 @@ import (
 	"net/http"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/topgun-go/topgun/server/locks"
 	"github.com/topgun-go/topgun/server/storage"
 )
@@ -75,6 +77,15 @@ type Config struct {
 	// clients. The server closes the service it opened at Shutdown, after
 	// every connection is gone.
 	Locks locks.Backend
+
+	// Metrics is the registry the server's metrics are registered on, with
+	// Go runtime and process metrics (nil: a registry of its own). The
+	// embedding program may register more on it (cmd/topgun-server adds
+	// etcd request latency).
+	Metrics *prometheus.Registry
+	// SeparateMetrics leaves /metrics out of Handler: the program serves
+	// MetricsHandler on a listener of its own (--metrics-addr).
+	SeparateMetrics bool
 
 	// Logger receives structured logs (slog.Default()).
 	Logger *slog.Logger

@@ -44,6 +44,8 @@ type conn struct {
 	limiter *rate.Limiter
 	user    string // JWT subject; "" in no-auth mode
 
+	opened      time.Time                // when the upgrade completed
+	readErr     error                    // why the reader stopped (reader only, then serveConn)
 	lastSeen    atomic.Int64             // unix nanos of the last frame read
 	idleClosing atomic.Bool              // the reaper is closing it
 	pending     atomic.Int64             // replies waiting for durability
@@ -101,7 +103,8 @@ func newConn(s *Server, wc *wsConn, id uint64) *conn {
 		writeTimeout: writeTimeout,
 		pooled:       wc != nil,
 	}
-	c.lastSeen.Store(time.Now().UnixNano())
+	c.opened = time.Now()
+	c.lastSeen.Store(c.opened.UnixNano())
 	context.AfterFunc(ctx, func() {
 		if wc != nil { // a blocked read or write ends now
 			wc.nc.SetDeadline(time.Now())
@@ -115,6 +118,8 @@ func newConn(s *Server, wc *wsConn, id uint64) *conn {
 // reader are bounded elsewhere, and the reader waits for space before it
 // reads the next frame.
 func (c *conn) send(m wire.Message) {
+	c.s.metrics.sent(m)
+	c.logSent(m)
 	b, err := wire.Encode(m)
 	if err != nil {
 		c.log.Error("encode", "type", m.Type(), "err", err)
@@ -140,6 +145,28 @@ func (c *conn) send(m wire.Message) {
 		return
 	}
 	c.signalReply()
+}
+
+// logSent logs, at debug level, what m tells the client about its locks
+// and the frames the server refused.
+func (c *conn) logSent(m wire.Message) {
+	if !c.log.Enabled(context.Background(), slog.LevelDebug) {
+		return
+	}
+	switch m := m.(type) {
+	case wire.Error:
+		c.log.Debug("frame refused", "code", m.Code, "message", m.Message)
+	case wire.LockGranted:
+		c.log.Debug("lock granted", "name", m.Name, "token", m.FencingToken, "ttl_ms", m.TTL, "request", m.RequestID)
+	case wire.LockReleased:
+		if m.Success {
+			c.log.Debug("lock released", "name", m.Name, "request", m.RequestID)
+		} else {
+			c.log.Debug("lock denied", "name", m.Name, "reason", m.Reason, "request", m.RequestID)
+		}
+	case wire.LockLost:
+		c.log.Debug("lock lost", "name", m.Name, "token", m.FencingToken, "reason", m.Reason)
+	}
 }
 
 // slowConsumer closes a connection whose peer does not read what the
@@ -287,14 +314,19 @@ func (c *conn) pushUpdate(e *counterEntry, delta crdt.State) {
 	name := e.name
 	if _, ok := c.viewNode(); ok {
 		c.mu.Lock()
-		c.addViewLocked(e)
+		added := c.addViewLocked(e)
 		c.mu.Unlock()
+		if !added {
+			c.s.metrics.fanoutCoalesced.Inc()
+		}
 		c.signal()
 		return
 	}
 	c.mu.Lock()
 	cur, ok := c.updates[name]
-	if !ok {
+	if ok {
+		c.s.metrics.fanoutCoalesced.Inc()
+	} else {
 		cur = crdt.State{P: make(map[string]int64, len(delta.P)), N: make(map[string]int64, len(delta.N))}
 		c.updates[name] = cur
 		c.order = append(c.order, name)
@@ -309,15 +341,16 @@ func (c *conn) pushUpdate(e *counterEntry, delta crdt.State) {
 // a few counters per connection and round).
 const viewSet = 16
 
-// addViewLocked queues e's view once.
-func (c *conn) addViewLocked(e *counterEntry) {
+// addViewLocked queues e's view once; it reports false when it was
+// queued already.
+func (c *conn) addViewLocked(e *counterEntry) bool {
 	if c.views != nil {
 		if _, dup := c.views[e]; dup {
-			return
+			return false
 		}
 		c.views[e] = struct{}{}
 	} else if slices.Contains(c.vorder, e) {
-		return
+		return false
 	}
 	c.vorder = append(c.vorder, e)
 	if c.views == nil && len(c.vorder) >= viewSet {
@@ -326,6 +359,7 @@ func (c *conn) addViewLocked(e *counterEntry) {
 			c.views[x] = struct{}{}
 		}
 	}
+	return true
 }
 
 // dropPending forgets the updates of e queued for c (it unsubscribed).
@@ -425,6 +459,7 @@ func (c *conn) collect(w *writeScratch) (out [][]byte, ok bool) {
 	batching := c.batching
 	c.mu.Unlock()
 	c.signalSpace()
+	c.s.metrics.updatesWritten(len(ups) + len(views))
 	for _, u := range ups {
 		b, err := wire.Encode(u)
 		if err != nil {
@@ -613,19 +648,18 @@ var errAuthFailed = errors.New("authentication failed")
 func (c *conn) run() {
 	if !c.s.cfg.NoAuth {
 		if err := c.authenticate(); err != nil {
-			c.log.Debug("auth", "err", err)
+			c.readErr = err
 			return
 		}
 	}
 	for {
 		if err := c.waitSpace(); err != nil {
+			c.readErr = err
 			return
 		}
 		b, err := c.read()
 		if err != nil {
-			if closeStatus(err) == -1 && c.ctx.Err() == nil {
-				c.log.Debug("read", "err", err)
-			}
+			c.readErr = err
 			return
 		}
 		c.handleFrame(b, true)
@@ -649,9 +683,11 @@ func (c *conn) authenticate() error {
 		}
 		m, err := wire.Decode(b)
 		if err != nil {
+			c.s.metrics.inInvalid.Inc()
 			c.sendError(400, "%v", err)
 			continue
 		}
+		c.s.metrics.received(m.Type())
 		a, ok := m.(wire.Auth)
 		if !ok {
 			c.sendError(401, "authenticate first: send AUTH with a token (got %s)", m.Type())
@@ -667,6 +703,9 @@ func (c *conn) authenticate() error {
 		c.ws.nc.SetReadDeadline(time.Time{})
 		c.user = sub
 		c.log = c.log.With("user", sub)
+		c.s.metrics.connsAuth.Dec()
+		c.s.metrics.connsOpen.Inc()
+		c.log.Debug("authenticated")
 		c.send(wire.AuthAck{UserID: sub, Views: ackViews(c.negotiate(a.Views, a.NodeID))})
 		return nil
 	}
@@ -688,9 +727,11 @@ func (c *conn) handleFrame(b []byte, top bool) {
 	}
 	m, err := wire.Decode(b)
 	if err != nil {
+		c.s.metrics.inInvalid.Inc()
 		c.decodeFailed(err)
 		return
 	}
+	c.s.metrics.received(m.Type())
 	switch m := m.(type) {
 	case wire.Ping:
 		c.send(wire.Pong{Timestamp: m.Timestamp, ServerTime: uint64(time.Now().UnixMilli())})

@@ -332,6 +332,7 @@ func (h *counterHub) sync(c subscriber, m wire.CounterSync) {
 		sendError(c, 400, "COUNTER_SYNC %q: %v", m.Name, err)
 		return
 	}
+	h.s.metrics.merges.Inc()
 	_, subscribed := e.subs[c]
 	e.subs[c] = struct{}{}
 	c.subscriptions()[m.Name] = e
@@ -398,7 +399,9 @@ func (h *counterHub) write(e *counterEntry) {
 	for e.pending.Len() > 0 {
 		batch, from, upto := e.pending, e.from, e.seq
 		e.pending, e.from = emptyState(), nil
+		merges := upto - e.durable
 		e.mu.Unlock()
+		h.s.metrics.storeMerges.Observe(float64(merges))
 
 		ctx, cancel := context.WithTimeout(context.Background(), storeTimeout)
 		err := h.s.cfg.Store.MergeCounter(ctx, e.name, batch)

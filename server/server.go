@@ -26,6 +26,7 @@ type Server struct {
 	verifier *verifier
 	counters *counterHub
 	writers  *writerPool
+	metrics  *metrics
 	// slowRounds counts pool rounds the socket could not take at once
 	// (handed to a writer goroutine).
 	slowRounds atomic.Int64
@@ -52,6 +53,8 @@ func New(cfg Config) (*Server, error) {
 		conns: make(map[*conn]struct{}),
 		stop:  make(chan struct{}),
 	}
+	s.metrics = newMetrics(cfg.Metrics, s)
+	s.cfg.Store = timeStore(cfg.Store, s.metrics)
 	if !cfg.NoAuth {
 		v, err := newVerifier(cfg.JWTSecret)
 		if err != nil {
@@ -63,7 +66,7 @@ func New(cfg Config) (*Server, error) {
 	s.writers = newWriterPool(poolSize())
 	backend := cfg.Locks
 	if backend == nil {
-		backend = locks.Memory(cfg.Store)
+		backend = locks.Memory(s.cfg.Store)
 	}
 	ls, err := backend(locks.Options{
 		DefaultTTL: cfg.DefaultLockTTL,
@@ -97,6 +100,9 @@ func (s *Server) Handler() http.Handler {
 		w.Header().Set("Content-Type", "application/json")
 		_ = json.NewEncoder(w).Encode(map[string]any{"status": "ok", "connections": n})
 	})
+	if !s.cfg.SeparateMetrics {
+		mux.Handle("GET /metrics", s.metrics.handler())
+	}
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		if (r.URL.Path == "/" || r.URL.Path == "/ws") && isUpgrade(r) {
 			s.serveWS(w, r)
@@ -115,6 +121,11 @@ func (s *Server) Handler() http.Handler {
 	})
 	return mux
 }
+
+// MetricsHandler serves the server's metrics in the Prometheus text
+// format (docs/metrics.md). Handler serves it at /metrics unless
+// Config.SeparateMetrics is set.
+func (s *Server) MetricsHandler() http.Handler { return s.metrics.handler() }
 
 func isUpgrade(r *http.Request) bool {
 	return strings.EqualFold(r.Header.Get("Upgrade"), "websocket")
@@ -182,6 +193,13 @@ func (s *Server) serveWS(w http.ResponseWriter, r *http.Request) {
 	s.conns[c] = struct{}{}
 	s.wg.Add(1)
 	s.mu.Unlock()
+	s.metrics.connsOpened.Inc()
+	if s.cfg.NoAuth {
+		s.metrics.connsOpen.Inc()
+	} else {
+		s.metrics.connsAuth.Inc()
+	}
+	c.log.Debug("connection opened", "remote", r.RemoteAddr, "origin", r.Header.Get("Origin"))
 	// The reader runs in a goroutine of its own so that this handler
 	// returns: net/http's request, its buffers and the handler's deep
 	// stack are not kept for the life of the connection.
@@ -219,6 +237,15 @@ func (s *Server) serveConn(c *conn) {
 	s.mu.Lock()
 	delete(s.conns, c)
 	s.mu.Unlock()
+	if s.cfg.NoAuth || c.user != "" {
+		s.metrics.connsOpen.Dec()
+	} else {
+		s.metrics.connsAuth.Dec()
+	}
+	sent := c.ws.closeCode()
+	s.metrics.closed(int(sent))
+	c.log.Debug("connection closed", "code", int(sent), "peer_closed", c.ws.closeRecv, "cause", c.readErr,
+		"duration", time.Since(c.opened).Round(time.Millisecond))
 }
 
 // isClosed reports whether Close or Shutdown was called.

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
@@ -39,7 +40,8 @@ type wsConn struct {
 	closeRecv bool // the peer's close frame was read (reader only)
 
 	wmu       sync.Mutex
-	closeSent bool // a close frame was written: nothing more is
+	closeSent bool          // a close frame was written: nothing more is
+	sentCode  ws.StatusCode // the code of the close frame written (metrics)
 	vec       net.Buffers
 	deadline  time.Time       // the write deadline set last
 	raw       syscall.RawConn // the socket, for TryWrite (nil: not a socket)
@@ -119,15 +121,6 @@ type closeError struct {
 
 func (e *closeError) Error() string {
 	return fmt.Sprintf("websocket closed: status %d %q", e.Code, e.Reason)
-}
-
-// closeStatus is the peer's close code in err, or -1.
-func closeStatus(err error) int {
-	var ce *closeError
-	if errors.As(err, &ce) {
-		return int(ce.Code)
-	}
-	return -1
 }
 
 // ReadMessage returns the next data message (its opcode and payload),
@@ -223,6 +216,9 @@ func (c *wsConn) writeControl(op ws.OpCode, p []byte) error {
 	}
 	if op == ws.OpClose {
 		c.closeSent = true
+		if len(p) >= 2 {
+			c.sentCode = ws.StatusCode(binary.BigEndian.Uint16(p))
+		}
 	}
 	hdr := getBuf()
 	defer putBuf(hdr)
@@ -368,6 +364,13 @@ func (c *wsConn) Linger() {
 			return
 		}
 	}
+}
+
+// closeCode is the code of the close frame sent, 0 if none was.
+func (c *wsConn) closeCode() ws.StatusCode {
+	c.wmu.Lock()
+	defer c.wmu.Unlock()
+	return c.sentCode
 }
 
 // CloseNow closes the TCP connection.

@@ -50,8 +50,10 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.uber.org/zap"
+	"google.golang.org/grpc"
 
 	"github.com/topgun-go/topgun/internal/version"
 	"github.com/topgun-go/topgun/server"
@@ -158,6 +160,8 @@ func run(args []string) error {
 		origins     = fs.String("origins", env("TOPGUN_ORIGINS", ""), "comma-separated allowed WebSocket origin patterns; empty allows any (env TOPGUN_ORIGINS)")
 		static      = fs.String("static", env("TOPGUN_STATIC", ""), "directory served at / for plain HTTP requests (env TOPGUN_STATIC)")
 		logLevel    = fs.String("log-level", env("TOPGUN_LOG_LEVEL", "info"), "debug, info, warn or error (env TOPGUN_LOG_LEVEL)")
+		metricsAddr = fs.String("metrics-addr", env("TOPGUN_METRICS_ADDR", ""), "serve /metrics on this address instead of the main listener (env TOPGUN_METRICS_ADDR)")
+		pprofAddr   = fs.String("pprof", env("TOPGUN_PPROF", ""), "serve /debug/pprof on this loopback address, e.g. 127.0.0.1:6060 (env TOPGUN_PPROF); off when empty")
 
 		fAuthTimeout  = fs.Duration("auth-timeout", authTimeout, "time from connect to AUTH in JWT mode (env TOPGUN_AUTH_TIMEOUT)")
 		fIdleTimeout  = fs.Duration("idle-timeout", idleTimeout, "close a connection that sent nothing for this long (env TOPGUN_IDLE_TIMEOUT)")
@@ -192,6 +196,12 @@ func run(args []string) error {
 		return fmt.Errorf("--log-level: %w", err)
 	}
 	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
+	if *pprofAddr != "" {
+		if err := loopbackAddr(*pprofAddr); err != nil {
+			return fmt.Errorf("--pprof: %w", err)
+		}
+	}
+	reg := prometheus.NewRegistry()
 
 	if *secret == "" && !*noAuth {
 		return errors.New("no JWT secret: set --jwt-secret or JWT_SECRET, or run with --no-auth (TOPGUN_NO_AUTH=1) to accept every connection")
@@ -212,6 +222,7 @@ func run(args []string) error {
 			// Keepalives find a dead member, so requests move to another.
 			DialKeepAliveTime:    2 * time.Second,
 			DialKeepAliveTimeout: 2 * time.Second,
+			DialOptions:          []grpc.DialOption{grpc.WithChainUnaryInterceptor(etcdTiming(reg))},
 		})
 		if err != nil {
 			return fmt.Errorf("etcd %s: %w", *etcdEPs, err)
@@ -256,6 +267,9 @@ func run(args []string) error {
 		RateBurst:        *fRateBurst,
 
 		Locks: lockSvc,
+
+		Metrics:         reg,
+		SeparateMetrics: *metricsAddr != "",
 	}
 	cfg.AllowedOrigins = splitList(*origins)
 	if *static != "" {
@@ -268,6 +282,22 @@ func run(args []string) error {
 	ln, err := net.Listen("tcp", *addr)
 	if err != nil {
 		return err
+	}
+	if *metricsAddr != "" {
+		ms, err := startSide("metrics-addr", *metricsAddr, metricsMux(srv.MetricsHandler()), log)
+		if err != nil {
+			ln.Close()
+			return err
+		}
+		defer ms.close()
+	}
+	if *pprofAddr != "" {
+		ps, err := startSide("pprof", *pprofAddr, pprofMux(), log)
+		if err != nil {
+			ln.Close()
+			return err
+		}
+		defer ps.close()
 	}
 	mode := "jwt"
 	if *noAuth {

@@ -77,6 +77,13 @@ func TestCountersConvergeAcrossNodes(t *testing.T) {
 	if got := storedTotal(t, ec, "likes:cluster"); got != want {
 		t.Fatalf("etcd holds %d, want %d", got, want)
 	}
+	// Each node's /metrics shows its etcd requests and merges.
+	for _, n := range []*node{n1, n2} {
+		m := n.metrics(t)
+		if m.sum("topgun_etcd_request_seconds_count") == 0 || m.sum("topgun_counter_merges_total") == 0 {
+			t.Errorf("%s: no etcd requests or merges in /metrics: %v", n.URL, m)
+		}
+	}
 }
 
 // TestLockContentionAcrossNodes: 50 clients over two nodes contend for one

@@ -8,10 +8,12 @@ import (
 	"bufio"
 	"context"
 	"fmt"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -275,4 +277,41 @@ func worker(c *client.Client, name string, res *resource, stop <-chan struct{}, 
 		_ = lk.Unlock(ctx)
 		cancel()
 	}
+}
+
+// metricValues are the samples of a /metrics page: "name{labels}" → value.
+type metricValues map[string]float64
+
+// sum adds the samples of family name (every label set).
+func (m metricValues) sum(name string) float64 {
+	var total float64
+	for k, v := range m {
+		if k == name || strings.HasPrefix(k, name+"{") {
+			total += v
+		}
+	}
+	return total
+}
+
+// metrics scrapes the node's /metrics.
+func (n *node) metrics(t *testing.T) metricValues {
+	t.Helper()
+	resp, err := http.Get("http://" + strings.TrimSuffix(strings.TrimPrefix(n.URL, "ws://"), "/ws") + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	out := metricValues{}
+	sc := bufio.NewScanner(resp.Body)
+	for sc.Scan() {
+		line := sc.Text()
+		if line == "" || line[0] == '#' {
+			continue
+		}
+		i := strings.LastIndexByte(line, ' ')
+		if v, err := strconv.ParseFloat(line[i+1:], 64); err == nil {
+			out[line[:i]] = v
+		}
+	}
+	return out
 }
