@@ -118,7 +118,7 @@ func newConn(s *Server, wc *wsConn, id uint64) *conn {
 // reader are bounded elsewhere, and the reader waits for space before it
 // reads the next frame.
 func (c *conn) send(m wire.Message) {
-	c.s.metrics.sent(m)
+	c.s.metrics.sent(c.id, m)
 	c.logSent(m)
 	b, err := wire.Encode(m)
 	if err != nil {
@@ -317,7 +317,7 @@ func (c *conn) pushUpdate(e *counterEntry, delta crdt.State) {
 		added := c.addViewLocked(e)
 		c.mu.Unlock()
 		if !added {
-			c.s.metrics.fanoutCoalesced.Inc()
+			c.s.metrics.fanoutCoalesced.add(c.id, 1)
 		}
 		c.signal()
 		return
@@ -325,7 +325,7 @@ func (c *conn) pushUpdate(e *counterEntry, delta crdt.State) {
 	c.mu.Lock()
 	cur, ok := c.updates[name]
 	if ok {
-		c.s.metrics.fanoutCoalesced.Inc()
+		c.s.metrics.fanoutCoalesced.add(c.id, 1)
 	} else {
 		cur = crdt.State{P: make(map[string]int64, len(delta.P)), N: make(map[string]int64, len(delta.N))}
 		c.updates[name] = cur
@@ -459,7 +459,7 @@ func (c *conn) collect(w *writeScratch) (out [][]byte, ok bool) {
 	batching := c.batching
 	c.mu.Unlock()
 	c.signalSpace()
-	c.s.metrics.updatesWritten(len(ups) + len(views))
+	c.s.metrics.updatesWritten(c.id, len(ups)+len(views))
 	for _, u := range ups {
 		b, err := wire.Encode(u)
 		if err != nil {
@@ -687,7 +687,7 @@ func (c *conn) authenticate() error {
 			c.sendError(400, "%v", err)
 			continue
 		}
-		c.s.metrics.received(m.Type())
+		c.s.metrics.received(c.id, m.Type())
 		a, ok := m.(wire.Auth)
 		if !ok {
 			c.sendError(401, "authenticate first: send AUTH with a token (got %s)", m.Type())
@@ -731,7 +731,7 @@ func (c *conn) handleFrame(b []byte, top bool) {
 		c.decodeFailed(err)
 		return
 	}
-	c.s.metrics.received(m.Type())
+	c.s.metrics.received(c.id, m.Type())
 	switch m := m.(type) {
 	case wire.Ping:
 		c.send(wire.Pong{Timestamp: m.Timestamp, ServerTime: uint64(time.Now().UnixMilli())})

@@ -332,7 +332,7 @@ func (h *counterHub) sync(c subscriber, m wire.CounterSync) {
 		sendError(c, 400, "COUNTER_SYNC %q: %v", m.Name, err)
 		return
 	}
-	h.s.metrics.merges.Inc()
+	h.s.metrics.merges.add(c.ID(), 1)
 	_, subscribed := e.subs[c]
 	e.subs[c] = struct{}{}
 	c.subscriptions()[m.Name] = e
