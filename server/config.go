@@ -57,6 +57,14 @@ type Config struct {
 	// (1024). More is denied with reason "too_many".
 	MaxLocks int
 
+	// StoreTimeout bounds one store request made for a client: a counter's
+	// load, write or ownership claim (30 s). A write that fails or times
+	// out is answered with ERROR 500 and the client sends it again, so the
+	// bound is how long one counter's acknowledgements can stall behind a
+	// store that does not answer (cmd/topgun-server sets it to
+	// --etcd-request-timeout in cluster mode: an etcd leader election).
+	StoreTimeout time.Duration
+
 	// AuthTimeout bounds the time from connect to AUTH in JWT mode (10 s).
 	AuthTimeout time.Duration
 	// IdleTimeout closes a connection that sent nothing for this long (60 s).
@@ -106,6 +114,9 @@ func (c *Config) setDefaults() error {
 	}
 	if c.DefaultLockTTL > c.MaxLockTTL {
 		return errors.New("server: default lock ttl exceeds the maximum")
+	}
+	if c.StoreTimeout <= 0 {
+		c.StoreTimeout = 30 * time.Second
 	}
 	if c.RateLimit <= 0 {
 		c.RateLimit = 20000

@@ -11,9 +11,6 @@ import (
 	"github.com/topgun-go/topgun/sync/wire"
 )
 
-// storeTimeout bounds one storage call made on a client's behalf.
-const storeTimeout = 30 * time.Second
-
 // refreshTimeout bounds the store read of counterHub.refresh, and
 // refreshPause is how long refreshes are skipped after one failed.
 const (
@@ -133,14 +130,14 @@ func (h *counterHub) get(name string) (*counterEntry, error) {
 // load reads e's stored state, and with a shared store starts watching it.
 func (h *counterHub) load(e *counterEntry) (crdt.State, error) {
 	if h.watcher == nil {
-		ctx, cancel := context.WithTimeout(context.Background(), storeTimeout)
+		ctx, cancel := context.WithTimeout(context.Background(), h.s.cfg.StoreTimeout)
 		defer cancel()
 		return h.s.cfg.Store.LoadCounter(ctx, e.name)
 	}
 	ctx, stop := context.WithCancel(h.ctx)
 	e.stop = stop
 	var once sync.Once
-	t := time.AfterFunc(storeTimeout, func() { once.Do(stop) }) // bounds the load only
+	t := time.AfterFunc(h.s.cfg.StoreTimeout, func() { once.Do(stop) }) // bounds the load only
 	st, err := h.watcher.WatchCounter(ctx, e.name, func(d crdt.State) { h.remote(e, d) })
 	if !t.Stop() && err == nil {
 		err = context.DeadlineExceeded
@@ -403,7 +400,7 @@ func (h *counterHub) write(e *counterEntry) {
 		e.mu.Unlock()
 		h.s.metrics.storeMerges.Observe(float64(merges))
 
-		ctx, cancel := context.WithTimeout(context.Background(), storeTimeout)
+		ctx, cancel := context.WithTimeout(context.Background(), h.s.cfg.StoreTimeout)
 		err := h.s.cfg.Store.MergeCounter(ctx, e.name, batch)
 		cancel()
 
@@ -544,7 +541,7 @@ func (h *counterHub) ownersLocked(e *counterEntry, s crdt.State, user string) (b
 // claim binds the unbound nodes to user with one store batch and caches
 // the owners of all of them.
 func (h *counterHub) claim(nodes []string, user string) error {
-	ctx, cancel := context.WithTimeout(context.Background(), storeTimeout)
+	ctx, cancel := context.WithTimeout(context.Background(), h.s.cfg.StoreTimeout)
 	owners, err := h.s.cfg.Store.ClaimNodes(ctx, nodes, user)
 	cancel()
 	if err != nil {

@@ -150,7 +150,7 @@ func run(args []string) error {
 		etcdEPs     = fs.String("etcd", env("TOPGUN_ETCD", ""), "comma-separated etcd endpoints: run as a cluster node on etcd instead of --data (env TOPGUN_ETCD)")
 		etcdPrefix  = fs.String("etcd-prefix", env("TOPGUN_ETCD_PREFIX", "/topgun"), "key prefix in etcd (env TOPGUN_ETCD_PREFIX)")
 		etcdLease   = fs.Duration("etcd-lease-ttl", leaseTTL, "lease of the locks granted through this node: they are freed this long after it dies (env TOPGUN_ETCD_LEASE_TTL)")
-		etcdTimeout = fs.Duration("etcd-request-timeout", reqTimeout, "bound of one etcd request made for a lock (env TOPGUN_ETCD_REQUEST_TIMEOUT)")
+		etcdTimeout = fs.Duration("etcd-request-timeout", reqTimeout, "bound of one etcd request made for a lock or a counter: a write that times out is refused (ERROR 500) and the client resends it (env TOPGUN_ETCD_REQUEST_TIMEOUT)")
 		addr        = fs.String("addr", defAddr, "listen address (env TOPGUN_ADDR, or PORT for the port only)")
 		data        = fs.String("data", env("TOPGUN_DATA_DIR", "./data"), `data directory, or "memory" (env TOPGUN_DATA_DIR)`)
 		secret      = fs.String("jwt-secret", env("JWT_SECRET", ""), "HS256 secret or RSA public key PEM for RS256 (env JWT_SECRET)")
@@ -210,9 +210,10 @@ func run(args []string) error {
 	// The backends: counters, node owners and fencing in a store, locks in
 	// a lock service. Package server only speaks the protocol over them.
 	var (
-		store   storage.Store
-		lockSvc locks.Backend // nil: in memory on store
-		where   = *data
+		store        storage.Store
+		lockSvc      locks.Backend // nil: in memory on store
+		where        = *data
+		storeTimeout time.Duration // 0: the server's default
 	)
 	if *etcdEPs != "" {
 		etcdCli, err := clientv3.New(clientv3.Config{
@@ -232,7 +233,7 @@ func run(args []string) error {
 		if err != nil {
 			return err
 		}
-		store, where = es, "etcd "+*etcdEPs
+		store, where, storeTimeout = es, "etcd "+*etcdEPs, *etcdTimeout
 		lockSvc = etcdlocks.Backend(etcdCli, etcdlocks.Config{
 			Prefix:         *etcdPrefix,
 			LeaseTTL:       *etcdLease,
@@ -266,7 +267,8 @@ func run(args []string) error {
 		RateLimit:        float64(*fRateLimit),
 		RateBurst:        *fRateBurst,
 
-		Locks: lockSvc,
+		Locks:        lockSvc,
+		StoreTimeout: storeTimeout,
 
 		Metrics:         reg,
 		SeparateMetrics: *metricsAddr != "",
