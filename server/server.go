@@ -87,7 +87,8 @@ func New(cfg Config) (*Server, error) {
 }
 
 // Handler returns the HTTP handler: WebSocket upgrades on / and /ws,
-// GET /healthz, and Config.Static (or a short text page) for the rest.
+// GET /healthz, the admin API under /v1/ (admin.go), and Config.Static
+// (or a short text page) for the rest.
 func (s *Server) Handler() http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
@@ -97,6 +98,7 @@ func (s *Server) Handler() http.Handler {
 		w.Header().Set("Content-Type", "application/json")
 		_ = json.NewEncoder(w).Encode(map[string]any{"status": "ok", "connections": n})
 	})
+	s.adminRoutes(mux)
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		if (r.URL.Path == "/" || r.URL.Path == "/ws") && isUpgrade(r) {
 			s.serveWS(w, r)
