@@ -70,6 +70,15 @@ type Config struct {
 	// IdleTimeout closes a connection that sent nothing for this long (60 s).
 	IdleTimeout time.Duration
 
+	// AdminToken is the bearer token of the admin API (docs/admin.md),
+	// compared in constant time. A JWT verified like a connection's and
+	// carrying the claim "topgun_admin": true (AdminClaim) is accepted
+	// too. With NoAuth and no AdminToken the admin API answers loopback
+	// clients only.
+	AdminToken string
+	// AdminListMax is the most locks one GET /v1/locks returns (1000).
+	AdminListMax int
+
 	// Static, if set, serves plain HTTP requests to paths other than
 	// /healthz (the demo page); WebSocket upgrades on / and /ws always reach
 	// the protocol.
@@ -135,6 +144,9 @@ func (c *Config) setDefaults() error {
 	}
 	if c.MaxLocks <= 0 {
 		c.MaxLocks = 1024
+	}
+	if c.AdminListMax <= 0 {
+		c.AdminListMax = 1000
 	}
 	if c.AuthTimeout <= 0 {
 		c.AuthTimeout = 10 * time.Second

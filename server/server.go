@@ -90,7 +90,8 @@ func New(cfg Config) (*Server, error) {
 }
 
 // Handler returns the HTTP handler: WebSocket upgrades on / and /ws,
-// GET /healthz, and Config.Static (or a short text page) for the rest.
+// GET /healthz, the admin API under /v1/ (admin.go), and Config.Static
+// (or a short text page) for the rest.
 func (s *Server) Handler() http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
@@ -103,6 +104,7 @@ func (s *Server) Handler() http.Handler {
 	if !s.cfg.SeparateMetrics {
 		mux.Handle("GET /metrics", s.metrics.handler())
 	}
+	s.adminRoutes(mux)
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		if (r.URL.Path == "/" || r.URL.Path == "/ws") && isUpgrade(r) {
 			s.serveWS(w, r)

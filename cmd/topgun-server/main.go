@@ -31,7 +31,20 @@
 //	--etcd-lease-ttl       lease of the locks granted through this node [TOPGUN_ETCD_LEASE_TTL]  (10s)
 //	--etcd-request-timeout bound of one etcd request for a lock [TOPGUN_ETCD_REQUEST_TIMEOUT]  (2s)
 //
+// Admin API (docs/admin.md):
+//
+//	--admin-token    bearer token of the admin API under /v1/ [TOPGUN_ADMIN_TOKEN]
+//	--admin-list-max most locks one GET /v1/locks returns [TOPGUN_ADMIN_LIST_MAX]  (1000)
+//
 // Without a JWT secret and without --no-auth it refuses to start.
+//
+// The same binary is a client of the admin API (cli.go):
+//
+//	topgun-server counters get NAME
+//	topgun-server locks ls [PREFIX] | get NAME | release NAME | fence NAME TOKEN
+//
+// with --server (TOPGUN_SERVER, http://127.0.0.1:8080), --admin-token
+// (TOPGUN_ADMIN_TOKEN) and --json.
 package main
 
 import (
@@ -68,9 +81,20 @@ func main() { os.Exit(runMain(os.Args[1:])) }
 
 // runMain runs the command and returns its exit status.
 func runMain(args []string) int {
-	err := run(args)
+	var err error
+	if isCLI(args) {
+		err = runCLI(args, os.Stdout, os.Stderr)
+	} else {
+		err = run(args)
+	}
 	if errors.Is(err, flag.ErrHelp) {
 		return 0 // --help printed the usage: not a failure
+	}
+	if ee, ok := err.(*exitError); ok {
+		if ee.err != nil {
+			fmt.Fprintln(os.Stderr, "topgun-server:", ee.err)
+		}
+		return ee.code
 	}
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "topgun-server:", err)
@@ -143,6 +167,7 @@ func run(args []string) error {
 	maxLocks := integer("TOPGUN_MAX_LOCKS", 1024)
 	rateLimit := integer("TOPGUN_RATE_LIMIT", 20000)
 	rateBurst := integer("TOPGUN_RATE_BURST", 40000)
+	adminListMax := integer("TOPGUN_ADMIN_LIST_MAX", 1000)
 	if intErr != nil {
 		return intErr
 	}
@@ -171,11 +196,14 @@ func run(args []string) error {
 		fMaxLocks     = fs.Int("max-locks", maxLocks, "most locks one connection may hold or wait for; more is denied with too_many (env TOPGUN_MAX_LOCKS)")
 		fRateLimit    = fs.Int("rate-limit", rateLimit, "sustained frames per second per connection; more gets ERROR 429 (env TOPGUN_RATE_LIMIT)")
 		fRateBurst    = fs.Int("rate-burst", rateBurst, "burst of frames per connection above --rate-limit (env TOPGUN_RATE_BURST)")
+		fAdminToken   = fs.String("admin-token", env("TOPGUN_ADMIN_TOKEN", ""), "bearer token of the admin API under /v1/ (docs/admin.md); without it, a JWT with \"topgun_admin\": true, or with --no-auth loopback clients only (env TOPGUN_ADMIN_TOKEN)")
+		fAdminListMax = fs.Int("admin-list-max", adminListMax, "most locks one GET /v1/locks returns (env TOPGUN_ADMIN_LIST_MAX)")
 	)
 	showVersion := fs.Bool("version", false, "print the version and exit")
 	fs.Usage = func() {
 		fmt.Fprintf(fs.Output(), "topgun-server %s: PN-Counters and named locks over TopGun's wire protocol.\n\n", version.Version)
-		fmt.Fprintf(fs.Output(), "Usage: topgun-server [flags]   (every flag also has an environment variable)\n\n")
+		fmt.Fprintf(fs.Output(), "Usage: topgun-server [flags]   (every flag also has an environment variable)\n")
+		fmt.Fprintf(fs.Output(), "       topgun-server counters|locks ...   (admin commands: topgun-server locks --help)\n\n")
 		fs.PrintDefaults()
 	}
 	if err := fs.Parse(args); err != nil {
@@ -186,7 +214,7 @@ func run(args []string) error {
 		return nil
 	}
 	for name, v := range map[string]int{"max-outbox": *fMaxOutbox, "max-sync-nodes": *fMaxSyncNodes,
-		"max-subscriptions": *fMaxSubs, "max-locks": *fMaxLocks, "rate-limit": *fRateLimit, "rate-burst": *fRateBurst} {
+		"max-subscriptions": *fMaxSubs, "max-locks": *fMaxLocks, "rate-limit": *fRateLimit, "rate-burst": *fRateBurst, "admin-list-max": *fAdminListMax} {
 		if v <= 0 {
 			return fmt.Errorf("--%s %d: want a positive integer", name, v)
 		}
@@ -266,6 +294,8 @@ func run(args []string) error {
 		MaxLocks:         *fMaxLocks,
 		RateLimit:        float64(*fRateLimit),
 		RateBurst:        *fRateBurst,
+		AdminToken:       *fAdminToken,
+		AdminListMax:     *fAdminListMax,
 
 		Locks:        lockSvc,
 		StoreTimeout: storeTimeout,

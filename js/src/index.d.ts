@@ -248,7 +248,8 @@ export class Lock {
   readonly fencingToken: number | null;
   /**
    * Calls cb when a held lock is lost: 'expired' (TTL), 'disconnected', 'released' (by the same user
-   * through another connection) or 'unavailable' (cluster mode: the node lost its etcd lease).
+   * through another connection), 'revoked' (an operator force-released it) or 'unavailable' (cluster
+   * mode: the node lost its etcd lease).
    */
-  onLost(cb: (reason: 'expired' | 'disconnected' | 'released' | 'unavailable' | string) => void): () => void;
+  onLost(cb: (reason: 'expired' | 'disconnected' | 'released' | 'revoked' | 'unavailable' | string) => void): () => void;
 }

@@ -767,7 +767,7 @@ export class Lock {
     return this.isLocked() ? this.#x.tg_lock_token(this.#h) : null;
   }
 
-  /** Calls cb(reason) when a held lock is lost ('expired', 'disconnected', 'released', 'unavailable'). */
+  /** Calls cb(reason) when a held lock is lost ('expired', 'disconnected', 'released', 'revoked', 'unavailable'). */
   onLost(cb) {
     if (typeof cb !== 'function') throw new TypeError('onLost needs a function');
     const api = this.#api();

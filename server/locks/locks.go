@@ -53,6 +53,56 @@ type Service interface {
 	// Close stops the service (server shutdown, after every holder has
 	// disconnected). Calls after the first do nothing.
 	Close()
+
+	// Info describes the lock on name (an operator's view; Held false
+	// when nobody holds it). name must be valid (wire.ValidName).
+	Info(ctx context.Context, name string) (Info, error)
+	// List describes the locks held or waited for whose names start with
+	// prefix, in name order, at most limit of them; more reports whether
+	// there were others.
+	List(ctx context.Context, prefix string, limit int) (infos []Info, more bool, err error)
+	// Revoke frees name whoever holds it (an operator's force-release):
+	// the holder gets LOCK_LOST with reason revoked and the next waiter
+	// gets the lock, as on a release. It returns the lock as it was, and
+	// ErrNotHeld when nobody held it.
+	Revoke(ctx context.Context, name string) (Info, error)
+	// Fence reports whether token is the fencing token of the current
+	// holder of name, and the current holder's token (0 when nobody holds
+	// it). In a cluster the answer comes from the shared lock table, not
+	// from a node's cache.
+	Fence(ctx context.Context, name string, token uint64) (current bool, holderToken uint64, err error)
+}
+
+// ErrNotHeld is Revoke's error when nobody holds the lock.
+var ErrNotHeld = errors.New("locks: not held")
+
+// Info is an operator's view of one lock.
+type Info struct {
+	Name string
+	// Held is false when nobody holds the lock; the fields below but
+	// Waiters are then zero.
+	Held         bool
+	FencingToken uint64
+	Holder       HolderInfo
+	// ExpiresIn is the time left on the holder's lease; Expiry false
+	// when the answering node does not know it (in a cluster, a lock held
+	// through another node).
+	ExpiresIn time.Duration
+	Expiry    bool
+	// Waiters is the number of queued requests.
+	Waiters int
+}
+
+// HolderInfo names a holder.
+type HolderInfo struct {
+	// Conn is Holder.ID on the node holding the lock; 0 when the
+	// answering node does not know it (held through another node).
+	Conn uint64
+	// User is Holder.User ("" without authentication).
+	User string
+	// Node names the cluster node the lock is held through ("" on a
+	// single node).
+	Node string
 }
 
 // Backend opens a Service with the server's options: Config.Locks of

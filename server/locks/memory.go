@@ -2,6 +2,8 @@ package locks
 
 import (
 	"context"
+	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -33,11 +35,13 @@ type memory struct {
 }
 
 type entry struct {
-	name   string
-	holder Holder // nil when free
-	token  uint64
-	timer  *time.Timer
-	queue  []*waiter
+	name     string
+	holder   Holder // nil when free
+	token    uint64
+	timer    *time.Timer
+	gen      uint64    // lease generation: bumped by each grant and renewal
+	deadline time.Time // end of the current lease
+	queue    []*waiter
 }
 
 type waiter struct {
@@ -101,8 +105,7 @@ func (m *memory) Acquire(h Holder, r wire.LockRequest) {
 	}
 	switch {
 	case e.holder == h: // renewal: same token, lease extended to ttl
-		e.timer.Stop()
-		e.timer = m.expireAfter(e, ttl)
+		m.expireAfter(e, ttl)
 		h.Send(Granted(r, e.token, ttl))
 	case len(m.held[h])+m.waiting[h] >= m.opts.MaxLocks:
 		h.Send(Deny(r, wire.ReasonTooMany))
@@ -137,7 +140,7 @@ func (m *memory) grant(e *entry, h Holder, r wire.LockRequest, ttl time.Duration
 		return false
 	}
 	e.holder, e.token = h, token
-	e.timer = m.expireAfter(e, ttl)
+	m.expireAfter(e, ttl)
 	if m.held[h] == nil {
 		m.held[h] = make(map[string]*entry)
 	}
@@ -146,19 +149,32 @@ func (m *memory) grant(e *entry, h Holder, r wire.LockRequest, ttl time.Duration
 	return true
 }
 
-func (m *memory) expireAfter(e *entry, ttl time.Duration) *time.Timer {
-	token := e.token
-	return time.AfterFunc(ttl, func() {
-		m.mu.Lock()
-		defer m.mu.Unlock()
-		if e.holder == nil || e.token != token {
-			return // released or renewed-and-replaced meanwhile
-		}
-		holder := e.holder
-		m.free(e)
-		holder.Send(wire.LockLost{Name: e.name, FencingToken: token, Reason: wire.ReasonExpired})
-		m.handOff(e)
-	})
+// expireAfter (re)starts e's lease: it ends after ttl unless renewed
+// or released first. m.mu held.
+func (m *memory) expireAfter(e *entry, ttl time.Duration) {
+	if e.timer != nil {
+		e.timer.Stop()
+	}
+	e.gen++
+	e.deadline = time.Now().Add(ttl)
+	gen := e.gen
+	e.timer = time.AfterFunc(ttl, func() { m.expire(e, gen) })
+}
+
+// expire ends lease generation gen of e. A timer that fired while a
+// renewal held m.mu finds a newer generation and does nothing: comparing
+// the token alone would end the renewed lease, which keeps the token,
+// right after granting it.
+func (m *memory) expire(e *entry, gen uint64) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if e.holder == nil || e.gen != gen {
+		return // released, renewed or granted again meanwhile
+	}
+	holder, token := e.holder, e.token
+	m.free(e)
+	holder.Send(wire.LockLost{Name: e.name, FencingToken: token, Reason: wire.ReasonExpired})
+	m.handOff(e)
 }
 
 // free clears e's holder. m.mu held.
@@ -265,6 +281,72 @@ func (m *memory) Disconnect(h Holder) {
 		m.free(e)
 		m.handOff(e)
 	}
+}
+
+// info describes e. m.mu held.
+func (m *memory) info(e *entry, now time.Time) Info {
+	in := Info{Name: e.name, Waiters: len(e.queue)}
+	if e.holder != nil {
+		in.Held, in.FencingToken, in.Expiry = true, e.token, true
+		in.Holder = HolderInfo{Conn: e.holder.ID(), User: e.holder.User()}
+		in.ExpiresIn = max(e.deadline.Sub(now), 0)
+	}
+	return in
+}
+
+// Info implements Service.
+func (m *memory) Info(_ context.Context, name string) (Info, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if e := m.locks[name]; e != nil {
+		return m.info(e, time.Now()), nil
+	}
+	return Info{Name: name}, nil
+}
+
+// List implements Service.
+func (m *memory) List(_ context.Context, prefix string, limit int) ([]Info, bool, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	now := time.Now()
+	var out []Info
+	for name, e := range m.locks {
+		if strings.HasPrefix(name, prefix) {
+			out = append(out, m.info(e, now))
+		}
+	}
+	slices.SortFunc(out, func(a, b Info) int { return strings.Compare(a.Name, b.Name) })
+	if len(out) > limit {
+		return out[:limit:limit], true, nil
+	}
+	return out, false, nil
+}
+
+// Revoke implements Service.
+func (m *memory) Revoke(_ context.Context, name string) (Info, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	e := m.locks[name]
+	if e == nil || e.holder == nil {
+		return Info{Name: name}, ErrNotHeld
+	}
+	in := m.info(e, time.Now())
+	holder := e.holder
+	m.free(e)
+	holder.Send(wire.LockLost{Name: name, FencingToken: in.FencingToken, Reason: wire.ReasonRevoked})
+	m.handOff(e)
+	return in, nil
+}
+
+// Fence implements Service.
+func (m *memory) Fence(_ context.Context, name string, token uint64) (bool, uint64, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	e := m.locks[name]
+	if e == nil || e.holder == nil {
+		return false, 0, nil
+	}
+	return e.token == token, e.token, nil
 }
 
 // Close stops every timer.

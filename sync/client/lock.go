@@ -39,6 +39,9 @@ const (
 	// LostReleased: the lock's user released it through another
 	// connection (LOCK_LOST "released").
 	LostReleased = wire.ReasonReleased
+	// LostRevoked: an operator freed the lock through the server's admin
+	// API (LOCK_LOST "revoked").
+	LostRevoked = wire.ReasonRevoked
 	// LostUnavailable: in cluster mode, the server node lost its etcd
 	// lease, and with it the locks granted through it (LOCK_LOST
 	// "unavailable").

@@ -40,6 +40,7 @@ const (
 	ReasonTooMany     = "too_many"    // the connection holds or waits for too many locks
 	ReasonExpired     = "expired"     // LOCK_LOST: the lease ran out
 	ReasonReleased    = "released"    // LOCK_LOST: released on the holder's behalf
+	ReasonRevoked     = "revoked"     // LOCK_LOST: an operator freed it (admin API)
 )
 
 // Message is one protocol message. The concrete types below are the only

@@ -89,7 +89,8 @@ type etcdReq struct {
 	state reqState
 	token uint64
 	timer *time.Timer
-	gen   int // bumped by each renewal, so a stale expiry timer does nothing
+	gen   int       // bumped by each grant and renewal, so a stale expiry timer does nothing
+	until time.Time // end of the lease, while held
 }
 
 // Defaults of Config.
@@ -403,20 +404,26 @@ func (l *Service) expireLocked(q *etcdReq) {
 		q.timer.Stop()
 	}
 	q.gen++
+	q.until = time.Now().Add(q.ttl)
 	gen := q.gen
-	q.timer = time.AfterFunc(q.ttl, func() {
-		l.mu.Lock()
-		defer l.mu.Unlock()
-		if q.state != reqHeld || q.gen != gen {
-			return
-		}
-		// Like a release: LOCK_LOST follows the first delete try, so a
-		// request made on receiving it does not find the lock busy.
-		l.dropLocked(q, false)
-		l.goLocked(func() {
-			_ = l.deleteOnce(q.key)
-			q.h.Send(wire.LockLost{Name: q.r.Name, FencingToken: q.token, Reason: wire.ReasonExpired})
-		})
+	q.timer = time.AfterFunc(q.ttl, func() { l.expire(q, gen) })
+}
+
+// expire ends lease generation gen of q. A timer that fired while a
+// renewal held l.mu finds a newer generation and does nothing (a renewal
+// keeps the token, so the token alone cannot tell the leases apart).
+func (l *Service) expire(q *etcdReq, gen int) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if q.state != reqHeld || q.gen != gen {
+		return
+	}
+	// Like a release: LOCK_LOST follows the first delete try, so a
+	// request made on receiving it does not find the lock busy.
+	l.dropLocked(q, false)
+	l.goLocked(func() {
+		_ = l.deleteOnce(q.key)
+		q.h.Send(wire.LockLost{Name: q.r.Name, FencingToken: q.token, Reason: wire.ReasonExpired})
 	})
 }
 
@@ -560,7 +567,7 @@ func (l *Service) releaseRemote(r wire.LockRelease, user string) wire.LockReleas
 		out.Reason = wire.ReasonUnavailable
 		return out
 	}
-	if len(resp.Kvs) == 0 || uint64(resp.Kvs[0].CreateRevision) != r.FencingToken || string(resp.Kvs[0].Value) != user {
+	if len(resp.Kvs) == 0 || uint64(resp.Kvs[0].CreateRevision) != r.FencingToken || keyUser(resp.Kvs[0].Value) != user {
 		return out
 	}
 	key := string(resp.Kvs[0].Key)
@@ -604,7 +611,7 @@ func (l *Service) watchLoop() {
 			rev = resp.Header.Revision
 		}
 		ctx, cancel := context.WithCancel(clientv3.WithRequireLeader(l.ctx))
-		wch := l.cli.Watch(ctx, l.prefix, clientv3.WithPrefix(), clientv3.WithFilterPut(), clientv3.WithRev(rev+1))
+		wch := l.cli.Watch(ctx, l.prefix, clientv3.WithPrefix(), clientv3.WithFilterPut(), clientv3.WithPrevKV(), clientv3.WithRev(rev+1))
 		// Deletes up to rev are in the past: re-read every queue with
 		// waiters in case one was missed while not watching.
 		l.mu.Lock()
@@ -622,7 +629,7 @@ func (l *Service) watchLoop() {
 			}
 			l.mu.Lock()
 			for _, ev := range wr.Events {
-				l.deletedLocked(string(ev.Kv.Key))
+				l.deletedLocked(string(ev.Kv.Key), ev.PrevKv != nil && revokedValue(ev.PrevKv.Value))
 				rev = ev.Kv.ModRevision
 			}
 			l.mu.Unlock()
@@ -632,12 +639,17 @@ func (l *Service) watchLoop() {
 	}
 }
 
-// deletedLocked handles the delete of key. l.mu held.
-func (l *Service) deletedLocked(key string) {
+// deletedLocked handles the delete of key (revoked: by Revoke). l.mu
+// held.
+func (l *Service) deletedLocked(key string, revoked bool) {
 	if q := l.reqs[key]; q != nil {
 		switch q.state {
 		case reqHeld:
-			l.endLocked(q, wire.ReasonReleased, false)
+			reason := wire.ReasonReleased
+			if revoked {
+				reason = wire.ReasonRevoked
+			}
+			l.endLocked(q, reason, false)
 		case reqWaiting:
 			l.endLocked(q, wire.ReasonUnavailable, false)
 		}

@@ -148,3 +148,39 @@ func TestConfig(t *testing.T) {
 		t.Error("New with a default ttl above the maximum: no error")
 	}
 }
+
+// TestStaleExpiryAfterRenewal: an expiry timer that fired while a renewal
+// held the service's mutex (simulated by calling it after the renewal)
+// leaves the renewed lease alone: the renewal keeps the token, so the
+// lease generation tells the leases apart.
+func TestStaleExpiryAfterRenewal(t *testing.T) {
+	t.Parallel()
+	s, err := New(shared.Client(t), Config{Prefix: fmt.Sprintf("/test%d", prefixes.Add(1))}, locks.Options{Logger: quiet()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(s.Close)
+	h := locktest.NewHolder(t, "")
+	s.Acquire(h, wire.LockRequest{RequestID: "1", Name: "r", TTL: u64(60000)})
+	g := locktest.Expect[wire.LockGranted](h)
+	s.mu.Lock()
+	var q *etcdReq
+	for x := range s.byHolder[h] {
+		q = x
+	}
+	stale := q.gen
+	s.mu.Unlock()
+	s.Acquire(h, wire.LockRequest{RequestID: "2", Name: "r", TTL: u64(60000)})
+	if r := locktest.Expect[wire.LockGranted](h); r.FencingToken != g.FencingToken {
+		t.Fatalf("renewal %+v", r)
+	}
+	s.expire(q, stale) // the first lease's timer, late
+	if cur, _, err := s.Fence(context.Background(), "r", g.FencingToken); err != nil || !cur {
+		t.Fatalf("renewed lock not current after a stale expiry: %v %v", cur, err)
+	}
+	if m := h.Queued(); len(m) != 0 {
+		t.Fatalf("holder was sent %v", m)
+	}
+}
+
+func u64(v uint64) *uint64 { return &v }

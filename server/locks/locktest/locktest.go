@@ -8,6 +8,8 @@
 package locktest
 
 import (
+	"context"
+	"errors"
 	"fmt"
 	"sync"
 	"sync/atomic"
@@ -37,6 +39,10 @@ func Run(t *testing.T, backing func(t *testing.T) locks.Backend) {
 		{"FencingAcrossRestarts", testFencingAcrossRestarts},
 		{"SameUserRelease", testSameUserRelease},
 		{"TooMany", testTooMany},
+		{"RenewalAtExpiry", testRenewalAtExpiry},
+		{"Inspect", testInspect},
+		{"Revoke", testRevoke},
+		{"FenceAfterExpiry", testFenceAfterExpiry},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -419,5 +425,157 @@ func testTooMany(t *testing.T, open opener) {
 	s.Acquire(h, req("6", "l6", 60000, 0))
 	if g := Expect[wire.LockGranted](h); g.RequestID != "6" {
 		t.Fatalf("after a release: %+v", g)
+	}
+}
+
+// testRenewalAtExpiry: a renewal that races the lease's expiry either
+// comes too late (LOCK_LOST expired, then a new grant with a new token) or
+// is granted, and then the renewed lease holds: no LOCK_LOST for the old
+// lease may follow the renewal's grant. The expiry timer once compared
+// only the token, which a renewal keeps, and ended the renewed lease.
+func testRenewalAtExpiry(t *testing.T, open opener) {
+	s := open(locks.Options{})
+	h := NewHolder(t, "")
+	ctx := context.Background()
+	for i := range 40 {
+		name := fmt.Sprintf("race%d", i)
+		s.Acquire(h, req("first", name, 1, 0)) // a 1 ms lease
+		g := Expect[wire.LockGranted](h)
+		s.Acquire(h, req("renew", name, 60000, 0))
+		token := g.FencingToken
+		switch m := h.Next().(type) {
+		case wire.LockGranted: // renewed in time: same token, 60 s lease
+			if m.RequestID != "renew" || m.FencingToken != token {
+				t.Fatalf("%s: renewal %+v, want token %d", name, m, token)
+			}
+		case wire.LockLost: // expired first: the renewal is a new grant
+			if m.Reason != wire.ReasonExpired || m.FencingToken != token {
+				t.Fatalf("%s: lost %+v", name, m)
+			}
+			g2 := Expect[wire.LockGranted](h)
+			if g2.RequestID != "renew" || g2.FencingToken <= token {
+				t.Fatalf("%s: grant after expiry %+v (token before %d)", name, g2, token)
+			}
+			token = g2.FencingToken
+		default:
+			t.Fatalf("%s: got %#v", name, m)
+		}
+		// The lease just granted is the one in force.
+		if cur, _, err := s.Fence(ctx, name, token); err != nil || !cur {
+			t.Fatalf("%s: token %d not current after its grant (err %v); sent %v", name, token, err, h.Queued())
+		}
+		if d := release(s, h, name, token); !d.Success {
+			t.Fatalf("%s: release of the renewed lock: %+v", name, d)
+		}
+		if q := h.Queued(); len(q) != 0 {
+			t.Fatalf("%s: after the release: %v", name, q)
+		}
+	}
+}
+
+func testInspect(t *testing.T, open opener) {
+	s := open(locks.Options{})
+	ctx := context.Background()
+	if in, err := s.Info(ctx, "in:a"); err != nil || in.Held || in.Name != "in:a" || in.Waiters != 0 {
+		t.Fatalf("free lock: %+v, %v", in, err)
+	}
+	a, b, c := NewHolder(t, "alice"), NewHolder(t, "bob"), NewHolder(t, "")
+	s.Acquire(a, req("1", "in:a", 60000, 0))
+	g := Expect[wire.LockGranted](a)
+	s.Acquire(b, req("2", "in:a", 60000, 60000))
+	s.Acquire(c, req("3", "in:a", 60000, 60000))
+	s.Acquire(c, req("4", "in:b", 60000, 0))
+	gb := Expect[wire.LockGranted](c)
+	s.Acquire(c, req("5", "other", 60000, 0))
+	Expect[wire.LockGranted](c)
+
+	in, err := s.Info(ctx, "in:a")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !in.Held || in.FencingToken != g.FencingToken || in.Holder.User != "alice" || in.Holder.Conn != a.ID() || in.Waiters != 2 {
+		t.Fatalf("info %+v, want held by alice (conn %d) with token %d and 2 waiters", in, a.ID(), g.FencingToken)
+	}
+	// The service that granted it knows the time left (at most the lease).
+	if !in.Expiry || in.ExpiresIn <= 0 || in.ExpiresIn > time.Minute {
+		t.Fatalf("expiry %v (known %v)", in.ExpiresIn, in.Expiry)
+	}
+	list, more, err := s.List(ctx, "in:", 10)
+	if err != nil || more || len(list) != 2 || list[0].Name != "in:a" || list[1].Name != "in:b" {
+		t.Fatalf("list in: = %+v, more %v, err %v", list, more, err)
+	}
+	if list[1].FencingToken != gb.FencingToken || list[1].Holder.Conn != c.ID() || list[1].Waiters != 0 {
+		t.Fatalf("list entry %+v", list[1])
+	}
+	if list, more, err := s.List(ctx, "", 2); err != nil || !more || len(list) != 2 || list[0].Name != "in:a" {
+		t.Fatalf("list with limit 2: %+v, more %v, err %v", list, more, err)
+	}
+	if list, more, err := s.List(ctx, "none:", 5); err != nil || more || len(list) != 0 {
+		t.Fatalf("list none: %+v, more %v, err %v", list, more, err)
+	}
+}
+
+func testRevoke(t *testing.T, open opener) {
+	s := open(locks.Options{})
+	ctx := context.Background()
+	a, b := NewHolder(t, "alice"), NewHolder(t, "alice")
+	if _, err := s.Revoke(ctx, "rv"); !errors.Is(err, locks.ErrNotHeld) {
+		t.Fatalf("revoke of a free lock: %v", err)
+	}
+	s.Acquire(a, req("1", "rv", 60000, 0))
+	g := Expect[wire.LockGranted](a)
+	s.Acquire(b, req("2", "rv", 60000, 60000))
+	in, err := s.Revoke(ctx, "rv")
+	if err != nil || in.FencingToken != g.FencingToken || !in.Held {
+		t.Fatalf("revoke: %+v, %v", in, err)
+	}
+	if l := Expect[wire.LockLost](a); l.Reason != wire.ReasonRevoked || l.FencingToken != g.FencingToken || l.Name != "rv" {
+		t.Fatalf("holder notice %+v", l)
+	}
+	// The waiter gets it, as after a release.
+	gb := Expect[wire.LockGranted](b)
+	if gb.RequestID != "2" || gb.FencingToken <= g.FencingToken {
+		t.Fatalf("waiter after revoke: %+v (token before %d)", gb, g.FencingToken)
+	}
+	if cur, now, err := s.Fence(ctx, "rv", g.FencingToken); err != nil || cur || now != gb.FencingToken {
+		t.Fatalf("fence of the revoked token: %v %d %v, want false %d", cur, now, err, gb.FencingToken)
+	}
+	if cur, now, err := s.Fence(ctx, "rv", gb.FencingToken); err != nil || !cur || now != gb.FencingToken {
+		t.Fatalf("fence of the current token: %v %d %v", cur, now, err)
+	}
+	// The revoked holder can no longer release it.
+	if d := release(s, a, "rv", g.FencingToken); d.Success {
+		t.Fatalf("release by the revoked holder %+v", d)
+	}
+	if d := release(s, b, "rv", gb.FencingToken); !d.Success {
+		t.Fatalf("release %+v", d)
+	}
+	if cur, now, err := s.Fence(ctx, "rv", gb.FencingToken); err != nil || cur || now != 0 {
+		t.Fatalf("fence of a free lock: %v %d %v, want false 0", cur, now, err)
+	}
+	if q := a.Queued(); len(q) != 0 {
+		t.Fatalf("revoked holder was sent %v", q)
+	}
+}
+
+// testFenceAfterExpiry: once a lease runs out and another holder takes
+// the lock, the first token is stale and the new one current.
+func testFenceAfterExpiry(t *testing.T, open opener) {
+	s := open(locks.Options{})
+	ctx := context.Background()
+	a, b := NewHolder(t, ""), NewHolder(t, "")
+	s.Acquire(a, req("1", "fx", 50, 0))
+	ga := Expect[wire.LockGranted](a)
+	if cur, _, err := s.Fence(ctx, "fx", ga.FencingToken+1); err != nil || cur {
+		t.Fatalf("a token above the holder's is current: %v %v", cur, err)
+	}
+	Expect[wire.LockLost](a)
+	s.Acquire(b, req("2", "fx", 60000, 0))
+	gb := Expect[wire.LockGranted](b)
+	if cur, now, err := s.Fence(ctx, "fx", ga.FencingToken); err != nil || cur || now != gb.FencingToken {
+		t.Fatalf("expired token: %v %d %v, want false %d", cur, now, err, gb.FencingToken)
+	}
+	if cur, _, err := s.Fence(ctx, "fx", gb.FencingToken); err != nil || !cur {
+		t.Fatalf("new token: %v %v", cur, err)
 	}
 }
