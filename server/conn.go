@@ -62,6 +62,7 @@ type conn struct {
 	stuck        atomic.Bool   // a write did not end within writeTimeout
 
 	mu       sync.Mutex
+	waits    map[string]struct{}        // request ids of LOCK_REQUESTs with wait > 0 not answered yet (metrics)
 	out      [][]byte                   // encoded frames for the writer
 	outBytes int                        // bytes in out
 	slow     bool                       // closed as a slow consumer
@@ -129,6 +130,9 @@ func (c *conn) send(m wire.Message) {
 		b = c.tooLarge(m.Type(), counterName(m), len(b))
 	}
 	c.mu.Lock()
+	if len(c.waits) > 0 {
+		c.answeredLocked(m)
+	}
 	c.out = append(c.out, b)
 	c.outBytes += len(b)
 	if !c.batching && compactAck(m) {
@@ -145,6 +149,47 @@ func (c *conn) send(m wire.Message) {
 		return
 	}
 	c.signalReply()
+}
+
+// waiting counts a LOCK_REQUEST that may wait in a queue until it is
+// answered (topgun_lock_waiting).
+func (c *conn) waiting(id string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if _, dup := c.waits[id]; dup {
+		return
+	}
+	if c.waits == nil {
+		c.waits = map[string]struct{}{}
+	}
+	c.waits[id] = struct{}{}
+	c.s.metrics.lockWaiting.Inc()
+}
+
+// answeredLocked stops counting the request m answers. c.mu held.
+func (c *conn) answeredLocked(m wire.Message) {
+	var id string
+	switch m := m.(type) {
+	case wire.LockGranted:
+		id = m.RequestID
+	case wire.LockReleased:
+		id = m.RequestID
+	default:
+		return
+	}
+	if _, ok := c.waits[id]; ok {
+		delete(c.waits, id)
+		c.s.metrics.lockWaiting.Dec()
+	}
+}
+
+// forgetWaits stops counting the requests of a connection that ended
+// (the lock service dropped them without an answer).
+func (c *conn) forgetWaits() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.s.metrics.lockWaiting.Sub(float64(len(c.waits)))
+	c.waits = nil
 }
 
 // logSent logs, at debug level, what m tells the client about its locks
@@ -746,6 +791,9 @@ func (c *conn) handleFrame(b []byte, top bool) {
 	case wire.CounterUnsubscribe:
 		c.s.counters.unsubscribe(c, m.Name)
 	case wire.LockRequest:
+		if m.Wait > 0 {
+			c.waiting(m.RequestID)
+		}
 		c.s.acquireLock(c, m)
 	case wire.LockRelease:
 		c.s.releaseLock(c, m)

@@ -42,6 +42,7 @@ type metrics struct {
 	lockDenials   *prometheus.CounterVec // reason
 	lockLost      *prometheus.CounterVec // reason
 	leaseExpiries prometheus.Counter
+	lockWaiting   prometheus.Gauge
 
 	storeSeconds *prometheus.HistogramVec // op
 	storeMerges  prometheus.Histogram     // client merges stored by one write
@@ -93,6 +94,8 @@ func newMetrics(reg *prometheus.Registry, s *Server) *metrics {
 			"LOCK_LOST sent to holders, by reason.", "reason"),
 		leaseExpiries: f.counter("topgun_lock_lease_expiries_total",
 			"Leases that ran out while their holder was connected (LOCK_LOST expired)."),
+		lockWaiting: f.gauge("topgun_lock_waiting",
+			"LOCK_REQUESTs with a wait that this node's clients sent and that are not answered yet: the requests queued behind holders."),
 		storeSeconds: f.histogramVec("topgun_store_request_seconds",
 			"Latency of the server's store requests (bbolt, memory, or etcd in cluster mode), by operation.",
 			[]float64{.0001, .00025, .0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10}, "op"),
@@ -131,6 +134,12 @@ func (f factory) counter(name, help string) prometheus.Counter {
 	c := prometheus.NewCounter(prometheus.CounterOpts{Name: name, Help: help})
 	f.reg.MustRegister(c)
 	return c
+}
+
+func (f factory) gauge(name, help string) prometheus.Gauge {
+	g := prometheus.NewGauge(prometheus.GaugeOpts{Name: name, Help: help})
+	f.reg.MustRegister(g)
+	return g
 }
 
 func (f factory) counterVec(name, help string, labels ...string) *prometheus.CounterVec {

@@ -114,17 +114,19 @@ func TestMetrics(t *testing.T) {
 	expect[wire.CounterUpdate](a) // fan-out
 
 	// Locks: a grant, a denial, an expiry, a release.
-	a.send(wire.LockRequest{RequestID: "1", Name: "m:lock", TTL: u64(200)})
+	a.send(wire.LockRequest{RequestID: "1", Name: "m:lock", TTL: u64(1500)})
 	expect[wire.LockGranted](a)
 	b.send(wire.LockRequest{RequestID: "2", Name: "m:lock", TTL: u64(1000)})
 	if d := expect[wire.LockReleased](b); d.Reason != wire.ReasonBusy {
 		t.Fatalf("denial %+v, want busy", d)
 	}
+	b.send(wire.LockRequest{RequestID: "3", Name: "m:lock", TTL: u64(1000), Wait: 10000})
+	gauge("topgun_lock_waiting", 1)
 	if l := expect[wire.LockLost](a); l.Reason != wire.ReasonExpired {
 		t.Fatalf("LOCK_LOST %+v, want expired", l)
 	}
-	b.send(wire.LockRequest{RequestID: "3", Name: "m:lock", TTL: u64(1000)})
 	g := expect[wire.LockGranted](b)
+	gauge("topgun_lock_waiting", 0)
 	b.send(wire.LockRelease{RequestID: "4", Name: "m:lock", FencingToken: g.FencingToken})
 	expect[wire.LockReleased](b)
 

@@ -215,6 +215,7 @@ func (s *Server) serveConn(c *conn) {
 	c.run()
 
 	s.locks.Disconnect(c)
+	c.forgetWaits()
 	s.counters.unsubscribeAll(c)
 	c.closeAfterFlush()
 	select {
