@@ -40,6 +40,9 @@ const (
 	ReasonTooMany     = "too_many"    // the connection holds or waits for too many locks
 	ReasonExpired     = "expired"     // LOCK_LOST: the lease ran out
 	ReasonReleased    = "released"    // LOCK_LOST: released on the holder's behalf
+	// ReasonForbidden: the token's per-name permissions (docs/auth.md) do
+	// not allow locking the name.
+	ReasonForbidden = "forbidden"
 )
 
 // Message is one protocol message. The concrete types below are the only
