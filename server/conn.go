@@ -670,9 +670,9 @@ func (c *conn) authenticate() error {
 		}
 		c.ws.nc.SetReadDeadline(time.Time{})
 		c.user = id.user
+		c.log = c.log.With("user", id.user)
 		c.perms = id.perms
 		c.watchExpiry(id.end)
-		c.log = c.log.With("user", id.user)
 		c.send(wire.AuthAck{UserID: id.user, Views: ackViews(c.negotiate(a.Views, a.NodeID))})
 		return nil
 	}
@@ -815,8 +815,9 @@ func (c *conn) watchExpiry(end time.Time) {
 	if c.expiry != nil {
 		c.expiry.Stop()
 	}
+	log := c.log // c.log is the reader's
 	c.expiry = time.AfterFunc(time.Until(end), func() {
-		c.log.Info("closing connection: token expired")
+		log.Info("closing connection: token expired")
 		c.closePolicy("token expired")
 	})
 }
