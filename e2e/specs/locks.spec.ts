@@ -71,7 +71,7 @@ test('TTL expiry reaches the holder as a lost notice and isLocked turns false', 
   await ctx.close();
 });
 
-test('keepAlive holds a lease past several TTLs; a frozen holder still loses it at its TTL', async ({ browser }) => {
+test('keepAlive holds a lease past several TTLs; a stalled holder still loses it at its TTL', async ({ browser }) => {
   const name = unique('keepalive');
   const ctx = await browser.newContext();
   const a = await newHarnessPage(ctx, 'memory');
@@ -112,12 +112,13 @@ test('keepAlive holds a lease past several TTLs; a frozen holder still loses it 
   }, name);
   expect(still).toEqual({ held: true, token: first.token, lost: [] });
 
-  // a's page freezes (as a background tab can): its renewals stop, and
-  // the server frees the lease one TTL later. b's wait (30 s) is shorter
-  // than the server's idle timeout (60 s), so b gets it from the TTL, not
-  // from a dropped connection.
+  // a's page stalls (its script paused in the debugger, as a frozen tab's
+  // would be): its renewals stop, and the server frees the lease one TTL
+  // later. b's wait (30 s) is shorter than the server's idle timeout
+  // (60 s), so b gets it from the TTL, not from a dropped connection.
   const cdp = await ctx.newCDPSession(a);
-  await cdp.send('Page.setWebLifecycleState', { state: 'frozen' });
+  await cdp.send('Debugger.enable');
+  await cdp.send('Debugger.pause');
   const got = await b.evaluate(
     async ([n, ttl]) => {
       const l = (window as any).c.getLock(n);
@@ -129,8 +130,9 @@ test('keepAlive holds a lease past several TTLs; a frozen holder still loses it 
   expect(got.ok).toBe(true);
   expect(got.token).toBeGreaterThan(first.token);
 
-  // Thawed, a learns that it lost the lease.
-  await cdp.send('Page.setWebLifecycleState', { state: 'active' });
+  // Resumed, a learns that it lost the lease.
+  await cdp.send('Debugger.resume');
+  await cdp.send('Debugger.disable');
   await expect
     .poll(() => a.evaluate((n) => ({ held: (window as any).c.getLock(n).isLocked(), lost: (window as any).lost }), name))
     .toEqual({ held: false, lost: ['expired'] });
