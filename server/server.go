@@ -253,7 +253,8 @@ func (s *Server) reap() {
 			}
 			s.mu.Unlock()
 			for _, c := range idle {
-				c.log.Info("closing idle connection", "idle", s.cfg.IdleTimeout)
+				// s.log, not c.log, which the reader sets during the handshake.
+				s.log.Info("closing idle connection", "conn", c.id, "idle", s.cfg.IdleTimeout)
 				c.closePolicy("idle: nothing received for " + s.cfg.IdleTimeout.String())
 			}
 			clear(idle)
