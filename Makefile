@@ -14,7 +14,7 @@ FUZZTIME    ?= 50000x
 # Fuzz targets as package:Target.
 FUZZ_TARGETS := ./crdt:FuzzMergeCommutative ./crdt:FuzzMergeAssociative \
 	./crdt:FuzzMergeIdempotent ./crdt:FuzzMagnitude ./sync/wire:FuzzDecode \
-	./sync/store/filestore:FuzzDecodeState ./server:FuzzReadMessage \
+	./sync/store/filestore:FuzzDecodeState ./server:FuzzReadMessage ./server:FuzzMatch \
 	./crdt:FuzzBoundedInvariant ./crdt:FuzzBoundedMergeLaws
 
 # bin/ holds wasmbrowsertest as go_js_wasm_exec, which `go test` runs js/wasm

@@ -17,25 +17,36 @@ import (
 type verifier struct {
 	key     any
 	methods []string
+	leeway  time.Duration // for exp and nbf (Config.TokenLeeway)
 }
 
-func newVerifier(secret string) (*verifier, error) {
+func newVerifier(secret string, leeway time.Duration) (*verifier, error) {
 	secret = strings.ReplaceAll(secret, `\n`, "\n")
 	if strings.HasPrefix(strings.TrimSpace(secret), "-----BEGIN") {
 		pub, err := jwt.ParseRSAPublicKeyFromPEM([]byte(secret))
 		if err != nil {
 			return nil, fmt.Errorf("server: JWT secret looks like PEM but is not an RSA public key: %w", err)
 		}
-		return &verifier{key: pub, methods: []string{"RS256"}}, nil
+		return &verifier{key: pub, methods: []string{"RS256"}, leeway: leeway}, nil
 	}
-	return &verifier{key: []byte(secret), methods: []string{"HS256"}}, nil
+	return &verifier{key: []byte(secret), methods: []string{"HS256"}, leeway: leeway}, nil
 }
 
 var errNoSubject = errors.New("token has no sub")
 
-// verify returns the token's subject.
-func (v *verifier) verify(token string) (string, error) {
-	t, err := jwt.Parse(token, func(t *jwt.Token) (any, error) {
+// identity is what an accepted token says about its connection.
+type identity struct {
+	user string
+	// end is when the token stops being accepted (exp plus the leeway):
+	// the server closes the connection then (conn.watchExpiry).
+	end   time.Time
+	perms *perms // nil: every name allowed
+}
+
+// verify checks token and returns what it grants.
+func (v *verifier) verify(token string) (identity, error) {
+	var claims jwt.MapClaims
+	_, err := jwt.ParseWithClaims(token, &claims, func(t *jwt.Token) (any, error) {
 		switch v.key.(type) {
 		case *rsa.PublicKey, []byte:
 			return v.key, nil
@@ -44,14 +55,22 @@ func (v *verifier) verify(token string) (string, error) {
 	},
 		jwt.WithValidMethods(v.methods),
 		jwt.WithExpirationRequired(),
-		jwt.WithLeeway(60*time.Second),
+		jwt.WithLeeway(v.leeway),
 	)
 	if err != nil {
-		return "", err
+		return identity{}, err
 	}
-	sub, err := t.Claims.GetSubject()
+	sub, err := claims.GetSubject()
 	if err != nil || sub == "" {
-		return "", errNoSubject
+		return identity{}, errNoSubject
 	}
-	return sub, nil
+	exp, err := claims.GetExpirationTime()
+	if err != nil || exp == nil {
+		return identity{}, jwt.ErrTokenRequiredClaimMissing
+	}
+	p, err := parsePerms(claims)
+	if err != nil {
+		return identity{}, err
+	}
+	return identity{user: sub, end: exp.Add(v.leeway), perms: p}, nil
 }

@@ -67,6 +67,11 @@ type Config struct {
 
 	// AuthTimeout bounds the time from connect to AUTH in JWT mode (10 s).
 	AuthTimeout time.Duration
+	// TokenLeeway is the clock skew allowed when checking a token's exp and
+	// nbf (60 s). A connection is closed (1008 "token expired") when its
+	// token's exp plus TokenLeeway passes, the moment a new AUTH with it
+	// would be refused.
+	TokenLeeway time.Duration
 	// IdleTimeout closes a connection that sent nothing for this long (60 s).
 	IdleTimeout time.Duration
 
@@ -150,6 +155,9 @@ func (c *Config) setDefaults() error {
 	}
 	if c.AuthTimeout <= 0 {
 		c.AuthTimeout = 10 * time.Second
+	}
+	if c.TokenLeeway <= 0 {
+		c.TokenLeeway = 60 * time.Second
 	}
 	if c.IdleTimeout <= 0 {
 		c.IdleTimeout = 60 * time.Second

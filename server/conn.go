@@ -43,13 +43,17 @@ type conn struct {
 	log     *slog.Logger
 	limiter *rate.Limiter
 	user    string // JWT subject; "" in no-auth mode
+	perms   *perms // what the token allows; nil: everything (reader goroutine only)
+	// expiry closes the connection when its token expires (watchExpiry);
+	// reader goroutine only.
+	expiry *time.Timer
 
-	opened      time.Time                // when the upgrade completed
-	readErr     error                    // why the reader stopped (reader only, then serveConn)
-	lastSeen    atomic.Int64             // unix nanos of the last frame read
-	idleClosing atomic.Bool              // the reaper is closing it
-	pending     atomic.Int64             // replies waiting for durability
-	subs        map[string]*counterEntry // reader goroutine only
+	opened        time.Time                // when the upgrade completed
+	readErr       error                    // why the reader stopped (reader only, then serveConn)
+	lastSeen      atomic.Int64             // unix nanos of the last frame read
+	policyClosing atomic.Bool              // closing for a policy (idle, token expired): closePolicy
+	pending       atomic.Int64             // replies waiting for durability
+	subs          map[string]*counterEntry // reader goroutine only
 
 	// view is the node id of a connection that negotiated compact views
 	// (nil: full states). Set once by the reader before any subscription.
@@ -738,7 +742,7 @@ func (c *conn) authenticate() error {
 			c.sendError(401, "authenticate first: send AUTH with a token (got %s)", m.Type())
 			continue
 		}
-		sub, err := c.s.verifier.verify(a.Token)
+		id, err := c.s.verifier.verify(a.Token)
 		if err != nil {
 			c.send(wire.AuthFail{Error: "Authentication failed: " + authReason(err), Code: 401})
 			c.closeAfterFlush()
@@ -746,12 +750,14 @@ func (c *conn) authenticate() error {
 			return fmt.Errorf("%w: %v", errAuthFailed, err)
 		}
 		c.ws.nc.SetReadDeadline(time.Time{})
-		c.user = sub
-		c.log = c.log.With("user", sub)
+		c.user = id.user
+		c.log = c.log.With("user", id.user)
+		c.perms = id.perms
+		c.watchExpiry(id.end)
 		c.s.metrics.connsAuth.Dec()
 		c.s.metrics.connsOpen.Inc()
 		c.log.Debug("authenticated")
-		c.send(wire.AuthAck{UserID: sub, Views: ackViews(c.negotiate(a.Views, a.NodeID))})
+		c.send(wire.AuthAck{UserID: id.user, Views: ackViews(c.negotiate(a.Views, a.NodeID))})
 		return nil
 	}
 }
@@ -785,17 +791,31 @@ func (c *conn) handleFrame(b []byte, top bool) {
 	case wire.DeviceHello:
 		c.send(wire.DeviceAck{Views: ackViews(c.negotiate(m.Views, m.NodeID))})
 	case wire.CounterRequest:
+		if c.forbidden(actRead, m.Type(), m.Name) {
+			return
+		}
 		c.s.counters.request(c, m.Name)
 	case wire.CounterSync:
+		if c.forbidden(actWrite, m.Type(), m.Name) {
+			return
+		}
 		c.s.counters.sync(c, m)
 	case wire.CounterUnsubscribe:
-		c.s.counters.unsubscribe(c, m.Name)
+		c.s.counters.unsubscribe(c, m.Name) // always allowed: it only narrows
 	case wire.LockRequest:
+		if !c.allowed(actLock, m.Name) {
+			c.send(deny(m, wire.ReasonForbidden))
+			return
+		}
 		if m.Wait > 0 {
 			c.waiting(m.RequestID)
 		}
 		c.s.acquireLock(c, m)
 	case wire.LockRelease:
+		if !c.allowed(actLock, m.Name) {
+			c.send(wire.LockReleased{RequestID: m.RequestID, Name: m.Name, Reason: wire.ReasonForbidden})
+			return
+		}
 		c.s.releaseLock(c, m)
 	case wire.Batch:
 		if !top {
@@ -807,6 +827,10 @@ func (c *conn) handleFrame(b []byte, top bool) {
 			c.sendError(413, "%v", err)
 			return
 		}
+		if len(items) == 0 {
+			c.sendError(400, "BATCH carries no complete item: each item is a 4-byte big-endian length and that many bytes of a frame")
+			return
+		}
 		for _, it := range items {
 			c.handleFrame(it, false)
 		}
@@ -816,22 +840,107 @@ func (c *conn) handleFrame(b []byte, top bool) {
 }
 
 // reauth answers AUTH after the handshake: in no-auth mode with AUTH_ACK,
-// in JWT mode with AUTH_ACK when the token is valid for the same
-// user.
+// in JWT mode with AUTH_ACK when the token is valid for the same user. An
+// accepted token replaces the connection's permissions and expiry;
+// subscriptions the new permissions do not allow end (ERROR 403 each).
 func (c *conn) reauth(a wire.Auth) {
 	if c.s.cfg.NoAuth {
 		c.send(wire.AuthAck{Views: ackViews(c.negotiate(a.Views, a.NodeID))})
 		return
 	}
-	sub, err := c.s.verifier.verify(a.Token)
+	id, err := c.s.verifier.verify(a.Token)
 	switch {
 	case err != nil:
 		c.send(wire.AuthFail{Error: "Authentication failed: " + authReason(err), Code: 401})
-	case sub != c.user:
+	case id.user != c.user:
 		c.sendError(400, "this connection is authenticated as another user; reconnect to switch users")
 	default:
-		c.send(wire.AuthAck{UserID: sub, Views: ackViews(c.negotiate(a.Views, a.NodeID))})
+		c.perms = id.perms
+		c.watchExpiry(id.end)
+		c.send(wire.AuthAck{UserID: id.user, Views: ackViews(c.negotiate(a.Views, a.NodeID))})
+		var dropped []string
+		for name := range c.subs {
+			if !c.perms.allows(actRead, name) {
+				dropped = append(dropped, name)
+			}
+		}
+		slices.Sort(dropped)
+		for _, name := range dropped {
+			c.s.counters.unsubscribe(c, name)
+			c.sendError(403, "COUNTER_REQUEST %q: subscription ended: the new token does not allow reading this counter (claim %s.read)",
+				name, claimName)
+		}
 	}
+}
+
+// allowed reports whether the connection's token allows a on name. An
+// invalid name is left to the service, which answers it as invalid.
+func (c *conn) allowed(a action, name string) bool {
+	return c.perms.allows(a, name) || wire.ValidName(name) != nil
+}
+
+// forbidden answers a counter frame the token does not allow with ERROR
+// 403 and reports whether it did.
+func (c *conn) forbidden(a action, typ, name string) bool {
+	if c.allowed(a, name) {
+		return false
+	}
+	c.log.Debug("forbidden", "type", typ, "name", name, "action", a.String())
+	c.sendError(403, "%s %q: forbidden: the token does not allow %s on this counter (claim %s.%s)",
+		typ, name, actionVerb(a), claimName, a.String())
+	return true
+}
+
+func actionVerb(a action) string {
+	if a == actWrite {
+		return "writes"
+	}
+	return "reads"
+}
+
+// watchExpiry (re)arms the close of the connection at end, when its token
+// stops being accepted. Reader goroutine only.
+func (c *conn) watchExpiry(end time.Time) {
+	if c.expiry != nil {
+		c.expiry.Stop()
+	}
+	log := c.log // c.log is the reader's
+	c.expiry = time.AfterFunc(time.Until(end), func() {
+		log.Info("closing connection: token expired")
+		c.closePolicy("token expired")
+	})
+}
+
+// stopExpiry disarms watchExpiry once the connection has ended.
+func (c *conn) stopExpiry() {
+	if c.expiry != nil {
+		c.expiry.Stop()
+	}
+}
+
+// closePolicy ends the connection for a policy (idle, token expired): its
+// locks are freed at once, so the limit holds for them whatever the peer
+// does, and then the close handshake starts (1008 with reason); the
+// reader waits for the peer's answer, bounded by closeWait. A close
+// handshake, not a cancelled read, which drops the TCP connection and
+// shows as 1006 to the client. Only the first call does anything.
+func (c *conn) closePolicy(reason string) {
+	if !c.policyClosing.CompareAndSwap(false, true) {
+		return
+	}
+	s := c.s
+	s.mu.Lock()
+	if s.closed { // Shutdown closes every connection anyway
+		s.mu.Unlock()
+		return
+	}
+	s.wg.Add(1) // the lock service must not close under Disconnect
+	s.mu.Unlock()
+	go func() {
+		defer s.wg.Done()
+		s.locks.Disconnect(c)
+		_ = c.ws.Close(ws.StatusPolicyViolation, reason)
+	}()
 }
 
 // decodeFailed answers a frame that could not be decoded: always ERROR
@@ -840,13 +949,23 @@ func (c *conn) reauth(a wire.Auth) {
 func (c *conn) decodeFailed(err error) {
 	c.sendError(400, "%v", err)
 	de, ok := wire.AsDecodeError(err)
+	if errors.Is(err, wire.ErrUnknownType) {
+		typ := ""
+		if ok {
+			typ = de.Type
+		}
+		c.log.Debug("unknown message type", "type", typ)
+	}
 	if !ok || de.RequestID == "" {
 		return
 	}
 	switch de.Type {
 	case wire.TypeLockRequest:
+		// A name that is malformed or missing (de.Name holds the name
+		// whenever one could be read) is the name's fault, whatever else
+		// the frame gets wrong.
 		reason := wire.ReasonInvalidTTL
-		if de.Field == "payload.name" {
+		if de.Field == "payload.name" || de.Name == "" {
 			reason = wire.ReasonInvalidName
 		}
 		c.send(wire.LockReleased{RequestID: de.RequestID, Name: de.Name, Reason: reason})

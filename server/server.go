@@ -56,7 +56,7 @@ func New(cfg Config) (*Server, error) {
 	s.metrics = newMetrics(cfg.Metrics, s)
 	s.cfg.Store = timeStore(cfg.Store, s.metrics)
 	if !cfg.NoAuth {
-		v, err := newVerifier(cfg.JWTSecret)
+		v, err := newVerifier(cfg.JWTSecret, cfg.TokenLeeway)
 		if err != nil {
 			return nil, err
 		}
@@ -213,6 +213,7 @@ func (s *Server) serveWS(w http.ResponseWriter, r *http.Request) {
 func (s *Server) serveConn(c *conn) {
 	defer s.wg.Done()
 	c.run()
+	c.stopExpiry()
 
 	s.locks.Disconnect(c)
 	c.forgetWaits()
@@ -258,14 +259,16 @@ func (s *Server) isClosed() bool {
 	return s.closed
 }
 
-// reap closes connections that sent nothing for IdleTimeout.
+// reap closes connections that sent nothing for IdleTimeout. It looks
+// every IdleTimeout/10 (at most every second), and closePolicy frees a
+// connection's locks before its close handshake, so an idle holder loses
+// its locks at most a tenth of the timeout (or a second) late, even when
+// the peer never answers the close.
 func (s *Server) reap() {
-	period := s.cfg.IdleTimeout / 6
-	if period > 10*time.Second {
-		period = 10 * time.Second
-	}
+	period := min(s.cfg.IdleTimeout/10, time.Second)
 	t := time.NewTicker(period)
 	defer t.Stop()
+	var idle []*conn
 	for {
 		select {
 		case <-s.stop:
@@ -274,17 +277,18 @@ func (s *Server) reap() {
 			limit := now.Add(-s.cfg.IdleTimeout).UnixNano()
 			s.mu.Lock()
 			for c := range s.conns {
-				if c.lastSeen.Load() < limit && c.idleClosing.CompareAndSwap(false, true) {
-					c.log.Info("closing idle connection", "idle", s.cfg.IdleTimeout)
-					// A close handshake, not a cancelled read (which drops
-					// the TCP connection and shows as 1006 to the client).
-					// The reader waits for the peer's answer, bounded.
-					go func() {
-						_ = c.ws.Close(ws.StatusPolicyViolation, "idle: nothing received for "+s.cfg.IdleTimeout.String())
-					}()
+				if c.lastSeen.Load() < limit && !c.policyClosing.Load() {
+					idle = append(idle, c)
 				}
 			}
 			s.mu.Unlock()
+			for _, c := range idle {
+				// s.log, not c.log, which the reader sets during the handshake.
+				s.log.Info("closing idle connection", "conn", c.id, "idle", s.cfg.IdleTimeout)
+				c.closePolicy("idle: nothing received for " + s.cfg.IdleTimeout.String())
+			}
+			clear(idle)
+			idle = idle[:0]
 		}
 	}
 }
@@ -306,6 +310,8 @@ func authReason(err error) string {
 		return "token not valid yet"
 	case errors.Is(err, errNoSubject):
 		return "token has no sub"
+	case errors.Is(err, errClaim):
+		return err.Error() // names the claim's fault, never its patterns' owner
 	}
 	return "invalid token"
 }

@@ -169,6 +169,8 @@ func errObject(err error) js.Value {
 		code = "UNAVAILABLE"
 	case errors.Is(err, client.ErrTooManyLocks):
 		code = "TOO_MANY_LOCKS"
+	case errors.Is(err, client.ErrForbidden): // a lock; a counter's 403 is SERVER_ERROR above
+		code = "FORBIDDEN"
 	case errors.Is(err, client.ErrOffline):
 		code = "OFFLINE"
 	case errors.Is(err, client.ErrDisconnected):
@@ -539,15 +541,19 @@ func lock(args []js.Value) any {
 	return len(locks) - 1
 }
 
-// lockAcquire(h, ttlMs, waitMs) → Promise<boolean>.
+// lockAcquire(h, ttlMs, waitMs, keepAlive) → Promise<boolean>.
 func lockAcquire(args []js.Value) any {
 	l := getLock(args[0])
 	ttl := time.Duration(args[1].Float() * float64(time.Millisecond))
 	wait := time.Duration(args[2].Float() * float64(time.Millisecond))
+	keepAlive := len(args) > 3 && args[3].Truthy()
 	return promise(func() (any, error) {
 		var opts []client.LockOption
 		if wait > 0 {
 			opts = append(opts, client.WithWait(wait))
+		}
+		if keepAlive {
+			opts = append(opts, client.KeepAlive())
 		}
 		// Bounded so a client that never connects does not hang forever.
 		ctx, cancel := context.WithTimeout(context.Background(), ttl+wait+30*time.Second)

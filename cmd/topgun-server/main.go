@@ -17,6 +17,7 @@
 //
 //	--auth-timeout      time from connect to AUTH in JWT mode [TOPGUN_AUTH_TIMEOUT]  (10s)
 //	--idle-timeout      close a connection silent this long [TOPGUN_IDLE_TIMEOUT]  (60s)
+//	--token-leeway      clock skew allowed for a token's exp and nbf [TOPGUN_TOKEN_LEEWAY]  (60s)
 //	--max-outbox        bytes queued for one connection [TOPGUN_MAX_OUTBOX]  (8388608)
 //	--max-sync-nodes    node ids in one COUNTER_SYNC [TOPGUN_MAX_SYNC_NODES]  (1000)
 //	--max-subscriptions counters per connection [TOPGUN_MAX_SUBSCRIPTIONS]  (10000)
@@ -158,6 +159,7 @@ func run(args []string) error {
 	reqTimeout := dur("TOPGUN_ETCD_REQUEST_TIMEOUT", "2s")
 	authTimeout := dur("TOPGUN_AUTH_TIMEOUT", "10s")
 	idleTimeout := dur("TOPGUN_IDLE_TIMEOUT", "60s")
+	tokenLeeway := dur("TOPGUN_TOKEN_LEEWAY", "60s")
 	if durErr != nil {
 		return durErr
 	}
@@ -190,6 +192,7 @@ func run(args []string) error {
 
 		fAuthTimeout  = fs.Duration("auth-timeout", authTimeout, "time from connect to AUTH in JWT mode (env TOPGUN_AUTH_TIMEOUT)")
 		fIdleTimeout  = fs.Duration("idle-timeout", idleTimeout, "close a connection that sent nothing for this long (env TOPGUN_IDLE_TIMEOUT)")
+		fTokenLeeway  = fs.Duration("token-leeway", tokenLeeway, "clock skew allowed for a token's exp and nbf; a connection closes at exp plus this (env TOPGUN_TOKEN_LEEWAY)")
 		fMaxOutbox    = fs.Int("max-outbox", maxOutbox, "bytes that may wait to be written to one connection; the server stops reading it there and closes it (1008 slow consumer) past twice that (env TOPGUN_MAX_OUTBOX)")
 		fMaxSyncNodes = fs.Int("max-sync-nodes", maxSyncNodes, "most node ids in one COUNTER_SYNC; more gets ERROR 413 (env TOPGUN_MAX_SYNC_NODES)")
 		fMaxSubs      = fs.Int("max-subscriptions", maxSubs, "most counters one connection may subscribe to; more gets ERROR 413 (env TOPGUN_MAX_SUBSCRIPTIONS)")
@@ -288,6 +291,7 @@ func run(args []string) error {
 
 		AuthTimeout:      *fAuthTimeout,
 		IdleTimeout:      *fIdleTimeout,
+		TokenLeeway:      *fTokenLeeway,
 		MaxOutbox:        *fMaxOutbox,
 		MaxSyncNodes:     *fMaxSyncNodes,
 		MaxSubscriptions: *fMaxSubs,

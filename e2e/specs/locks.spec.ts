@@ -70,3 +70,71 @@ test('TTL expiry reaches the holder as a lost notice and isLocked turns false', 
   expect(res).toEqual({ ok: true, heldBefore: true, reason: 'expired', heldAfter: false, token: null });
   await ctx.close();
 });
+
+test('keepAlive holds a lease past several TTLs; a stalled holder still loses it at its TTL', async ({ browser }) => {
+  const name = unique('keepalive');
+  const ctx = await browser.newContext();
+  const a = await newHarnessPage(ctx, 'memory');
+  const b = await newHarnessPage(ctx, 'memory');
+  await Promise.all([a, b].map(waitReady));
+  const ttl = 600;
+
+  // a holds with keepAlive for five TTLs; b is refused all along.
+  const first = await a.evaluate(
+    async ([n, ttl]) => {
+      const l = (window as any).c.getLock(n);
+      (window as any).lost = [];
+      l.onLost((r: string) => (window as any).lost.push(r));
+      const ok = await l.lock(ttl, { keepAlive: true });
+      return { ok, token: l.fencingToken as number };
+    },
+    [name, ttl] as const,
+  );
+  expect(first.ok).toBe(true);
+  const refused = await b.evaluate(
+    async ([n, ttl]) => {
+      const l = (window as any).c.getLock(n);
+      const results: boolean[] = [];
+      const end = Date.now() + 5 * ttl;
+      while (Date.now() < end) {
+        results.push(await l.lock(ttl));
+        await new Promise((r) => setTimeout(r, ttl / 4));
+      }
+      return results;
+    },
+    [name, ttl] as const,
+  );
+  expect(refused.length).toBeGreaterThan(0);
+  expect(refused.every((ok) => ok === false)).toBe(true);
+  const still = await a.evaluate((n) => {
+    const l = (window as any).c.getLock(n);
+    return { held: l.isLocked(), token: l.fencingToken, lost: (window as any).lost };
+  }, name);
+  expect(still).toEqual({ held: true, token: first.token, lost: [] });
+
+  // a's page stalls (its script paused in the debugger, as a frozen tab's
+  // would be): its renewals stop, and the server frees the lease one TTL
+  // later. b's wait (30 s) is shorter than the server's idle timeout
+  // (60 s), so b gets it from the TTL, not from a dropped connection.
+  const cdp = await ctx.newCDPSession(a);
+  await cdp.send('Debugger.enable');
+  await cdp.send('Debugger.pause');
+  const got = await b.evaluate(
+    async ([n, ttl]) => {
+      const l = (window as any).c.getLock(n);
+      const ok = await l.lock(ttl * 100, { waitMs: 30000 });
+      return { ok, token: l.fencingToken as number };
+    },
+    [name, ttl] as const,
+  );
+  expect(got.ok).toBe(true);
+  expect(got.token).toBeGreaterThan(first.token);
+
+  // Resumed, a learns that it lost the lease.
+  await cdp.send('Debugger.resume');
+  await cdp.send('Debugger.disable');
+  await expect
+    .poll(() => a.evaluate((n) => ({ held: (window as any).c.getLock(n).isLocked(), lost: (window as any).lost }), name))
+    .toEqual({ held: false, lost: ['expired'] });
+  await ctx.close();
+});

@@ -35,6 +35,7 @@ export type TopGunErrorCode =
   | 'RATE_LIMITED'
   | 'UNAVAILABLE'
   | 'TOO_MANY_LOCKS' // the connection holds or waits for the server's --max-locks
+  | 'FORBIDDEN' // the token's topgun claim does not allow locking the name (docs/auth.md)
   | 'ERROR'; // anything else
 
 /** Error with a machine-readable code (wasm/main.go errObject). */
@@ -42,7 +43,7 @@ export class TopGunError extends Error {
   readonly code: TopGunErrorCode;
   /** AUTH_FAILED, SERVER_ERROR: the server's words. */
   readonly reason?: string;
-  /** SERVER_ERROR: the ERROR frame's code (400, 403, 429, 500...). */
+  /** SERVER_ERROR: the ERROR frame's code (400, 403 (also: a counter the token's topgun claim does not allow), 429, 500...). */
   readonly status?: number;
   /** UNDELIVERED: the counters whose writes the server has not confirmed. */
   readonly counters?: string[];
@@ -231,15 +232,27 @@ export class PNCounter {
   dispose(): void;
 }
 
+/** Options of Lock.lock() (sync/client WithWait, KeepAlive). */
+export interface LockOptions {
+  /** How long the request may queue behind the holder, in ms (default 0: denied at once). */
+  waitMs?: number;
+  /** Renew the lease every ttlMs/3 until unlock() (default false). */
+  keepAlive?: boolean;
+}
+
 /** A named lease with a fencing token (sync/client Lock). */
 export class Lock {
   readonly name: string;
   /**
    * Resolves true when granted (again by the holder: lease renewed, token
    * kept), false when another client holds the lock (at once, or after
-   * waitMs). Rejects with TopGunError for other denials.
+   * waitMs). Rejects with TopGunError for other denials (FORBIDDEN: the
+   * token does not allow the name). keepAlive renews the lease every
+   * ttlMs/3 until unlock(); a page that stops (a frozen tab, a lost
+   * connection) still loses it one TTL after the last renewal, and onLost
+   * says so.
    */
-  lock(ttlMs?: number, options?: { waitMs?: number }): Promise<boolean>;
+  lock(ttlMs?: number, options?: LockOptions): Promise<boolean>;
   /** Releases the lock; a no-op when not held. */
   unlock(): Promise<void>;
   /** Whether this client holds the lock. */
@@ -248,8 +261,9 @@ export class Lock {
   readonly fencingToken: number | null;
   /**
    * Calls cb when a held lock is lost: 'expired' (TTL), 'disconnected', 'released' (by the same user
-   * through another connection), 'revoked' (an operator force-released it) or 'unavailable' (cluster
-   * mode: the node lost its etcd lease).
+   * through another connection), 'revoked' (an operator force-released it), 'unavailable' (cluster mode:
+   * the node lost its etcd lease) or 'forbidden' (a keepAlive renewal the token no longer allows; the lease
+   * was given back).
    */
-  onLost(cb: (reason: 'expired' | 'disconnected' | 'released' | 'revoked' | 'unavailable' | string) => void): () => void;
+  onLost(cb: (reason: 'expired' | 'disconnected' | 'released' | 'revoked' | 'unavailable' | 'forbidden' | string) => void): () => void;
 }

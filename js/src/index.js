@@ -737,7 +737,10 @@ export class Lock {
   /**
    * Requests the lock for ttlMs. Resolves true when granted (again by the
    * holder: the lease is renewed and the token kept), false when another
-   * client holds it (at once, or after waitMs). Rejects for other reasons.
+   * client holds it (at once, or after waitMs). Rejects for other reasons
+   * (TopGunError: FORBIDDEN when the token does not allow the name).
+   * keepAlive: renew the lease every ttlMs/3 until unlock(); onLost
+   * reports a lease that ends anyway.
    */
   async lock(ttlMs = 10000, options = {}) {
     if (!Number.isSafeInteger(ttlMs) || ttlMs <= 0) {
@@ -747,8 +750,12 @@ export class Lock {
     if (!Number.isSafeInteger(waitMs) || waitMs < 0) {
       throw new RangeError(`lock ${this.#name}: waitMs must be a non-negative integer, got ${waitMs}`);
     }
+    const keepAlive = options.keepAlive ?? false;
+    if (typeof keepAlive !== 'boolean') {
+      throw new TypeError(`lock ${this.#name}: keepAlive must be a boolean, got ${typeof keepAlive}`);
+    }
     const api = this.#api();
-    return api.lockAcquire(this.#h, ttlMs, waitMs).catch(rethrow);
+    return api.lockAcquire(this.#h, ttlMs, waitMs, keepAlive).catch(rethrow);
   }
 
   /** Releases the lock; a no-op when not held. */
@@ -767,7 +774,7 @@ export class Lock {
     return this.isLocked() ? this.#x.tg_lock_token(this.#h) : null;
   }
 
-  /** Calls cb(reason) when a held lock is lost ('expired', 'disconnected', 'released', 'revoked', 'unavailable'). */
+  /** Calls cb(reason) when a held lock is lost ('expired', 'disconnected', 'released', 'revoked', 'unavailable', 'forbidden'). */
   onLost(cb) {
     if (typeof cb !== 'function') throw new TypeError('onLost needs a function');
     const api = this.#api();

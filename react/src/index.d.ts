@@ -90,7 +90,7 @@ export interface LockResult {
    * false when another client holds it; rejects (and state becomes
    * 'error') for other denials. Stable while options.ttlMs is.
    */
-  lock: (ttlMs?: number, options?: { waitMs?: number }) => Promise<boolean>;
+  lock: (ttlMs?: number, options?: { waitMs?: number; keepAlive?: boolean }) => Promise<boolean>;
   /** Releases the lock (a no-op when not held). Stable. */
   unlock: () => Promise<void>;
 }

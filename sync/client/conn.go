@@ -213,7 +213,7 @@ func (cn *connection) dispatch(m wire.Message, depth int) {
 	case wire.CounterUpdate:
 		c.onCounterState(m.Name, m)
 	case wire.LockGranted:
-		cn.onLockReply(m.RequestID, lockReply{granted: true, token: m.FencingToken})
+		cn.onLockReply(m.RequestID, lockReply{granted: true, token: m.FencingToken, ttl: m.TTL})
 	case wire.LockReleased:
 		cn.onLockReply(m.RequestID, lockReply{success: m.Success, reason: m.Reason})
 	case wire.LockLost:

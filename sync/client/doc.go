@@ -130,7 +130,11 @@
 // the server's LOCK_LOST: LostExpired, LostReleased (released by the same
 // user through another connection) or LostUnavailable (cluster mode: the
 // node lost its etcd lease). Unlock sends LOCK_RELEASE with the fencing token
-// and clears the handle whatever the answer.
+// and clears the handle whatever the answer. With KeepAlive, the client
+// renews the lease every third of its TTL until Unlock; a lease that ends
+// anyway is reported through OnLost (LostForbidden when the token's
+// permissions no longer allow it). A name the token's topgun claim does
+// not allow is denied with a *LockError matching ErrForbidden.
 //
 // # Errors and callbacks
 //

@@ -58,6 +58,11 @@ var (
 	// ErrTooManyLocks: the connection already holds or waits for as many
 	// locks as the server allows (its --max-locks).
 	ErrTooManyLocks = errors.New("client: too many locks on this connection")
+	// ErrForbidden: the token's per-name permissions (its topgun claim,
+	// docs/auth.md) do not allow the request: a lock denied "forbidden"
+	// (a *LockError), or a counter frame answered with ERROR 403 (a
+	// *ServerError, reported through OnError).
+	ErrForbidden = errors.New("client: forbidden by the token's permissions")
 )
 
 // LockError is a lock request or release the server denied, with the
@@ -91,6 +96,8 @@ func (e *LockError) Is(target error) bool {
 		return target == ErrUnavailable
 	case wire.ReasonTooMany:
 		return target == ErrTooManyLocks
+	case wire.ReasonForbidden:
+		return target == ErrForbidden
 	}
 	return false
 }
@@ -117,8 +124,11 @@ func (e *ServerError) Error() string {
 	return fmt.Sprintf("client: server error %d: %s", e.Code, e.Message)
 }
 
-// Is matches ErrServer.
-func (e *ServerError) Is(target error) bool { return target == ErrServer }
+// Is matches ErrServer, and ErrForbidden for code 403 (a counter the
+// token does not allow, or a node id of another user).
+func (e *ServerError) Is(target error) bool {
+	return target == ErrServer || (target == ErrForbidden && e.Code == 403)
+}
 
 // UndeliveredError is what Close returns when its grace period ended with
 // local writes the server had not confirmed. It matches ErrUndelivered.

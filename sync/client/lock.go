@@ -20,9 +20,19 @@ type Lock struct {
 	held  bool
 	token uint64
 	cn    *connection // connection holding the lease
+	keep  *keeper     // renews the lease (KeepAlive); nil when none
 	subs  []*lostSub
 	seq   uint64
 }
+
+// keeper is the goroutine that renews a lease acquired with KeepAlive.
+type keeper struct {
+	stop chan struct{} // closed by halt
+	done chan struct{} // closed when the goroutine has returned
+	once sync.Once
+}
+
+func (k *keeper) halt() { k.once.Do(func() { close(k.stop) }) }
 
 type lostSub struct {
 	id uint64
@@ -46,12 +56,19 @@ const (
 	// lease, and with it the locks granted through it (LOCK_LOST
 	// "unavailable").
 	LostUnavailable = wire.ReasonUnavailable
+	// LostForbidden: a KeepAlive renewal was denied because the token's
+	// permissions no longer allow the lock (docs/auth.md); the client gave
+	// the lease back.
+	LostForbidden = wire.ReasonForbidden
 )
 
 // LockOption modifies one Acquire.
 type LockOption func(*lockOptions)
 
-type lockOptions struct{ wait time.Duration }
+type lockOptions struct {
+	wait      time.Duration
+	keepAlive bool
+}
 
 // WithWait lets the server queue the request behind the current holder for
 // up to d; requests are granted in arrival order.
@@ -59,11 +76,26 @@ func WithWait(d time.Duration) LockOption {
 	return func(o *lockOptions) { o.wait = d }
 }
 
+// KeepAlive renews the lease every third of its TTL (the holder's
+// LOCK_REQUEST, which keeps the fencing token) until Unlock, so work may
+// outlast the TTL while the process runs. The TTL still bounds a holder
+// that stalls or loses its connection: the server frees the lock one TTL
+// after the last renewal it received. When the lease ends anyway, OnLost
+// says why: LostExpired (a renewal came too late, or renewals were
+// refused for rate limiting or unavailability until the lease ran out),
+// LostForbidden (the token no longer allows the lock), LostDisconnected.
+// Each Acquire's options apply: an Acquire by the holder without
+// KeepAlive stops the renewals.
+func KeepAlive() LockOption {
+	return func(o *lockOptions) { o.keepAlive = true }
+}
+
 // lockReply is the server's answer to a LOCK_REQUEST or LOCK_RELEASE, or
 // the connection's failure.
 type lockReply struct {
 	granted bool   // LOCK_GRANTED
 	token   uint64 // its fencing token
+	ttl     uint64 // its lease in ms (0 from servers without the extension)
 	success bool   // LOCK_RELEASED.success
 	reason  string // LOCK_RELEASED.reason
 	err     error  // the connection dropped
@@ -109,20 +141,31 @@ func (l *Lock) Acquire(ctx context.Context, ttl time.Duration, opts ...LockOptio
 	if !cn.addPending(req.RequestID, p) {
 		return false, ErrDisconnected
 	}
+	done := func(r lockReply) (bool, error) {
+		ok, err := l.acquired(r)
+		if ok {
+			lease := time.Duration(r.ttl) * time.Millisecond
+			if lease <= 0 {
+				lease = ttl // a server without the granted ttl
+			}
+			l.setKeeper(cn, r.token, lease, o.keepAlive)
+		}
+		return ok, err
+	}
 	if err := cn.send(ctx, req); err != nil {
 		if cn.removePending(req.RequestID) {
 			return false, err
 		}
-		return l.acquired(<-p.ch)
+		return done(<-p.ch)
 	}
 	select {
 	case r := <-p.ch:
-		return l.acquired(r)
+		return done(r)
 	case <-ctx.Done():
 		if cn.abandon(req.RequestID) {
 			return false, ctx.Err()
 		}
-		return l.acquired(<-p.ch)
+		return done(<-p.ch)
 	case <-l.c.done:
 		cn.abandon(req.RequestID)
 		return false, ErrClosed
@@ -152,9 +195,19 @@ func (l *Lock) Unlock(ctx context.Context) error {
 		l.mu.Unlock()
 		return nil
 	}
-	token, cn := l.token, l.cn
-	l.held, l.token, l.cn = false, 0, nil
+	token, cn, k := l.token, l.cn, l.keep
+	l.held, l.token, l.cn, l.keep = false, 0, nil, nil
 	l.mu.Unlock()
+	if k != nil {
+		// A renewal in flight is answered before the release is sent, so
+		// the keeper never renews after it.
+		k.halt()
+		select {
+		case <-k.done:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
 
 	id := newID()
 	p := &pendingReq{ch: make(chan lockReply, 1)}
@@ -227,11 +280,112 @@ func (l *Lock) lose(cn *connection, token uint64, reason string) {
 		return
 	}
 	l.held, l.token, l.cn = false, 0, nil
+	if l.keep != nil {
+		l.keep.halt()
+		l.keep = nil
+	}
 	subs := l.subs
 	l.mu.Unlock()
 	for _, s := range subs {
 		s.fn(reason)
 	}
+}
+
+// setKeeper starts renewing the lease held on cn with token (every third
+// of lease) when on, after stopping the renewals of an earlier Acquire.
+func (l *Lock) setKeeper(cn *connection, token uint64, lease time.Duration, on bool) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.keep != nil {
+		l.keep.halt()
+		l.keep = nil
+	}
+	if !on || !l.held || l.cn != cn || l.token != token {
+		return
+	}
+	if lease <= 0 {
+		lease = 30 * time.Second // the server's default when ttl was 0
+	}
+	k := &keeper{stop: make(chan struct{}), done: make(chan struct{})}
+	l.keep = k
+	go l.keepAlive(k, cn, token, lease)
+}
+
+// keeps reports whether k still renews the lease held on cn with token.
+func (l *Lock) keeps(k *keeper, cn *connection, token uint64) bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.keep == k && l.held && l.cn == cn && l.token == token
+}
+
+// keepAlive renews the lease until k is halted or the lease ends. A
+// renewal is the holder's LOCK_REQUEST with the same ttl; the server
+// answers it with the same token while the lease lasts. A grant with
+// another token means the lease ended before the renewal arrived (the
+// LOCK_LOST came first): that new grant is given back.
+func (l *Lock) keepAlive(k *keeper, cn *connection, token uint64, lease time.Duration) {
+	defer close(k.done)
+	period := max(lease/3, time.Millisecond)
+	ms := ceilMillis(lease)
+	t := time.NewTimer(period)
+	defer t.Stop()
+	for {
+		select {
+		case <-k.stop:
+			return
+		case <-cn.ctx.Done():
+			return // the connection's end reports LostDisconnected
+		case <-t.C:
+		}
+		if !l.keeps(k, cn, token) {
+			return
+		}
+		id := newID()
+		p := &pendingReq{ch: make(chan lockReply, 1)} // no lock: the reply does not change the handle
+		if !cn.addPending(id, p) {
+			return
+		}
+		if err := cn.send(cn.ctx, wire.LockRequest{RequestID: id, Name: l.name, TTL: &ms}); err != nil {
+			cn.removePending(id)
+			return
+		}
+		r := <-p.ch // always comes: the reply, or failPending when cn ends
+		switch {
+		case r.err != nil:
+			return
+		case r.granted && r.token == token:
+			t.Reset(period)
+			continue
+		case r.granted:
+			if !l.holding(cn, r.token) {
+				_ = cn.send(cn.ctx, wire.LockRelease{RequestID: newID(), Name: l.name, FencingToken: r.token})
+			}
+			l.lose(cn, token, LostExpired)
+			return
+		case r.reason == wire.ReasonRateLimited || r.reason == wire.ReasonUnavailable:
+			// Passing: the next renewal may get through before the lease
+			// ends; if none does, the server's LOCK_LOST reports it.
+			l.c.log.Warn("client: lease renewal refused; retrying", "lock", l.name, "reason", r.reason)
+			t.Reset(period)
+			continue
+		}
+		// Refused for good. The lease may still run on the server: give it
+		// back, so nobody waits for a holder that stopped renewing.
+		_ = cn.send(cn.ctx, wire.LockRelease{RequestID: newID(), Name: l.name, FencingToken: token})
+		reason := r.reason
+		if reason != wire.ReasonForbidden {
+			reason = LostExpired // busy, timeout, not_holder: the lease had ended
+		}
+		l.lose(cn, token, reason)
+		return
+	}
+}
+
+// holding reports whether the handle holds the lease with token on cn.
+func (l *Lock) holding(cn *connection, token uint64) bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.held && l.cn == cn && l.token == token
 }
 
 func (l *Lock) connLost(cn *connection) { l.lose(cn, 0, LostDisconnected) }

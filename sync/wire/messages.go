@@ -41,6 +41,9 @@ const (
 	ReasonExpired     = "expired"     // LOCK_LOST: the lease ran out
 	ReasonReleased    = "released"    // LOCK_LOST: released on the holder's behalf
 	ReasonRevoked     = "revoked"     // LOCK_LOST: an operator freed it (admin API)
+	// ReasonForbidden: the token's per-name permissions (docs/auth.md) do
+	// not allow locking the name.
+	ReasonForbidden = "forbidden"
 )
 
 // Message is one protocol message. The concrete types below are the only
