@@ -294,10 +294,17 @@ func (w *worker) locks(c *client.Client, rng *rand.Rand) {
 			w.call(msg{K: "write", Lock: name, Token: tok})
 		}
 		if !lk.IsLocked() {
-			time.Sleep(10 * time.Millisecond) // OnLost runs right after the handle clears
-			mu.Lock()
-			t := told[name]
-			mu.Unlock()
+			// OnLost runs right after the handle clears: a bounded wait
+			// for it (a liveness bound, not a timing assertion).
+			t := false
+			for i := 0; i < 200 && !t; i++ {
+				mu.Lock()
+				t = told[name]
+				mu.Unlock()
+				if !t {
+					time.Sleep(10 * time.Millisecond)
+				}
+			}
 			if !t {
 				w.violation("lock %s token %d: the lease ended and the holder was not told", name, tok)
 			}
