@@ -22,7 +22,7 @@ FUZZ_TARGETS := ./crdt:FuzzMergeCommutative ./crdt:FuzzMergeAssociative \
 export PATH := $(CURDIR)/bin:$(PATH)
 
 .PHONY: run build wasm react demo deps test test-go test-cluster test-browser test-js test-react e2e e2e-pack \
-	fuzz fuzz-short bench lint vet fmt-check staticcheck clean
+	fuzz fuzz-short bench lint vet fmt-check staticcheck clean chaos chaos-short chaos-bins
 
 # make run listens on ADDR, or 127.0.0.1:PORT (PORT=9090 make run).
 PORT        ?= 8080
@@ -64,7 +64,7 @@ demo: react
 	cd demo && npm run build
 
 ## test: everything CI runs
-test: deps lint test-go test-cluster test-browser test-js test-react e2e fuzz-short examples
+test: deps lint test-go test-cluster chaos-short test-browser test-js test-react e2e fuzz-short examples
 
 # The cluster tests run on their own (make test-cluster): etcd's elections
 # are timing-sensitive and must not share 2 cores with the rest.
@@ -75,6 +75,27 @@ test-go:
 test-cluster:
 	bash scripts/etcd-setup.sh
 	$(GO) test -race -count=1 ./server/clustertest/
+
+# The chaos harness (docs/chaos.md). SEED=n reproduces a run's schedule
+# (0: from the clock); each run stops itself, and timeout bounds it again.
+SEED        ?= 0
+CHAOS       = timeout 900 bin/topgun-chaos -server-bin bin/topgun-server -seed $(SEED)
+
+chaos-bins:
+	$(GO) build -o bin/topgun-chaos ./cmd/topgun-chaos
+	$(GO) build -trimpath -o bin/topgun-server ./cmd/topgun-server
+
+## chaos-short: the chaos harness for about 60 s, single node then cluster (part of make test)
+chaos-short: chaos-bins
+	bash scripts/etcd-setup.sh
+	$(CHAOS) -mode single -duration 20s -clients 4
+	$(CHAOS) -mode cluster -duration 20s -clients 4
+
+## chaos: the chaos harness for a few minutes, single node then cluster
+chaos: chaos-bins
+	bash scripts/etcd-setup.sh
+	$(CHAOS) -mode single -duration 100s -clients 6 -malformed 3
+	$(CHAOS) -mode cluster -duration 100s -clients 6 -malformed 3
 
 ## test-browser: Go packages that only run in a browser, in Chromium
 test-browser:

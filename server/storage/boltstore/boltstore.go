@@ -83,6 +83,10 @@ type Store struct {
 
 var _ storage.Store = (*Store)(nil)
 
+// brokenReserve, set only by the chaosbroken build, replaces the durable
+// fencing reservation (see broken_chaos.go).
+var brokenReserve func(n uint64) uint64
+
 // Open opens or creates the store in the file at path, creating missing
 // directories.
 func Open(path string, opts Options) (*Store, error) {
@@ -308,6 +312,9 @@ func (s *Store) ClaimNodes(ctx context.Context, nodes []string, user string) ([]
 func (s *Store) ReserveFencing(ctx context.Context, n uint64) (uint64, error) {
 	if _, err := storage.ValidateReserve(0, n); err != nil {
 		return 0, err
+	}
+	if brokenReserve != nil { // only in the chaosbroken build (broken_chaos.go)
+		return brokenReserve(n), nil
 	}
 	var first uint64
 	var invalid error // a full range, reported without failing the batch
