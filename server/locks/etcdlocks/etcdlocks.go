@@ -520,24 +520,60 @@ func (l *Service) Release(h locks.Holder, r wire.LockRelease) {
 	l.mu.Unlock()
 	switch {
 	case q != nil:
-		// The reply waits for the delete, so a request sent after it does
-		// not find the lock busy. If etcd does not confirm it, the lock is
-		// no longer held here either way and cleanup deletes the key.
-		if err := l.deleteOnce(q.key); err != nil {
-			l.log.Warn("etcd lock release", "conn", h.ID(), "name", r.Name, "err", err)
-			out.Reason = wire.ReasonUnavailable
-		} else {
-			out.Success = true
-		}
-		h.Send(out)
 		if q.h != h { // released by the same user through another holder here
 			q.h.Send(wire.LockLost{Name: q.r.Name, FencingToken: q.token, Reason: wire.ReasonReleased})
 		}
+		// The reply waits for the delete, so a request sent after it does
+		// not find the lock busy. The lock is no longer held here either
+		// way: the delete is retried through an etcd leader election (a
+		// lease TTL outlasts one), and only a delete still unconfirmed
+		// then is answered unavailable (cleanup goes on deleting the key).
+		// The wait runs apart from the holder's connection, which goes on
+		// reading meanwhile.
+		l.mu.Lock()
+		if l.closed {
+			l.mu.Unlock()
+			out.Reason = wire.ReasonUnavailable
+			h.Send(out)
+			return
+		}
+		l.goLocked(func() {
+			if err := l.deleteWithin(q.key, time.Duration(l.ttl)*time.Second); err != nil {
+				l.log.Warn("etcd lock release", "conn", h.ID(), "name", r.Name, "err", err)
+				out.Reason = wire.ReasonUnavailable
+			} else {
+				out.Success = true
+			}
+			h.Send(out)
+		})
+		l.mu.Unlock()
 	case sameUser: // perhaps held by the same user through another node
 		h.Send(l.releaseRemote(r, user))
 	default:
 		out.Reason = wire.ReasonNotHolder
 		h.Send(out)
+	}
+}
+
+// deleteWithin deletes key, trying again until etcd confirms it or bound
+// passes; it then leaves it to cleanup.
+func (l *Service) deleteWithin(key string, bound time.Duration) error {
+	deadline := time.Now().Add(bound)
+	for {
+		ctx, cancel := context.WithTimeout(l.ctx, min(l.timeout, max(time.Until(deadline), time.Millisecond)))
+		_, err := l.cli.Delete(ctx, key)
+		cancel()
+		if err == nil {
+			return nil
+		}
+		if l.ctx.Err() != nil || time.Now().Add(50*time.Millisecond).After(deadline) {
+			l.mu.Lock()
+			l.cleanupLocked(key)
+			l.mu.Unlock()
+			return err
+		}
+		l.log.Debug("etcd lock release, retrying", "key", key, "err", err)
+		sleepCtx(l.ctx, 50*time.Millisecond)
 	}
 }
 

@@ -11,7 +11,11 @@ import (
 	"testing"
 	"time"
 
+	clientv3 "go.etcd.io/etcd/client/v3"
+	"go.uber.org/zap"
+
 	"github.com/topgun-go/topgun/internal/etcdtest"
+	"github.com/topgun-go/topgun/internal/faultproxy"
 	"github.com/topgun-go/topgun/server/locks"
 	"github.com/topgun-go/topgun/server/locks/locktest"
 	"github.com/topgun-go/topgun/sync/wire"
@@ -184,3 +188,45 @@ func TestStaleExpiryAfterRenewal(t *testing.T) {
 }
 
 func u64(v uint64) *uint64 { return &v }
+
+// TestReleaseThroughOutage: a release whose delete etcd does not answer
+// at first (an election, a partition shorter than a lease TTL) is retried
+// and answered with success once etcd confirms it, not "unavailable" for
+// a lock that is gone.
+func TestReleaseThroughOutage(t *testing.T) {
+	t.Parallel()
+	px, err := faultproxy.New(strings.TrimPrefix(shared.Endpoints()[0], "http://"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { px.Close() })
+	cli, err := clientv3.New(clientv3.Config{Endpoints: []string{px.Addr()}, DialTimeout: 5 * time.Second, Logger: zap.NewNop()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cli.Close() })
+	const timeout = 200 * time.Millisecond
+	s, err := New(cli, Config{Prefix: fmt.Sprintf("/test%d", prefixes.Add(1)), LeaseTTL: MinLeaseTTL, RequestTimeout: timeout},
+		locks.Options{Logger: quiet()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(s.Close)
+	a, b := locktest.NewHolder(t, ""), locktest.NewHolder(t, "")
+	s.Acquire(a, wire.LockRequest{RequestID: "1", Name: "out"})
+	g := locktest.Expect[wire.LockGranted](a)
+
+	// etcd stops answering for three request timeouts, well within the
+	// lease: the first tries of the delete time out.
+	px.Partition()
+	s.Release(a, wire.LockRelease{RequestID: "2", Name: "out", FencingToken: g.FencingToken})
+	time.Sleep(3 * timeout)
+	px.Heal()
+	if d := locktest.Expect[wire.LockReleased](a); !d.Success {
+		t.Fatalf("release through the outage: %+v, want success", d)
+	}
+	s.Acquire(b, wire.LockRequest{RequestID: "3", Name: "out"})
+	if gb := locktest.Expect[wire.LockGranted](b); gb.FencingToken <= g.FencingToken {
+		t.Fatalf("token %d after %d", gb.FencingToken, g.FencingToken)
+	}
+}
