@@ -157,6 +157,7 @@ func run(args []string) error {
 	maxTTL := dur("TOPGUN_LOCK_TTL_MAX", "1h")
 	leaseTTL := dur("TOPGUN_ETCD_LEASE_TTL", "10s")
 	reqTimeout := dur("TOPGUN_ETCD_REQUEST_TIMEOUT", "2s")
+	turnTimeout := dur("TOPGUN_ETCD_TURN_TIMEOUT", "2s")
 	authTimeout := dur("TOPGUN_AUTH_TIMEOUT", "10s")
 	idleTimeout := dur("TOPGUN_IDLE_TIMEOUT", "60s")
 	tokenLeeway := dur("TOPGUN_TOKEN_LEEWAY", "60s")
@@ -178,6 +179,7 @@ func run(args []string) error {
 		etcdPrefix  = fs.String("etcd-prefix", env("TOPGUN_ETCD_PREFIX", "/topgun"), "key prefix in etcd (env TOPGUN_ETCD_PREFIX)")
 		etcdLease   = fs.Duration("etcd-lease-ttl", leaseTTL, "lease of the locks granted through this node: they are freed this long after it dies (env TOPGUN_ETCD_LEASE_TTL)")
 		etcdTimeout = fs.Duration("etcd-request-timeout", reqTimeout, "bound of one etcd request made for a lock or a counter: a write that times out is refused (ERROR 500) and the client resends it (env TOPGUN_ETCD_REQUEST_TIMEOUT)")
+		etcdTurn    = fs.Duration("etcd-turn-timeout", turnTimeout, "how long a queued lock request of another node may stay at the head of its queue before this node deletes it: its node is gone (env TOPGUN_ETCD_TURN_TIMEOUT)")
 		addr        = fs.String("addr", defAddr, "listen address (env TOPGUN_ADDR, or PORT for the port only)")
 		data        = fs.String("data", env("TOPGUN_DATA_DIR", "./data"), `data directory, or "memory" (env TOPGUN_DATA_DIR)`)
 		secret      = fs.String("jwt-secret", env("JWT_SECRET", ""), "HS256 secret or RSA public key PEM for RS256 (env JWT_SECRET)")
@@ -269,6 +271,7 @@ func run(args []string) error {
 			Prefix:         *etcdPrefix,
 			LeaseTTL:       *etcdLease,
 			RequestTimeout: *etcdTimeout,
+			TurnTimeout:    *etcdTurn,
 		})
 	} else if *data == "memory" {
 		store = storage.NewMemory()

@@ -26,11 +26,22 @@ import (
 // its holder's user.
 const revokeMark = "\x00revoked\x00"
 
+// waitMark starts the value of a key queued behind others. When the key
+// reaches the head of its queue, its node rewrites the value without the
+// mark before it grants the lock (promote); a head that keeps the mark for
+// staleHead belongs to a node that is gone, and any node deletes it.
+const waitMark = "\x00wait\x00"
+
 // revokedValue reports whether a key's value carries the revoke mark.
 func revokedValue(v []byte) bool { return bytes.HasPrefix(v, []byte(revokeMark)) }
 
+// waitingValue reports whether a key's value carries the wait mark.
+func waitingValue(v []byte) bool { return bytes.HasPrefix(v, []byte(waitMark)) }
+
 // keyUser is the user a key was written for.
-func keyUser(v []byte) string { return strings.TrimPrefix(string(v), revokeMark) }
+func keyUser(v []byte) string {
+	return strings.TrimPrefix(strings.TrimPrefix(string(v), revokeMark), waitMark)
+}
 
 // listPage is how many keys one read of List takes.
 const listPage = 512

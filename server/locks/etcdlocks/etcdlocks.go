@@ -54,6 +54,8 @@ type Service struct {
 	prefix  string // "<Prefix>/l/"
 	ttl     int64  // lease TTL, seconds
 	timeout time.Duration
+	// staleAfter is Config.TurnTimeout.
+	staleAfter time.Duration
 
 	ctx    context.Context // ends at close
 	cancel context.CancelFunc
@@ -68,6 +70,7 @@ type Service struct {
 	byHolder map[locks.Holder]map[*etcdReq]struct{}
 	waiters  map[string]map[*etcdReq]struct{} // by name: local requests not yet granted
 	checking map[string]bool                  // by name: a head check runs; true = run again
+	stale    map[string]staleHead             // by name: another node's queued key at the head, not promoted yet
 }
 
 var _ locks.Service = (*Service)(nil)
@@ -91,6 +94,16 @@ type etcdReq struct {
 	timer *time.Timer
 	gen   int       // bumped by each grant and renewal, so a stale expiry timer does nothing
 	until time.Time // end of the lease, while held
+
+	promoting bool // its key is at the head and being promoted (waiting only)
+}
+
+// staleHead is another node's queued key seen at the head of a queue with
+// its wait mark: since is when this node first saw it there.
+type staleHead struct {
+	key   string
+	value string
+	since time.Time
 }
 
 // Defaults of Config.
@@ -98,6 +111,7 @@ const (
 	DefaultPrefix         = "/topgun"
 	DefaultLeaseTTL       = 10 * time.Second
 	DefaultRequestTimeout = 2 * time.Second
+	DefaultTurnTimeout    = 2 * time.Second
 	// MinLeaseTTL is the shortest lease accepted: it must outlast an etcd
 	// leader election (1–2 s with etcd's defaults) by a margin.
 	MinLeaseTTL = 3 * time.Second
@@ -121,6 +135,14 @@ type Config struct {
 	// (DefaultRequestTimeout). After an etcd leader loss, lock handoff
 	// resumes at most this long after the new leader is elected.
 	RequestTimeout time.Duration
+	// TurnTimeout is how long a queued request of another node may stay
+	// at the head of a queue without its node taking its turn
+	// (DefaultTurnTimeout); a node with requests waiting behind it then
+	// deletes it: its node is gone (a live node takes its turn within
+	// milliseconds). It bounds how long live waiters wait behind each
+	// queued request of a dead node, which otherwise stays until the dead
+	// node's lease runs out.
+	TurnTimeout time.Duration
 }
 
 // Backend is the locks.Backend of New on cli with cfg.
@@ -150,21 +172,27 @@ func New(cli *clientv3.Client, cfg Config, opts locks.Options) (*Service, error)
 	if cfg.RequestTimeout <= 0 {
 		cfg.RequestTimeout = DefaultRequestTimeout
 	}
+	if cfg.TurnTimeout <= 0 {
+		cfg.TurnTimeout = DefaultTurnTimeout
+	}
 	ctx, cancel := context.WithCancel(context.Background())
 	l := &Service{
-		opts:     opts,
-		log:      opts.Logger,
-		cli:      cli,
-		prefix:   strings.TrimSuffix(cfg.Prefix, "/") + "/l/",
-		ttl:      int64((cfg.LeaseTTL + time.Second - 1) / time.Second),
-		timeout:  cfg.RequestTimeout,
-		ctx:      ctx,
-		cancel:   cancel,
-		leaseUp:  make(chan struct{}),
-		reqs:     make(map[string]*etcdReq),
-		byHolder: make(map[locks.Holder]map[*etcdReq]struct{}),
-		waiters:  make(map[string]map[*etcdReq]struct{}),
-		checking: make(map[string]bool),
+		opts:    opts,
+		log:     opts.Logger,
+		cli:     cli,
+		prefix:  strings.TrimSuffix(cfg.Prefix, "/") + "/l/",
+		ttl:     int64((cfg.LeaseTTL + time.Second - 1) / time.Second),
+		timeout: cfg.RequestTimeout,
+
+		staleAfter: cfg.TurnTimeout,
+		ctx:        ctx,
+		cancel:     cancel,
+		leaseUp:    make(chan struct{}),
+		reqs:       make(map[string]*etcdReq),
+		byHolder:   make(map[locks.Holder]map[*etcdReq]struct{}),
+		waiters:    make(map[string]map[*etcdReq]struct{}),
+		checking:   make(map[string]bool),
+		stale:      make(map[string]staleHead),
 	}
 	l.wg.Add(2)
 	go l.leaseLoop()
@@ -338,7 +366,8 @@ func (l *Service) put(q *etcdReq, lease clientv3.LeaseID) {
 	put := clientv3.OpPut(q.key, q.h.User(), clientv3.WithLease(lease))
 	var queued []clientv3.Op
 	if q.r.Wait > 0 {
-		queued = []clientv3.Op{put, clientv3.OpGet(pfx, clientv3.WithPrefix(), clientv3.WithKeysOnly(),
+		wait := clientv3.OpPut(q.key, waitMark+q.h.User(), clientv3.WithLease(lease))
+		queued = []clientv3.Op{wait, clientv3.OpGet(pfx, clientv3.WithPrefix(), clientv3.WithKeysOnly(),
 			clientv3.WithSort(clientv3.SortByCreateRevision, clientv3.SortAscend), clientv3.WithLimit(1))}
 	}
 	ctx, cancel := context.WithTimeout(l.ctx, l.timeout)
@@ -365,10 +394,6 @@ func (l *Service) put(q *etcdReq, lease clientv3.LeaseID) {
 		l.endLocked(q, wire.ReasonBusy, false)
 	default:
 		kvs := resp.Responses[1].GetResponseRange().Kvs
-		if len(kvs) > 0 && string(kvs[0].Key) == q.key {
-			l.grantLocked(q, uint64(kvs[0].CreateRevision))
-			return
-		}
 		if q.state == reqPending {
 			q.state = reqWaiting
 			q.timer = time.AfterFunc(time.Duration(q.r.Wait)*time.Millisecond, func() {
@@ -379,9 +404,84 @@ func (l *Service) put(q *etcdReq, lease clientv3.LeaseID) {
 				}
 			})
 		}
+		if len(kvs) > 0 && string(kvs[0].Key) == q.key {
+			l.promoteLocked(q, uint64(kvs[0].CreateRevision))
+			return
+		}
 		// A delete may have come between the transaction and now.
 		l.checkHeadLocked(q.r.Name)
 	}
+}
+
+// promoteLocked grants q, a waiting request whose key is at the head of
+// its queue with token, once its key's wait mark is gone: other nodes
+// delete a marked head after staleHead (its node is gone), so a key they
+// deleted cannot be granted, and one this node promoted is not deleted.
+// l.mu held.
+func (l *Service) promoteLocked(q *etcdReq, token uint64) {
+	if q.state != reqWaiting || q.promoting {
+		return
+	}
+	q.promoting = true
+	l.goLocked(func() {
+		ctx, cancel := context.WithTimeout(l.ctx, l.timeout)
+		resp, err := l.cli.Txn(ctx).
+			If(clientv3.Compare(clientv3.CreateRevision(q.key), "=", int64(token))).
+			Then(clientv3.OpPut(q.key, q.h.User(), clientv3.WithIgnoreLease())).Commit()
+		cancel()
+		l.mu.Lock()
+		defer l.mu.Unlock()
+		q.promoting = false
+		switch {
+		case q.state != reqWaiting: // ended meanwhile: its key is deleted by whoever ended it
+		case err != nil:
+			// Unknown: the head check runs again (the key keeps its mark
+			// or lost it; both are safe to promote again).
+			if l.ctx.Err() == nil {
+				l.log.Debug("etcd lock promote, retrying", "name", q.r.Name, "err", err)
+				l.checking[q.r.Name] = true
+				l.recheckLocked(q.r.Name, 100*time.Millisecond)
+			}
+		case !resp.Succeeded:
+			// Deleted as the head of a node thought gone (it took longer
+			// than staleHead): this request lost its place.
+			l.endLocked(q, wire.ReasonUnavailable, false)
+		default:
+			l.grantLocked(q, token)
+		}
+	})
+}
+
+// recheckLocked checks name's head again after d, if local requests still
+// wait for it. l.mu held.
+func (l *Service) recheckLocked(name string, d time.Duration) {
+	l.goLocked(func() {
+		sleepCtx(l.ctx, d)
+		l.mu.Lock()
+		defer l.mu.Unlock()
+		if len(l.waiters[name]) > 0 && l.ctx.Err() == nil {
+			l.checkHeadLocked(name)
+		}
+	})
+}
+
+// deleteStaleLocked deletes h, the marked head of name's queue, unless its
+// node promoted it meanwhile. l.mu held.
+func (l *Service) deleteStaleLocked(name string, h staleHead) {
+	l.log.Info("etcd lock: deleting a queued request of a node that did not take its turn", "name", name, "waited", time.Since(h.since).Round(time.Millisecond))
+	l.goLocked(func() {
+		ctx, cancel := context.WithTimeout(l.ctx, l.timeout)
+		_, err := l.cli.Txn(ctx).
+			If(clientv3.Compare(clientv3.Value(h.key), "=", h.value)).
+			Then(clientv3.OpDelete(h.key)).Commit()
+		cancel()
+		if err != nil && l.ctx.Err() == nil {
+			l.log.Debug("etcd lock: stale head delete", "name", name, "err", err)
+			l.mu.Lock()
+			l.recheckLocked(name, 100*time.Millisecond)
+			l.mu.Unlock()
+		}
+	})
 }
 
 // grantLocked makes q a holder with token. l.mu held.
@@ -707,7 +807,7 @@ func (l *Service) checkHeadLocked(name string) {
 		pfx := l.namePrefix(name)
 		for {
 			ctx, cancel := context.WithTimeout(l.ctx, l.timeout)
-			resp, err := l.cli.Get(ctx, pfx, clientv3.WithPrefix(), clientv3.WithKeysOnly(),
+			resp, err := l.cli.Get(ctx, pfx, clientv3.WithPrefix(),
 				clientv3.WithSort(clientv3.SortByCreateRevision, clientv3.SortAscend), clientv3.WithLimit(1))
 			cancel()
 			l.mu.Lock()
@@ -715,10 +815,10 @@ func (l *Service) checkHeadLocked(name string) {
 			case l.ctx.Err() != nil:
 			case err != nil:
 				l.checking[name] = true // try again
-			case len(resp.Kvs) > 0:
-				if q := l.reqs[string(resp.Kvs[0].Key)]; q != nil {
-					l.grantLocked(q, uint64(resp.Kvs[0].CreateRevision))
-				}
+			case len(resp.Kvs) == 0:
+				delete(l.stale, name)
+			default:
+				l.headLocked(name, resp.Kvs[0].Key, resp.Kvs[0].Value, uint64(resp.Kvs[0].CreateRevision))
 			}
 			again := l.checking[name] && len(l.waiters[name]) > 0 && l.ctx.Err() == nil
 			if !again {
@@ -733,6 +833,39 @@ func (l *Service) checkHeadLocked(name string) {
 			}
 		}
 	})
+}
+
+// headLocked acts on the head of name's queue, read by checkHeadLocked:
+// a local request is promoted and granted; another node's key still
+// marked as waiting is deleted once it has stayed so for staleHead (its
+// node did not take its turn: it is gone), and checked again until then.
+// l.mu held.
+func (l *Service) headLocked(name string, key, value []byte, token uint64) {
+	if q := l.reqs[string(key)]; q != nil {
+		delete(l.stale, name)
+		switch {
+		case q.state == reqWaiting && waitingValue(value):
+			l.promoteLocked(q, token)
+		case q.state == reqWaiting:
+			l.grantLocked(q, token) // promoted by an earlier try
+		}
+		return
+	}
+	if !waitingValue(value) || len(l.waiters[name]) == 0 {
+		delete(l.stale, name) // held, or nobody here waits for it
+		return
+	}
+	h, seen := l.stale[name]
+	if !seen || h.key != string(key) || h.value != string(value) {
+		h = staleHead{key: string(key), value: string(value), since: time.Now()}
+		l.stale[name] = h
+	}
+	if wait := l.staleAfter - time.Since(h.since); wait > 0 {
+		l.recheckLocked(name, wait)
+		return
+	}
+	delete(l.stale, name)
+	l.deleteStaleLocked(name, h)
 }
 
 // Close implements locks.Service: it revokes the node's lease, which frees

@@ -230,3 +230,68 @@ func TestReleaseThroughOutage(t *testing.T) {
 		t.Fatalf("token %d after %d", gb.FencingToken, g.FencingToken)
 	}
 }
+
+// TestDeadNodeQueueSkipped: a node that dies with a request queued does
+// not hold back the live waiters behind it until its lease runs out: when
+// its request reaches the head and its node does not take its turn within
+// TurnTimeout, a node with waiters deletes it and the next one gets the
+// lock.
+func TestDeadNodeQueueSkipped(t *testing.T) {
+	t.Parallel()
+	cli := shared.Client(t)
+	prefix := fmt.Sprintf("/test%d", prefixes.Add(1))
+	open := func(lease time.Duration) *Service {
+		s, err := New(cli, Config{Prefix: prefix, LeaseTTL: lease, TurnTimeout: 300 * time.Millisecond}, locks.Options{Logger: quiet()})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(s.Close)
+		return s
+	}
+	// The dead node's lease outlasts the test's bound on a grant (20 s):
+	// without the turn timeout the live waiter would wait for it.
+	n1, dead, n3 := open(MinLeaseTTL), open(40*time.Second), open(MinLeaseTTL)
+	a, w2, w3 := locktest.NewHolder(t, ""), locktest.NewHolder(t, ""), locktest.NewHolder(t, "")
+	n1.Acquire(a, wire.LockRequest{RequestID: "a", Name: "q"})
+	g := locktest.Expect[wire.LockGranted](a)
+	dead.Acquire(w2, wire.LockRequest{RequestID: "w2", Name: "q", Wait: 60000})
+	n3.Acquire(w3, wire.LockRequest{RequestID: "w3", Name: "q", Wait: 60000})
+	// Both are queued (their keys written) once a later request is busy.
+	for _, n := range []*Service{dead, n3} {
+		for {
+			n.mu.Lock()
+			queued := len(n.waiters["q"]) > 0 && func() bool {
+				for q := range n.waiters["q"] {
+					if q.state != reqWaiting {
+						return false
+					}
+				}
+				return true
+			}()
+			n.mu.Unlock()
+			if queued {
+				break
+			}
+			time.Sleep(5 * time.Millisecond)
+		}
+	}
+
+	// The node dies: its goroutines stop, its lease and keys stay.
+	dead.mu.Lock()
+	dead.closed = true
+	dead.mu.Unlock()
+	dead.cancel()
+	dead.wg.Wait()
+
+	n1.Release(a, wire.LockRelease{RequestID: "r", Name: "q", FencingToken: g.FencingToken})
+	if d := locktest.Expect[wire.LockReleased](a); !d.Success {
+		t.Fatalf("release %+v", d)
+	}
+	g3 := locktest.Expect[wire.LockGranted](w3)
+	if g3.FencingToken <= g.FencingToken {
+		t.Fatalf("token %d after %d", g3.FencingToken, g.FencingToken)
+	}
+	if q := w2.Queued(); len(q) != 0 {
+		t.Fatalf("the dead node's holder got %v", q)
+	}
+}
