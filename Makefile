@@ -22,7 +22,7 @@ FUZZ_TARGETS := ./crdt:FuzzMergeCommutative ./crdt:FuzzMergeAssociative \
 export PATH := $(CURDIR)/bin:$(PATH)
 
 .PHONY: run build wasm react demo deps test test-go test-cluster test-browser test-js test-react e2e e2e-pack \
-	fuzz fuzz-short bench lint vet fmt-check staticcheck clean chaos chaos-short chaos-bins
+	fuzz fuzz-short bench lint vet fmt-check staticcheck clean chaos chaos-short chaos-bins chaos-results
 
 # make run listens on ADDR, or 127.0.0.1:PORT (PORT=9090 make run).
 PORT        ?= 8080
@@ -79,6 +79,7 @@ test-cluster:
 # The chaos harness (docs/chaos.md). SEED=n reproduces a run's schedule
 # (0: from the clock); each run stops itself, and timeout bounds it again.
 SEED        ?= 0
+CHAOS_TIME  ?= 100s
 CHAOS       = timeout 900 bin/topgun-chaos -server-bin bin/topgun-server -seed $(SEED)
 
 chaos-bins:
@@ -91,11 +92,17 @@ chaos-short: chaos-bins
 	$(CHAOS) -mode single -duration 20s -clients 4
 	$(CHAOS) -mode cluster -duration 20s -clients 4
 
-## chaos: the chaos harness for a few minutes, single node then cluster
+## chaos: the chaos harness for a few minutes, single node then cluster (CHAOS_TIME per mode)
 chaos: chaos-bins
 	bash scripts/etcd-setup.sh
-	$(CHAOS) -mode single -duration 100s -clients 6 -malformed 3
-	$(CHAOS) -mode cluster -duration 100s -clients 6 -malformed 3
+	$(CHAOS) -mode single -duration $(CHAOS_TIME) -clients 6 -malformed 3
+	$(CHAOS) -mode cluster -duration $(CHAOS_TIME) -clients 6 -malformed 3
+
+## chaos-results: the chaos harness for 5.5 min per mode; its figures go to bench/RESULTS.md
+chaos-results:
+	bash -o pipefail -c '$(MAKE) --no-print-directory chaos CHAOS_TIME=330s 2>&1 | tee bench/.chaos.log'
+	$(GO) run ./bench/chaosreport -cmd "make chaos-results" < bench/.chaos.log
+	rm -f bench/.chaos.log
 
 ## test-browser: Go packages that only run in a browser, in Chromium
 test-browser:
