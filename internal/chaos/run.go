@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"math/rand/v2"
+	"net/http"
 	"os"
 	"path/filepath"
 	"sort"
@@ -67,10 +68,13 @@ const (
 	FaultKillLeader    = "kill-etcd-leader"
 	FaultKillFollower  = "kill-etcd-follower"
 	FaultPartitionEtcd = "partition-node-etcd"
+	// FaultRevoke force-releases a lock through the admin API (an
+	// operator's `topgun-server locks release`): its holder must be told.
+	FaultRevoke = "revoke-lock"
 )
 
-var singleFaults = []string{FaultKill, FaultPauseServer, FaultPauseClient, FaultLatency, FaultDrop, FaultHalfOpen, FaultPartition}
-var clusterFaults = []string{FaultKillNode, FaultKillLeader, FaultKillFollower, FaultPartitionEtcd, FaultPauseServer, FaultPauseClient, FaultLatency, FaultDrop, FaultHalfOpen, FaultPartition}
+var singleFaults = []string{FaultKill, FaultPauseServer, FaultPauseClient, FaultLatency, FaultDrop, FaultHalfOpen, FaultPartition, FaultRevoke}
+var clusterFaults = []string{FaultKillNode, FaultKillLeader, FaultKillFollower, FaultPartitionEtcd, FaultPauseServer, FaultPauseClient, FaultLatency, FaultDrop, FaultHalfOpen, FaultPartition, FaultRevoke}
 
 // Names the workers use.
 const (
@@ -323,6 +327,21 @@ func (r *run) inject(kind string, hold time.Duration, node int, subset []int, la
 		r.etcd.Kill(m)
 		time.Sleep(hold)
 		return r.etcd.Restart(ctx, m)
+	case FaultRevoke:
+		// Through node (loopback, --no-auth: the admin API needs no
+		// token); a lock nobody holds answers 404, which is fine.
+		name := lockNames[subset[0]%len(lockNames)]
+		hc := http.Client{Timeout: 5 * time.Second}
+		resp, err := hc.Post("http://"+r.servers[node].Addr()+"/v1/locks/"+name+"/release", "application/json", nil)
+		if err != nil {
+			return nil // the node may be down or paused: nothing revoked
+		}
+		resp.Body.Close()
+		r.logf("revoke %s through node %d: %s", name, node, resp.Status)
+		if resp.StatusCode != http.StatusOK && resp.StatusCode != http.StatusNotFound && resp.StatusCode != http.StatusServiceUnavailable {
+			return fmt.Errorf("revoke %s: %s", name, resp.Status)
+		}
+		time.Sleep(hold)
 	case FaultPartitionEtcd:
 		for _, p := range r.etcdProxies[node] {
 			p.Partition()
