@@ -12,7 +12,6 @@ import (
 	"time"
 
 	"github.com/topgun-go/topgun/crdt"
-	"github.com/topgun-go/topgun/server/storage/etcdstore"
 	"github.com/topgun-go/topgun/sync/wire"
 )
 
@@ -281,21 +280,7 @@ func TestAdminCounter(t *testing.T) {
 // write: it reads the store first (refresh).
 func TestAdminCounterAcrossNodes(t *testing.T) {
 	t.Parallel()
-	cli := sharedEtcdClient(t)
-	prefix := fmt.Sprintf("/admin/%d", prefixSeq.Add(1))
-	st1, err := etcdstore.New(cli, prefix)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { st1.Close() })
-	st2, err := etcdstore.New(cli, prefix)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { st2.Close() })
-	lag := &laggingStore{Store: st2}
-	url1, _ := start(t, withEtcd(t, Config{Store: st1}))
-	url2, _ := start(t, withEtcd(t, Config{Store: lag}))
+	url1, url2, lag := laggingNodes(t, "admin")
 
 	held := dial(t, url2)
 	held.send(wire.CounterSync{Name: "c", State: crdt.State{P: map[string]int64{"n2": 1}}})

@@ -49,23 +49,7 @@ var _ storage.CounterWatcher = (*laggingStore)(nil)
 // next writes (after it evicted the counter) must not get them too low.
 func TestSubscriptionReadsThroughALaggingWatch(t *testing.T) {
 	t.Parallel()
-	cfg1 := withEtcd(t, Config{})
-	cli := sharedEtcdClient(t)
-	prefix := fmt.Sprintf("/refresh/%d", prefixSeq.Add(1))
-	st1, err := etcdstore.New(cli, prefix)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { st1.Close() })
-	st2, err := etcdstore.New(cli, prefix)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { st2.Close() })
-	lag := &laggingStore{Store: st2}
-	cfg1.Store = st1
-	url1, _ := start(t, cfg1)
-	url2, _ := start(t, withEtcd(t, Config{Store: lag}))
+	url1, url2, lag := laggingNodes(t, "refresh")
 
 	// Node 2 holds the counter in memory for a subscriber of its own.
 	held := dial(t, url2)
@@ -141,6 +125,28 @@ func TestSubscriptionWhenTheStoreReadFails(t *testing.T) {
 
 // sharedEtcdClient is a client of the package's shared etcd member
 // (started by withEtcd, which the caller has called or calls).
+// laggingNodes starts two server nodes on one etcd prefix (under tag):
+// node 1 on an etcd store, node 2 on one whose watch can be paused.
+func laggingNodes(t *testing.T, tag string) (url1, url2 string, lag *laggingStore) {
+	t.Helper()
+	cli := sharedEtcdClient(t)
+	prefix := fmt.Sprintf("/%s/%d", tag, prefixSeq.Add(1))
+	st1, err := etcdstore.New(cli, prefix)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { st1.Close() })
+	st2, err := etcdstore.New(cli, prefix)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { st2.Close() })
+	lag = &laggingStore{Store: st2}
+	url1, _ = start(t, withEtcd(t, Config{Store: st1}))
+	url2, _ = start(t, withEtcd(t, Config{Store: lag}))
+	return url1, url2, lag
+}
+
 func sharedEtcdClient(t *testing.T) *clientv3.Client {
 	t.Helper()
 	withEtcd(t, Config{})

@@ -193,16 +193,7 @@ func Run(cfg Config) (res Result, err error) {
 		}
 	}
 	// Convergence: every client shows the servers' value.
-	deadline := time.Now().Add(30 * time.Second)
-	for time.Now().Before(deadline) {
-		r.h.mu.Lock()
-		n := len(r.h.conv)
-		r.h.mu.Unlock()
-		if n >= 2*len(r.workers) {
-			break
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	r.waitReports(func() int { return len(r.h.conv) }, 30*time.Second)
 	r.h.mu.Lock()
 	for _, c := range r.h.conv {
 		if !c.OK {
@@ -445,15 +436,8 @@ func (r *run) finish() {
 		w.signal(syscall.SIGCONT)
 		w.send(msg{K: "stop"})
 	}
-	deadline := time.Now().Add(60 * time.Second)
-	for time.Now().Before(deadline) {
-		r.h.mu.Lock()
-		n := len(r.h.finals)
-		r.h.mu.Unlock()
-		if n >= 2*len(r.workers) {
-			return
-		}
-		time.Sleep(20 * time.Millisecond)
+	if r.waitReports(func() int { return len(r.h.finals) }, 60*time.Second) {
+		return
 	}
 	r.h.violation("%d clients did not report after stop within 60s", len(r.workers))
 }
@@ -475,6 +459,25 @@ func (r *run) teardown() {
 		for _, p := range ps {
 			p.Close()
 		}
+	}
+}
+
+// waitReports waits until count (read under the history's lock) reaches
+// two reports per worker (one per counter), or bound passes; it reports
+// whether they all came.
+func (r *run) waitReports(count func() int, bound time.Duration) bool {
+	deadline := time.Now().Add(bound)
+	for {
+		r.h.mu.Lock()
+		n := count()
+		r.h.mu.Unlock()
+		if n >= 2*len(r.workers) {
+			return true
+		}
+		if time.Now().After(deadline) {
+			return false
+		}
+		time.Sleep(20 * time.Millisecond)
 	}
 }
 
