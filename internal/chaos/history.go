@@ -11,12 +11,23 @@ import (
 // history is everything the harness saw, stamped with one monotonic
 // clock (nanoseconds since the run started): no check compares clocks of
 // two processes.
+// earlyLost is a lost notice waiting for its grant's report.
+type earlyLost struct {
+	reason string
+	at     int64
+}
+
 type history struct {
 	start time.Time
 
 	mu       sync.Mutex
 	grants   []*grant
 	open     map[openKey]*grant // a worker's current grant of a lock
+	// early holds a LOCK_LOST notice that came before the grant it ends:
+	// OnLost runs on the client's goroutine and can report a lease
+	// revoked or expired right after its grant before the worker's loop
+	// reports the grant itself.
+	early map[openKey]earlyLost
 	inv      map[invKey]int64   // worker's pending operation → its call stamp
 	resource map[string]*fenced
 	acks     []int64 // return stamps of successful flushes, by their call stamps (ackCalls)
@@ -68,7 +79,7 @@ type fenced struct {
 }
 
 func newHistory() *history {
-	return &history{start: time.Now(), open: map[openKey]*grant{}, inv: map[invKey]int64{},
+	return &history{start: time.Now(), open: map[openKey]*grant{}, early: map[openKey]earlyLost{}, inv: map[invKey]int64{},
 		resource: map[string]*fenced{}, acked: map[nodeCounter][2]int64{}, finals: map[nodeCounter]msg{},
 		nodes: map[int]string{}}
 }
@@ -110,6 +121,15 @@ func (h *history) event(w int, m msg) (reply *msg) {
 					h.viols = append(h.viols, fmt.Sprintf("lock %s: worker %d granted token %d while its grant %d had not ended", m.Lock, w, m.Token, old.token))
 				}
 				h.open[openKey{w, m.Lock}] = g
+				// A notice stamped after this acquire's call and before its
+				// return ends this grant; an older one was late for an
+				// ended grant.
+				if e, ok := h.early[openKey{w, m.Lock}]; ok {
+					delete(h.early, openKey{w, m.Lock})
+					if e.at >= call {
+						g.end, g.endAt = "lost:"+e.reason, e.at
+					}
+				}
 			}
 		case "release":
 			if g := h.open[openKey{w, m.Lock}]; g != nil && g.end == "" {
@@ -119,6 +139,8 @@ func (h *history) event(w int, m msg) (reply *msg) {
 	case "lost":
 		if g := h.open[openKey{w, m.Lock}]; g != nil && g.end == "" {
 			g.end, g.endAt = "lost:"+m.Res, t
+		} else {
+			h.early[openKey{w, m.Lock}] = earlyLost{m.Res, t}
 		}
 	case "write":
 		h.ops++
