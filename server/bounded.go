@@ -60,10 +60,10 @@ type boundedEntry struct {
 	dead bool // forgotten: look the name up again
 }
 
-func newBoundedHub(s *Server) *boundedHub {
+func newBoundedHub(s *Server, st storage.Store) *boundedHub {
 	h := &boundedHub{s: s, m: make(map[string]*boundedEntry)}
-	h.store, _ = s.cfg.Store.(storage.BoundedStore)
-	h.watcher, _ = s.cfg.Store.(storage.BoundedWatcher)
+	h.store, _ = st.(storage.BoundedStore)
+	h.watcher, _ = st.(storage.BoundedWatcher)
 	h.ctx, h.cancel = context.WithCancel(context.Background())
 	return h
 }
