@@ -8,6 +8,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/topgun-go/topgun/crdt"
 	"github.com/topgun-go/topgun/sync/client"
@@ -71,7 +72,7 @@ func TestBoundedStockNeverOversold(t *testing.T) {
 			defer wg.Done()
 			c, b := clients[i], handles[i]
 			offlineRounds := 0
-			for range 10 * stock { // bounded: each round sells or asks
+			for range 100 * stock { // a liveness bound: each round sells, asks or waits
 				if b.Available() > 0 {
 					if !b.TryDecrement(1) {
 						t.Errorf("replica %d: TryDecrement failed with %d available", i, b.Available())
@@ -94,6 +95,9 @@ func TestBoundedStockNeverOversold(t *testing.T) {
 				cancel()
 				if err != nil {
 					if errors.Is(err, client.ErrNotReady) || errors.Is(err, client.ErrDisconnected) {
+						// The connection dropped by SetOnline(false) may
+						// still be torn down; wait for the new one.
+						time.Sleep(2 * time.Millisecond)
 						waitReady(t, c)
 						continue
 					}
