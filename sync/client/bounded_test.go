@@ -1,10 +1,11 @@
+//go:build !js
+
 package client_test
 
 import (
 	"context"
 	"errors"
 	"fmt"
-	"path/filepath"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -12,7 +13,6 @@ import (
 
 	"github.com/topgun-go/topgun/crdt"
 	"github.com/topgun-go/topgun/sync/client"
-	"github.com/topgun-go/topgun/sync/store/filestore"
 	"github.com/topgun-go/topgun/sync/wire"
 )
 
@@ -136,67 +136,6 @@ func TestBoundedStockNeverOversold(t *testing.T) {
 	if _, err := fresh.BoundedCounter(name, 1); !errors.Is(err, client.ErrBoundMismatch) {
 		t.Fatalf("another bound: err = %v", err)
 	}
-}
-
-// TestBoundedRightsSurviveRestart: rights granted to a replica are in its
-// store; after a restart, offline, it spends exactly those and no more,
-// and its sales reach the server on reconnect.
-func TestBoundedRightsSurviveRestart(t *testing.T) {
-	t.Parallel()
-	srv := startServer(t)
-	path := filepath.Join(t.TempDir(), "client.db")
-	open := func() (*client.Client, *filestore.Store) {
-		st, err := filestore.Open(path, filestore.Options{})
-		if err != nil {
-			t.Fatal(err)
-		}
-		opts := fastOptions(srv.url)
-		opts.Store = st
-		return newClient(t, opts), st
-	}
-	seller := readyClient(t, srv.url)
-	sb := mustBounded(t, seller, "tickets", -5)
-	if err := sb.Increment(10); err != nil {
-		t.Fatal(err)
-	}
-	eventually(t, "stock stored", sb.Synced)
-
-	c, st := open()
-	waitReady(t, c)
-	b := mustBounded(t, c, "tickets", -5)
-	g, err := b.RequestRights(ctxT(t), 4)
-	if err != nil || g != 4 || b.Available() != 4 {
-		t.Fatalf("RequestRights = %d, %v; available %d", g, err, b.Available())
-	}
-	c.SetOnline(false)
-	if !b.TryDecrement(1) {
-		t.Fatal("TryDecrement with rights failed")
-	}
-	c.Close()
-	st.Close()
-
-	c, st = open() // restarted, and offline from the start
-	defer st.Close()
-	c.SetOnline(false)
-	b = mustBounded(t, c, "tickets", -5)
-	if b.Available() != 3 || b.Get() != 9-5 {
-		t.Fatalf("after restart: available %d value %d", b.Available(), b.Get())
-	}
-	if b.TryDecrement(4) {
-		t.Fatal("decremented beyond the rights held")
-	}
-	for range 3 {
-		if !b.TryDecrement(1) {
-			t.Fatal("TryDecrement with rights failed")
-		}
-	}
-	if b.TryDecrement(1) || b.Available() != 0 {
-		t.Fatalf("rights did not run out: available %d", b.Available())
-	}
-	c.SetOnline(true)
-	eventually(t, "offline sales synced", b.Synced)
-	eventually(t, "the seller sees them", func() bool { return sb.Get() == 10-4-5 })
-	c.Close()
 }
 
 // TestBoundedMaliciousClient: a raw client that overspends, writes other
