@@ -53,6 +53,13 @@ type Config struct {
 	// MaxSubscriptions is the most counters one connection may subscribe
 	// to (10 000). More is refused with ERROR 413.
 	MaxSubscriptions int
+	// MaxBounded is the most bounded counters one connection may use
+	// (1000). More is refused with ERROR 413.
+	MaxBounded int
+	// BoundedGrantMax caps the rights one BCOUNTER_RIGHTS is granted
+	// (1000): a replica asks again for more, so one greedy replica cannot
+	// drain the broker in one request.
+	BoundedGrantMax int64
 	// MaxLocks is the most locks one connection may hold or wait for
 	// (1024). More is denied with reason "too_many".
 	MaxLocks int
@@ -146,6 +153,12 @@ func (c *Config) setDefaults() error {
 	}
 	if c.MaxSubscriptions <= 0 {
 		c.MaxSubscriptions = 10000
+	}
+	if c.MaxBounded <= 0 {
+		c.MaxBounded = 1000
+	}
+	if c.BoundedGrantMax <= 0 {
+		c.BoundedGrantMax = 1000
 	}
 	if c.MaxLocks <= 0 {
 		c.MaxLocks = 1024

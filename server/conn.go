@@ -54,6 +54,7 @@ type conn struct {
 	policyClosing atomic.Bool              // closing for a policy (idle, token expired): closePolicy
 	pending       atomic.Int64             // replies waiting for durability
 	subs          map[string]*counterEntry // reader goroutine only
+	bsubs         map[string]*boundedEntry // reader goroutine only
 
 	// view is the node id of a connection that negotiated compact views
 	// (nil: full states). Set once by the reader before any subscription.
@@ -101,6 +102,7 @@ func newConn(s *Server, wc *wsConn, id uint64) *conn {
 		log:     s.log.With("conn", id),
 		limiter: rate.NewLimiter(rate.Limit(s.cfg.RateLimit), s.cfg.RateBurst),
 		subs:    make(map[string]*counterEntry),
+		bsubs:   make(map[string]*boundedEntry),
 		updates: make(map[string]crdt.State),
 		space:   make(chan struct{}, 1),
 		wrote:   make(chan struct{}),
@@ -802,6 +804,23 @@ func (c *conn) handleFrame(b []byte, top bool) {
 		c.s.counters.sync(c, m)
 	case wire.CounterUnsubscribe:
 		c.s.counters.unsubscribe(c, m.Name) // always allowed: it only narrows
+	case wire.BCounterRequest:
+		if c.forbidden(actRead, m.Type(), m.Name) {
+			return
+		}
+		c.s.bounded.request(c, m)
+	case wire.BCounterSync:
+		if c.forbidden(actWrite, m.Type(), m.Name) {
+			return
+		}
+		c.s.bounded.sync(c, m)
+	case wire.BCounterRights:
+		if c.forbidden(actWrite, m.Type(), m.Name) {
+			return
+		}
+		c.s.bounded.rights(c, m)
+	case wire.BCounterUnsubscribe:
+		c.s.bounded.unsubscribe(c, m.Name)
 	case wire.LockRequest:
 		if !c.allowed(actLock, m.Name) {
 			c.send(deny(m, wire.ReasonForbidden))

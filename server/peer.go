@@ -57,6 +57,6 @@ func (c *conn) awaiting(n int64) {
 }
 
 // sendError sends sub an ERROR frame.
-func sendError(sub subscriber, code uint32, format string, args ...any) {
+func sendError(sub interface{ Send(wire.Message) }, code uint32, format string, args ...any) {
 	sub.Send(wire.Error{Code: code, Message: fmt.Sprintf(format, args...)})
 }

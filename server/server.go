@@ -25,6 +25,7 @@ type Server struct {
 	log      *slog.Logger
 	verifier *verifier
 	counters *counterHub
+	bounded  *boundedHub
 	writers  *writerPool
 	metrics  *metrics
 	// slowRounds counts pool rounds the socket could not take at once
@@ -63,6 +64,7 @@ func New(cfg Config) (*Server, error) {
 		s.verifier = v
 	}
 	s.counters = newCounterHub(s)
+	s.bounded = newBoundedHub(s, cfg.Store) // unwrapped: timeStore has no bounded methods
 	s.writers = newWriterPool(poolSize())
 	backend := cfg.Locks
 	if backend == nil {
@@ -76,6 +78,7 @@ func New(cfg Config) (*Server, error) {
 	})
 	if err != nil {
 		s.counters.close()
+		s.bounded.close()
 		s.writers.close()
 		return nil, err
 	}
@@ -174,6 +177,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	s.writers.close()
 	s.locks.Close()
 	s.counters.close()
+	s.bounded.close()
 	return err
 }
 
@@ -218,6 +222,7 @@ func (s *Server) serveConn(c *conn) {
 	s.locks.Disconnect(c)
 	c.forgetWaits()
 	s.counters.unsubscribeAll(c)
+	s.bounded.unsubscribeAll(c)
 	c.closeAfterFlush()
 	select {
 	case <-c.wrote:

@@ -22,6 +22,8 @@
 //	--max-sync-nodes    node ids in one COUNTER_SYNC [TOPGUN_MAX_SYNC_NODES]  (1000)
 //	--max-subscriptions counters per connection [TOPGUN_MAX_SUBSCRIPTIONS]  (10000)
 //	--max-locks         locks held or awaited per connection [TOPGUN_MAX_LOCKS]  (1024)
+//	--max-bounded       bounded counters per connection [TOPGUN_MAX_BOUNDED]  (1000)
+//	--bounded-grant-max rights one BCOUNTER_RIGHTS may be granted [TOPGUN_BOUNDED_GRANT_MAX]  (1000)
 //	--rate-limit        frames/s per connection [TOPGUN_RATE_LIMIT]  (20000)
 //	--rate-burst        burst above it [TOPGUN_RATE_BURST]  (40000)
 //
@@ -168,6 +170,8 @@ func run(args []string) error {
 	maxSyncNodes := integer("TOPGUN_MAX_SYNC_NODES", 1000)
 	maxSubs := integer("TOPGUN_MAX_SUBSCRIPTIONS", 10000)
 	maxLocks := integer("TOPGUN_MAX_LOCKS", 1024)
+	maxBounded := integer("TOPGUN_MAX_BOUNDED", 1000)
+	grantMax := integer("TOPGUN_BOUNDED_GRANT_MAX", 1000)
 	rateLimit := integer("TOPGUN_RATE_LIMIT", 20000)
 	rateBurst := integer("TOPGUN_RATE_BURST", 40000)
 	adminListMax := integer("TOPGUN_ADMIN_LIST_MAX", 1000)
@@ -199,6 +203,8 @@ func run(args []string) error {
 		fMaxSyncNodes = fs.Int("max-sync-nodes", maxSyncNodes, "most node ids in one COUNTER_SYNC; more gets ERROR 413 (env TOPGUN_MAX_SYNC_NODES)")
 		fMaxSubs      = fs.Int("max-subscriptions", maxSubs, "most counters one connection may subscribe to; more gets ERROR 413 (env TOPGUN_MAX_SUBSCRIPTIONS)")
 		fMaxLocks     = fs.Int("max-locks", maxLocks, "most locks one connection may hold or wait for; more is denied with too_many (env TOPGUN_MAX_LOCKS)")
+		fMaxBounded   = fs.Int("max-bounded", maxBounded, "most bounded counters one connection may use; more gets ERROR 413 (env TOPGUN_MAX_BOUNDED)")
+		fGrantMax     = fs.Int("bounded-grant-max", grantMax, "most rights the broker grants for one BCOUNTER_RIGHTS request (env TOPGUN_BOUNDED_GRANT_MAX)")
 		fRateLimit    = fs.Int("rate-limit", rateLimit, "sustained frames per second per connection; more gets ERROR 429 (env TOPGUN_RATE_LIMIT)")
 		fRateBurst    = fs.Int("rate-burst", rateBurst, "burst of frames per connection above --rate-limit (env TOPGUN_RATE_BURST)")
 		fAdminToken   = fs.String("admin-token", env("TOPGUN_ADMIN_TOKEN", ""), "bearer token of the admin API under /v1/ (docs/admin.md); without it, a JWT with \"topgun_admin\": true, or with --no-auth loopback clients only (env TOPGUN_ADMIN_TOKEN)")
@@ -219,7 +225,7 @@ func run(args []string) error {
 		return nil
 	}
 	for name, v := range map[string]int{"max-outbox": *fMaxOutbox, "max-sync-nodes": *fMaxSyncNodes,
-		"max-subscriptions": *fMaxSubs, "max-locks": *fMaxLocks, "rate-limit": *fRateLimit, "rate-burst": *fRateBurst, "admin-list-max": *fAdminListMax} {
+		"max-subscriptions": *fMaxSubs, "max-locks": *fMaxLocks, "max-bounded": *fMaxBounded, "bounded-grant-max": *fGrantMax, "rate-limit": *fRateLimit, "rate-burst": *fRateBurst, "admin-list-max": *fAdminListMax} {
 		if v <= 0 {
 			return fmt.Errorf("--%s %d: want a positive integer", name, v)
 		}
@@ -299,6 +305,8 @@ func run(args []string) error {
 		MaxSyncNodes:     *fMaxSyncNodes,
 		MaxSubscriptions: *fMaxSubs,
 		MaxLocks:         *fMaxLocks,
+		MaxBounded:       *fMaxBounded,
+		BoundedGrantMax:  int64(*fGrantMax),
 		RateLimit:        float64(*fRateLimit),
 		RateBurst:        *fRateBurst,
 		AdminToken:       *fAdminToken,

@@ -15,12 +15,15 @@ type memory struct {
 	counters map[string]crdt.State
 	owners   map[string]string
 	fence    uint64 // high-water mark: the last token handed out
+	bounded  map[string][]byte
 }
+
+var _ BoundedStore = (*memory)(nil)
 
 // NewMemory returns an in-memory Store. Its contents are lost on exit; a
 // write counts as durable as soon as it returns.
 func NewMemory() Store {
-	return &memory{counters: make(map[string]crdt.State), owners: make(map[string]string)}
+	return &memory{counters: make(map[string]crdt.State), owners: make(map[string]string), bounded: make(map[string][]byte)}
 }
 
 // lock takes m.mu unless ctx is done or m is closed; on success the caller
@@ -118,4 +121,36 @@ func (m *memory) Close() error {
 	m.closed = true
 	m.counters, m.owners = nil, nil
 	return nil
+}
+
+func (m *memory) LoadBounded(ctx context.Context, name string) (crdt.BState, bool, error) {
+	if err := ValidateName(name); err != nil {
+		return crdt.BState{}, false, err
+	}
+	if err := m.lock(ctx); err != nil {
+		return crdt.BState{}, false, err
+	}
+	defer m.mu.Unlock()
+	b, ok := m.bounded[name]
+	if !ok {
+		return crdt.BState{}, false, nil
+	}
+	st, err := DecodeBounded(b)
+	return st, err == nil, err
+}
+
+func (m *memory) UpdateBounded(ctx context.Context, name string,
+	fn func(crdt.BState, bool) (crdt.BState, bool, error)) (crdt.BState, error) {
+	if err := m.lock(ctx); err != nil {
+		return crdt.BState{}, err
+	}
+	defer m.mu.Unlock()
+	out, st, err := UpdateBoundedBytes(name, m.bounded[name], fn)
+	if err != nil {
+		return crdt.BState{}, err
+	}
+	if out != nil {
+		m.bounded[name] = out
+	}
+	return st, nil
 }

@@ -59,6 +59,7 @@ type Client struct {
 	hasStash     bool
 	counters     map[string]*Counter
 	locks        map[string]*Lock
+	bounded      map[string]*BoundedCounter
 	conn         *connection // the ready connection, or nil
 
 	// dirty counters waiting for the persistence and sync worker
@@ -122,6 +123,7 @@ func New(opts Options) (*Client, error) {
 		stateCh:   make(chan struct{}),
 		counters:  make(map[string]*Counter),
 		locks:     make(map[string]*Lock),
+		bounded:   make(map[string]*BoundedCounter),
 		dirty:     make(map[*Counter]struct{}),
 		touched:   make(map[string]struct{}),
 		written:   make(map[string]struct{}),

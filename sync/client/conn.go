@@ -37,6 +37,7 @@ type connection struct {
 	err        error
 	pending    map[string]*pendingReq
 	subscribed map[*Counter]bool
+	grants     map[string]chan wire.BCounterGrant // RequestRights waiting, by requestId
 }
 
 func newConnection(c *Client, t transport.Conn) *connection {
@@ -47,6 +48,7 @@ func newConnection(c *Client, t transport.Conn) *connection {
 		hs:         make(chan wire.Message, 16),
 		pending:    make(map[string]*pendingReq),
 		subscribed: make(map[*Counter]bool),
+		grants:     make(map[string]chan wire.BCounterGrant),
 	}
 	cn.ctx, cn.cancel = context.WithCancel(c.ctx)
 	cn.wg.Add(2)
@@ -218,6 +220,10 @@ func (cn *connection) dispatch(m wire.Message, depth int) {
 		cn.onLockReply(m.RequestID, lockReply{success: m.Success, reason: m.Reason})
 	case wire.LockLost:
 		c.onLockLost(cn, m)
+	case wire.BCounterUpdate:
+		c.onBounded(m.Name, m.State)
+	case wire.BCounterGrant:
+		cn.onGrant(m)
 	case wire.AuthRequired, wire.AuthAck, wire.AuthFail, wire.DeviceAck:
 		// Handshake messages; later ones are ignored.
 	default:
@@ -538,6 +544,9 @@ func (c *Client) becomeReady(cn *connection) {
 			continue // released and delivered: nothing to resync
 		}
 		cn.subscribe(cnt)
+	}
+	if cn.views.Load() {
+		c.resyncBounded(cn)
 	}
 	c.setState(Ready, nil)
 }

@@ -19,7 +19,10 @@ type Memory struct {
 	pending map[string]bool // the index Pending reads
 	seq     uint64
 	gen     uint64 // raised by every Evict that deletes
+	bounded map[string][]byte
 }
+
+var _ BoundedStore = (*Memory)(nil)
 
 type memRecord struct {
 	rec  Record

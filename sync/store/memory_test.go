@@ -9,4 +9,5 @@ import (
 
 func TestMemory(t *testing.T) {
 	storetest.Run(t, func(t *testing.T) store.Store { return store.NewMemory() })
+	storetest.RunBounded(t, func(t *testing.T) store.Store { return store.NewMemory() })
 }

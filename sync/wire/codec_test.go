@@ -189,6 +189,30 @@ var typeCases = []struct {
 	{wire.TypeLockLost, true, []any{"name", "l", "fencingToken", 3, "reason", "expired"},
 		[]string{"name", "fencingToken"}, wire.LockLost{Name: "l", FencingToken: 3, Reason: "expired"}},
 	{wire.TypeCounterUnsubscribe, true, []any{"name", "c"}, []string{"name"}, wire.CounterUnsubscribe{Name: "c"}},
+	{wire.TypeBCounterRequest, true, []any{"name", "b", "min", -3}, []string{"name", "min"},
+		wire.BCounterRequest{Name: "b", Min: -3}},
+	{wire.TypeBCounterSync, true, []any{"name", "b", "state", M{"min", 0, "p", M{"x", 5}, "n", M{"x", F64(2)}, "t", M{"x", M{"@", 3}}}},
+		[]string{"name", "state"}, wire.BCounterSync{Name: "b", State: bstate(0, map[string]int64{"x": 5}, map[string]int64{"x": 2}, map[string]map[string]int64{"x": {"@": 3}})}},
+	{wire.TypeBCounterUpdate, true, []any{"name", "b", "state", M{"min", 1}},
+		[]string{"name", "state"}, wire.BCounterUpdate{Name: "b", State: bstate(1, nil, nil, nil)}},
+	{wire.TypeBCounterRights, true, []any{"requestId", "r", "name", "b", "amount", F64(10)},
+		[]string{"requestId", "name", "amount"}, wire.BCounterRights{RequestID: "r", Name: "b", Amount: 10}},
+	{wire.TypeBCounterGrant, true, []any{"requestId", "r", "name", "b", "granted", 0, "state", M{"min", 0, "t", M{"@", M{"x", 4}}}},
+		[]string{"requestId", "name", "granted", "state"}, wire.BCounterGrant{RequestID: "r", Name: "b", State: bstate(0, nil, nil, map[string]map[string]int64{"@": {"x": 4}})}},
+	{wire.TypeBCounterUnsubscribe, true, []any{"name", "b"}, []string{"name"}, wire.BCounterUnsubscribe{Name: "b"}},
+}
+
+func bstate(min int64, p, n map[string]int64, t map[string]map[string]int64) crdt.BState {
+	if p == nil {
+		p = map[string]int64{}
+	}
+	if n == nil {
+		n = map[string]int64{}
+	}
+	if t == nil {
+		t = map[string]map[string]int64{}
+	}
+	return crdt.BState{Min: min, P: p, N: n, T: t}
 }
 
 func frameOf(typ string, isWrapped bool, kv []any) []byte {
@@ -200,8 +224,8 @@ func frameOf(typ string, isWrapped bool, kv []any) []byte {
 
 func TestDecodeEveryType(t *testing.T) {
 	t.Parallel()
-	if len(typeCases) != 20 {
-		t.Fatalf("typeCases covers %d types, want 20", len(typeCases))
+	if len(typeCases) != 26 {
+		t.Fatalf("typeCases covers %d types, want 26", len(typeCases))
 	}
 	for _, tc := range typeCases {
 		t.Run(tc.typ, func(t *testing.T) {
@@ -300,13 +324,20 @@ func TestRoundTrip(t *testing.T) {
 		wire.DeviceAck{Views: wire.ViewsCompact},
 		wire.Auth{Token: "t", NodeID: "n", Views: wire.ViewsCompact},
 		wire.AuthAck{UserID: "u", Views: wire.ViewsCompact},
+		wire.BCounterRequest{Name: "b", Min: -crdt.MaxSafe},
+		wire.BCounterRequest{Name: "b", Min: crdt.MaxSafe},
+		wire.BCounterSync{Name: "b", State: bstate(0, map[string]int64{"x": crdt.MaxSafe}, nil, map[string]map[string]int64{"x": {"@": 1, "y": 2}})},
+		wire.BCounterUpdate{Name: "b", State: bstate(-5, map[string]int64{"x": 1, "*": 9}, map[string]int64{"*": 2}, map[string]map[string]int64{"@": {"x": 1}})},
+		wire.BCounterRights{RequestID: "r", Name: "b", Amount: 1},
+		wire.BCounterGrant{RequestID: "r", Name: "b", Granted: 0, State: bstate(0, nil, nil, nil)},
+		wire.BCounterUnsubscribe{Name: "b"},
 	}
 	seen := map[string]bool{}
 	for _, m := range cases {
 		seen[m.Type()] = true
 	}
-	if len(seen) != 20 {
-		t.Fatalf("round trip covers %d types, want 20", len(seen))
+	if len(seen) != 26 {
+		t.Fatalf("round trip covers %d types, want 26", len(seen))
 	}
 	for _, m := range cases {
 		t.Run(m.Type(), func(t *testing.T) {

@@ -87,6 +87,18 @@ func sizeHint(m Message) int {
 		n += len(x.RequestID) + len(x.Name) + len(x.Reason)
 	case LockLost:
 		n += len(x.Name) + len(x.Reason)
+	case BCounterRequest:
+		n += len(x.Name)
+	case BCounterUnsubscribe:
+		n += len(x.Name)
+	case BCounterRights:
+		n += len(x.Name) + len(x.RequestID)
+	case BCounterSync:
+		n += len(x.Name) + bstateSize(x.State)
+	case BCounterUpdate:
+		n += len(x.Name) + bstateSize(x.State)
+	case BCounterGrant:
+		n += len(x.Name) + len(x.RequestID) + bstateSize(x.State)
 	}
 	return n
 }
@@ -158,6 +170,29 @@ func appendMessage(b []byte, m Message) ([]byte, error) {
 		if err := st.Validate(); err != nil {
 			return b, fmt.Errorf("wire: encode %s: %w", m.Type(), err)
 		}
+	}
+	var bs *crdt.BState
+	switch x := m.(type) {
+	case BCounterSync:
+		bs = &x.State
+	case BCounterUpdate:
+		bs = &x.State
+	case BCounterGrant:
+		bs = &x.State
+	case BCounterRequest:
+		bs = &crdt.BState{Min: x.Min}
+	case BCounterRights:
+		if x.Amount < 0 || x.Amount > crdt.MaxSafe {
+			return b, fmt.Errorf("wire: encode %s: amount %d out of range", m.Type(), x.Amount)
+		}
+	}
+	if bs != nil {
+		if err := bs.Validate(); err != nil {
+			return b, fmt.Errorf("wire: encode %s: %w", m.Type(), err)
+		}
+	}
+	if g, ok := m.(BCounterGrant); ok && (g.Granted < 0 || g.Granted > crdt.MaxSafe) {
+		return b, fmt.Errorf("wire: encode %s: granted %d out of range", m.Type(), g.Granted)
 	}
 	var w frameWriter
 	switch x := m.(type) {
@@ -268,6 +303,36 @@ func appendMessage(b []byte, m Message) ([]byte, error) {
 		w.str("name", x.Name, true)
 		w.uint("fencingToken", x.FencingToken, true)
 		w.str("reason", x.Reason, false)
+	case BCounterRequest:
+		w = begin(b, TypeBCounterRequest, true)
+		w.str("name", x.Name, true)
+		w.key("min")
+		w.b = appendInt(w.b, x.Min)
+	case BCounterSync:
+		w = begin(b, TypeBCounterSync, true)
+		w.str("name", x.Name, true)
+		w.key("state")
+		w.b = appendBState(w.b, x.State)
+	case BCounterUpdate:
+		w = begin(b, TypeBCounterUpdate, true)
+		w.str("name", x.Name, true)
+		w.key("state")
+		w.b = appendBState(w.b, x.State)
+	case BCounterRights:
+		w = begin(b, TypeBCounterRights, true)
+		w.str("requestId", x.RequestID, true)
+		w.str("name", x.Name, true)
+		w.uint("amount", uint64(x.Amount), true)
+	case BCounterGrant:
+		w = begin(b, TypeBCounterGrant, true)
+		w.str("requestId", x.RequestID, true)
+		w.str("name", x.Name, true)
+		w.uint("granted", uint64(x.Granted), true)
+		w.key("state")
+		w.b = appendBState(w.b, x.State)
+	case BCounterUnsubscribe:
+		w = begin(b, TypeBCounterUnsubscribe, true)
+		w.str("name", x.Name, true)
 	default:
 		return b, fmt.Errorf("wire: cannot encode %T", m)
 	}

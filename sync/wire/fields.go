@@ -26,6 +26,12 @@ const (
 	kLockReleased
 	kLockLost
 	kCounterUnsubscribe
+	kBCounterRequest
+	kBCounterSync
+	kBCounterUpdate
+	kBCounterRights
+	kBCounterGrant
+	kBCounterUnsubscribe
 )
 
 func (k msgKind) wrapped() bool { return k >= kError }
@@ -74,6 +80,18 @@ func kindOf(s []byte) (k msgKind, typ string) {
 		return kLockLost, TypeLockLost
 	case TypeCounterUnsubscribe:
 		return kCounterUnsubscribe, TypeCounterUnsubscribe
+	case TypeBCounterRequest:
+		return kBCounterRequest, TypeBCounterRequest
+	case TypeBCounterSync:
+		return kBCounterSync, TypeBCounterSync
+	case TypeBCounterUpdate:
+		return kBCounterUpdate, TypeBCounterUpdate
+	case TypeBCounterRights:
+		return kBCounterRights, TypeBCounterRights
+	case TypeBCounterGrant:
+		return kBCounterGrant, TypeBCounterGrant
+	case TypeBCounterUnsubscribe:
+		return kBCounterUnsubscribe, TypeBCounterUnsubscribe
 	}
 	return 0, ""
 }
@@ -94,30 +112,40 @@ const (
 	seenRequestID
 	seenFencing
 	seenSuccess
+	seenMin
+	seenAmount
+	seenGranted
 )
 
 // seenNames names the bits above.
 var seenNames = [...]string{"token", "error", "timestamp", "serverTime", "code", "message",
-	"count", "data", "name", "state", "requestId", "fencingToken", "success"}
+	"count", "data", "name", "state", "requestId", "fencingToken", "success",
+	"min", "amount", "granted"}
 
 // required lists each kind's required fields.
 var required = [...]uint32{
-	kAuth:               seenToken,
-	kAuthFail:           seenError,
-	kPing:               seenTimestamp,
-	kPong:               seenTimestamp | seenServerTime,
-	kBatch:              seenCount | seenData,
-	kError:              seenCode | seenMessage,
-	kCounterRequest:     seenName,
-	kCounterResponse:    seenName | seenState,
-	kCounterSync:        seenName | seenState,
-	kCounterUpdate:      seenName | seenState,
-	kLockRequest:        seenName | seenRequestID,
-	kLockGranted:        seenName | seenRequestID | seenFencing,
-	kLockRelease:        seenName | seenFencing,
-	kLockReleased:       seenName | seenRequestID | seenSuccess,
-	kLockLost:           seenName | seenFencing,
-	kCounterUnsubscribe: seenName,
+	kAuth:                seenToken,
+	kAuthFail:            seenError,
+	kPing:                seenTimestamp,
+	kPong:                seenTimestamp | seenServerTime,
+	kBatch:               seenCount | seenData,
+	kError:               seenCode | seenMessage,
+	kCounterRequest:      seenName,
+	kCounterResponse:     seenName | seenState,
+	kCounterSync:         seenName | seenState,
+	kCounterUpdate:       seenName | seenState,
+	kLockRequest:         seenName | seenRequestID,
+	kLockGranted:         seenName | seenRequestID | seenFencing,
+	kLockRelease:         seenName | seenFencing,
+	kLockReleased:        seenName | seenRequestID | seenSuccess,
+	kLockLost:            seenName | seenFencing,
+	kCounterUnsubscribe:  seenName,
+	kBCounterRequest:     seenName | seenMin,
+	kBCounterSync:        seenName | seenState,
+	kBCounterUpdate:      seenName | seenState,
+	kBCounterRights:      seenName | seenRequestID | seenAmount,
+	kBCounterGrant:       seenName | seenRequestID | seenGranted | seenState,
+	kBCounterUnsubscribe: seenName,
 }
 
 // Sets of kinds, for the keys each kind knows.
@@ -137,8 +165,13 @@ const (
 	bLockReleased = 1 << kLockReleased
 	bLockLost     = 1 << kLockLost
 	bCounterState = 1<<kCounterResponse | 1<<kCounterSync | 1<<kCounterUpdate
+	bBRequest     = 1 << kBCounterRequest
+	bBRights      = 1 << kBCounterRights
+	bBGrant       = 1 << kBCounterGrant
+	bBState       = 1<<kBCounterSync | 1<<kBCounterUpdate | bBGrant
+	bBounded      = bBRequest | bBState | bBRights | 1<<kBCounterUnsubscribe
 	bNamed        = 1<<kCounterRequest | bCounterState | bLockRequest | bLockGranted |
-		bLockRelease | bLockReleased | bLockLost | 1<<kCounterUnsubscribe
+		bLockRelease | bLockReleased | bLockLost | 1<<kCounterUnsubscribe | bBounded
 )
 
 // fieldSet holds the decoded fields of any message; build makes the
@@ -153,6 +186,8 @@ type fieldSet struct {
 	details                                              any
 	data                                                 []byte
 	state                                                crdt.State
+	min, amount, granted                                 int64
+	bstate                                               crdt.BState
 }
 
 // field decodes the value of key for a message of kind k. known is false
@@ -170,13 +205,36 @@ func (f *fieldSet) field(k msgKind, key []byte, d *decoder, de *DecodeError) (kn
 			de.RequestID = f.requestID
 			return true, err
 		}
-		if in(bLockRequest | bLockGranted | bLockReleased) {
+		if in(bLockRequest | bLockGranted | bLockReleased | bBRights | bBGrant) {
 			return true, f.required(d, de, seenRequestID, &f.requestID)
 		}
 	case "state":
 		if in(bCounterState) {
 			f.state, err = d.state()
 			de.seen |= seenState
+			return true, err
+		}
+		if in(bBState) {
+			f.bstate, err = d.bstate()
+			de.seen |= seenState
+			return true, err
+		}
+	case "min":
+		if in(bBRequest) {
+			f.min, err = d.bound()
+			de.seen |= seenMin
+			return true, err
+		}
+	case "amount":
+		if in(bBRights) {
+			f.amount, err = d.magnitude("amount")
+			de.seen |= seenAmount
+			return true, err
+		}
+	case "granted":
+		if in(bBGrant) {
+			f.granted, err = d.magnitude("granted")
+			de.seen |= seenGranted
 			return true, err
 		}
 	case "fencingToken":
@@ -384,6 +442,18 @@ func (f *fieldSet) build(k msgKind) Message {
 		return LockRelease{RequestID: f.requestID, Name: f.name, FencingToken: f.fencingToken}
 	case kLockReleased:
 		return LockReleased{RequestID: f.requestID, Name: f.name, Success: f.success, Reason: f.reason}
+	case kBCounterRequest:
+		return BCounterRequest{Name: f.name, Min: f.min}
+	case kBCounterSync:
+		return BCounterSync{Name: f.name, State: f.bstate}
+	case kBCounterUpdate:
+		return BCounterUpdate{Name: f.name, State: f.bstate}
+	case kBCounterRights:
+		return BCounterRights{RequestID: f.requestID, Name: f.name, Amount: f.amount}
+	case kBCounterGrant:
+		return BCounterGrant{RequestID: f.requestID, Name: f.name, Granted: f.granted, State: f.bstate}
+	case kBCounterUnsubscribe:
+		return BCounterUnsubscribe{Name: f.name}
 	}
 	return LockLost{Name: f.name, FencingToken: f.fencingToken, Reason: f.reason}
 }

@@ -66,6 +66,7 @@ var (
 	bucketCounters = []byte("counters")
 	bucketNodes    = []byte("nodes")
 	bucketMeta     = []byte("meta")
+	bucketBounded  = []byte("bounded")
 	keyFence       = []byte("fence")
 )
 
@@ -81,7 +82,10 @@ type Store struct {
 	write func(func(*bolt.Tx) error) error
 }
 
-var _ storage.Store = (*Store)(nil)
+var (
+	_ storage.Store        = (*Store)(nil)
+	_ storage.BoundedStore = (*Store)(nil)
+)
 
 // brokenReserve, set only by the chaosbroken build, replaces the durable
 // fencing reservation (see broken_chaos.go).
@@ -115,7 +119,7 @@ func Open(path string, opts Options) (*Store, error) {
 	db.MaxBatchSize = opts.MaxBatchSize
 	db.MaxBatchDelay = opts.MaxBatchDelay
 	err = db.Update(func(tx *bolt.Tx) error {
-		for _, b := range [][]byte{bucketCounters, bucketNodes, bucketMeta} {
+		for _, b := range [][]byte{bucketCounters, bucketNodes, bucketMeta, bucketBounded} {
 			if _, err := tx.CreateBucketIfNotExists(b); err != nil {
 				return err
 			}
@@ -356,4 +360,58 @@ func (s *Store) Close() error {
 		return fmt.Errorf("boltstore: %w", err)
 	}
 	return nil
+}
+
+// LoadBounded implements storage.BoundedStore.
+func (s *Store) LoadBounded(ctx context.Context, name string) (crdt.BState, bool, error) {
+	if err := storage.ValidateName(name); err != nil {
+		return crdt.BState{}, false, err
+	}
+	if err := s.acquire(ctx); err != nil {
+		return crdt.BState{}, false, err
+	}
+	defer s.mu.RUnlock()
+	var b []byte
+	err := s.db.View(func(tx *bolt.Tx) error {
+		if v := tx.Bucket(bucketBounded).Get([]byte(name)); v != nil {
+			b = append([]byte(nil), v...)
+		}
+		return nil
+	})
+	if err != nil || b == nil {
+		return crdt.BState{}, false, err
+	}
+	st, err := storage.DecodeBounded(b)
+	return st, err == nil, err
+}
+
+// UpdateBounded implements storage.BoundedStore: one read-modify-write in
+// a batched write transaction (bbolt serialises writers, so it is atomic).
+func (s *Store) UpdateBounded(ctx context.Context, name string,
+	fn func(crdt.BState, bool) (crdt.BState, bool, error)) (crdt.BState, error) {
+	if err := storage.ValidateName(name); err != nil {
+		return crdt.BState{}, err
+	}
+	var st crdt.BState
+	var fnErr error
+	err := s.batch(ctx, func(tx *bolt.Tx) error {
+		b := tx.Bucket(bucketBounded)
+		out, next, err := storage.UpdateBoundedBytes(name, b.Get([]byte(name)), fn)
+		if err != nil {
+			fnErr = err
+			return err
+		}
+		st = next
+		if out == nil {
+			return nil
+		}
+		return b.Put([]byte(name), out)
+	})
+	if fnErr != nil && errors.Is(err, fnErr) {
+		return crdt.BState{}, fnErr // fn's own error, unwrapped
+	}
+	if err != nil {
+		return crdt.BState{}, err
+	}
+	return st, nil
 }

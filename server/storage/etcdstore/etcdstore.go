@@ -64,6 +64,8 @@ type Store struct {
 var (
 	_ storage.Store          = (*Store)(nil)
 	_ storage.CounterWatcher = (*Store)(nil)
+	_ storage.BoundedStore   = (*Store)(nil)
+	_ storage.BoundedWatcher = (*Store)(nil)
 )
 
 // New returns a store keeping its keys under prefix (DefaultPrefix if
@@ -565,5 +567,141 @@ func (s *Store) consume(ctx context.Context, name, cp string, w registeredWatch,
 			return delivered, ctx.Err()
 		}
 		fn(st)
+	}
+}
+
+// boundedKey is the key of bounded counter name.
+func (s *Store) boundedKey(name string) string {
+	return s.prefix + "/b/" + strconv.Itoa(len(name)) + ":" + name
+}
+
+// LoadBounded implements storage.BoundedStore.
+func (s *Store) LoadBounded(ctx context.Context, name string) (crdt.BState, bool, error) {
+	if err := storage.ValidateName(name); err != nil {
+		return crdt.BState{}, false, err
+	}
+	if err := s.check(ctx); err != nil {
+		return crdt.BState{}, false, err
+	}
+	resp, err := s.cli.Get(ctx, s.boundedKey(name))
+	if err != nil {
+		return crdt.BState{}, false, fmt.Errorf("etcdstore: load bounded: %w", err)
+	}
+	if len(resp.Kvs) == 0 {
+		return crdt.BState{}, false, nil
+	}
+	st, err := storage.DecodeBounded(resp.Kvs[0].Value)
+	return st, err == nil, err
+}
+
+// UpdateBounded implements storage.BoundedStore: a compare-and-swap on the
+// counter's key (its mod revision), retried with the winner's value when
+// another node wrote first. So two nodes never both grant the same
+// rights: the second one's transaction fails and it recomputes from the
+// first one's state.
+func (s *Store) UpdateBounded(ctx context.Context, name string,
+	fn func(crdt.BState, bool) (crdt.BState, bool, error)) (crdt.BState, error) {
+	if err := storage.ValidateName(name); err != nil {
+		return crdt.BState{}, err
+	}
+	if err := s.check(ctx); err != nil {
+		return crdt.BState{}, err
+	}
+	k := s.boundedKey(name)
+	resp, err := s.cli.Get(ctx, k)
+	if err != nil {
+		return crdt.BState{}, fmt.Errorf("etcdstore: update bounded: %w", err)
+	}
+	kvs := resp.Kvs
+	for {
+		var cur []byte
+		var modRev int64 // 0: no key yet, which a ModRevision compare matches
+		if len(kvs) > 0 {
+			cur, modRev = kvs[0].Value, kvs[0].ModRevision
+		}
+		out, st, err := storage.UpdateBoundedBytes(name, cur, fn)
+		if err != nil {
+			return crdt.BState{}, err
+		}
+		if out == nil {
+			return st, nil
+		}
+		tr, err := s.cli.Txn(ctx).
+			If(clientv3.Compare(clientv3.ModRevision(k), "=", modRev)).
+			Then(clientv3.OpPut(k, string(out))).
+			Else(clientv3.OpGet(k)).
+			Commit()
+		if err != nil {
+			return crdt.BState{}, fmt.Errorf("etcdstore: update bounded: %w", err)
+		}
+		if tr.Succeeded {
+			return st, nil
+		}
+		kvs = tr.Responses[0].GetResponseRange().GetKvs()
+	}
+}
+
+// WatchBounded implements storage.BoundedWatcher.
+func (s *Store) WatchBounded(ctx context.Context, name string, fn func(crdt.BState)) error {
+	if err := storage.ValidateName(name); err != nil {
+		return err
+	}
+	if err := s.check(ctx); err != nil {
+		return err
+	}
+	k := s.boundedKey(name)
+	ctx, cancel := context.WithCancel(ctx)
+	stopClose := context.AfterFunc(s.done, cancel)
+	stopCli := context.AfterFunc(s.cli.Ctx(), cancel)
+	s.watchers.Add(1)
+	go func() {
+		defer s.watchers.Done()
+		defer func() { stopClose(); stopCli(); cancel() }()
+		for ctx.Err() == nil {
+			resp, err := s.cli.Get(ctx, k)
+			if err != nil {
+				if !sleepCtx(ctx, time.Second) {
+					return
+				}
+				continue
+			}
+			if len(resp.Kvs) > 0 {
+				if st, err := storage.DecodeBounded(resp.Kvs[0].Value); err == nil {
+					fn(st)
+				}
+			}
+			wctx, cancel := context.WithCancel(clientv3.WithRequireLeader(ctx))
+			for wr := range s.cli.Watch(wctx, k, clientv3.WithRev(resp.Header.Revision+1)) {
+				if wr.Err() != nil {
+					break
+				}
+				for _, ev := range wr.Events {
+					if ev.Kv == nil || len(ev.Kv.Value) == 0 {
+						continue
+					}
+					if st, err := storage.DecodeBounded(ev.Kv.Value); err == nil {
+						fn(st)
+					}
+				}
+			}
+			cancel()
+			if !sleepCtx(ctx, 100*time.Millisecond) {
+				return
+			}
+		}
+	}()
+	return nil
+}
+
+// sleepCtx waits d or until ctx is done, reporting whether ctx is still
+// live.
+func sleepCtx(ctx context.Context, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return false
+	case <-t.C:
+		return true
 	}
 }

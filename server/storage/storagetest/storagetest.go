@@ -43,6 +43,8 @@ func Run(t *testing.T, open func(t *testing.T) storage.Store) {
 		{"ReserveFencingConcurrent", testReserveFencingConcurrent},
 		{"CanceledContext", testCanceledContext},
 		{"Closed", testClosed},
+		{"Bounded", testBounded},
+		{"BoundedConcurrent", testBoundedConcurrent},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -643,6 +645,11 @@ func testReopen(t *testing.T, open func(t *testing.T, dir string) storage.Store)
 	claim(t, s, "n1", "alice", "alice")
 	claim(t, s, "n2", "bob", "bob")
 	claimAll(t, s, []string{"n3", "n1", "n4"}, "carol", []string{"carol", "alice", "carol"})
+	if _, err := bstore(t, s).UpdateBounded(ctx, "stock", func(cur crdt.BState, _ bool) (crdt.BState, bool, error) {
+		return crdt.BState{Min: 3, P: map[string]int64{"x": 4}, T: map[string]map[string]int64{"x": {"@": 4}}}, true, nil
+	}); err != nil {
+		t.Fatalf("UpdateBounded: %v", err)
+	}
 	var hw uint64
 	for _, n := range []uint64{1, 10, 3} {
 		first := reserve(t, s, n)
@@ -659,6 +666,9 @@ func testReopen(t *testing.T, open func(t *testing.T, dir string) storage.Store)
 		}
 		claim(t, s, "n1", "bob", "alice")
 		claim(t, s, "n2", "alice", "bob")
+		if b, ok, err := bstore(t, s).LoadBounded(ctx, "stock"); err != nil || !ok || b.Min != 3 || b.T["x"]["@"] != 4 {
+			t.Fatalf("cycle %d: LoadBounded = %+v, %v, %v", cycle, b, ok, err)
+		}
 		claimAll(t, s, []string{"n4", "n3"}, "bob", []string{"carol", "carol"})
 		first := reserve(t, s, 2)
 		if first <= hw {

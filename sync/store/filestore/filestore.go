@@ -74,6 +74,7 @@ var (
 	bucketPending  = []byte("pending") // name → nothing: the pending index
 	bucketUsed     = []byte("used")    // seq → name: recency, oldest first
 	bucketUsedBy   = []byte("usedby")  // name → seq
+	bucketBounded  = []byte("bounded") // name → bounded counter (JSON)
 	keyFormat      = []byte("format")
 	keyNodeID      = []byte("nodeId")
 	keyGen         = []byte("gen") // the eviction generation, big-endian uint64
@@ -92,7 +93,10 @@ type Store struct {
 	db     *bolt.DB
 }
 
-var _ store.Store = (*Store)(nil)
+var (
+	_ store.Store        = (*Store)(nil)
+	_ store.BoundedStore = (*Store)(nil)
+)
 
 // Open opens the store in the file at path, creating the file and its
 // missing parent directories. While the Store is open the file is locked:
@@ -152,6 +156,9 @@ func initFile(tx *bolt.Tx, path string) error {
 			}
 		}
 		if err == nil {
+			_, err = tx.CreateBucket(bucketBounded)
+		}
+		if err == nil {
 			err = meta.Put(keyFormat, []byte{formatVersion})
 		}
 		if err != nil {
@@ -173,6 +180,11 @@ func initFile(tx *bolt.Tx, path string) error {
 		if tx.Bucket(b) == nil {
 			return fmt.Errorf("%w: %s has no %s bucket", ErrFormat, path, b)
 		}
+	}
+	// Bounded counters came later within format 2: an older file of that
+	// format simply has none yet.
+	if _, err := tx.CreateBucketIfNotExists(bucketBounded); err != nil {
+		return fmt.Errorf("filestore: init %s: %w", path, err)
 	}
 	return nil
 }
@@ -682,4 +694,43 @@ func (s *Store) Close() error {
 		return fmt.Errorf("filestore: close: %w", err)
 	}
 	return nil
+}
+
+// LoadBounded implements store.BoundedStore.
+func (s *Store) LoadBounded(ctx context.Context, name string) (crdt.BState, bool, error) {
+	if err := s.acquire(ctx); err != nil {
+		return crdt.BState{}, false, err
+	}
+	defer s.mu.RUnlock()
+	var b []byte
+	err := s.db.View(func(tx *bolt.Tx) error {
+		if bk := tx.Bucket(bucketBounded); bk != nil {
+			if v := bk.Get([]byte(name)); v != nil {
+				b = append([]byte(nil), v...)
+			}
+		}
+		return nil
+	})
+	if err != nil || b == nil {
+		return crdt.BState{}, false, err
+	}
+	st, err := store.DecodeBounded(b)
+	return st, err == nil, err
+}
+
+// SaveBounded implements store.BoundedStore: one durable read-write
+// transaction merging st into the stored state.
+func (s *Store) SaveBounded(ctx context.Context, name string, st crdt.BState) error {
+	if err := s.acquire(ctx); err != nil {
+		return err
+	}
+	defer s.mu.RUnlock()
+	return s.update(func(tx *bolt.Tx) error {
+		bk := tx.Bucket(bucketBounded)
+		out, changed, err := store.MergeBounded(name, bk.Get([]byte(name)), st)
+		if err != nil || !changed {
+			return err
+		}
+		return bk.Put([]byte(name), out)
+	})
 }

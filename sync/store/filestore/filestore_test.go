@@ -74,6 +74,9 @@ func TestStore(t *testing.T) {
 	storetest.Run(t, func(t *testing.T) store.Store {
 		return open(t, filepath.Join(t.TempDir(), "client.db"))
 	})
+	storetest.RunBounded(t, func(t *testing.T) store.Store {
+		return open(t, filepath.Join(t.TempDir(), "client.db"))
+	})
 }
 
 // TestReopen checks that everything a closed store held is there after a
