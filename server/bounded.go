@@ -62,7 +62,9 @@ type boundedEntry struct {
 
 func newBoundedHub(s *Server, st storage.Store) *boundedHub {
 	h := &boundedHub{s: s, m: make(map[string]*boundedEntry)}
-	h.store, _ = st.(storage.BoundedStore)
+	if bs, ok := st.(storage.BoundedStore); ok {
+		h.store = &timedBounded{bs, s.metrics}
+	}
 	h.watcher, _ = st.(storage.BoundedWatcher)
 	h.ctx, h.cancel = context.WithCancel(context.Background())
 	return h
@@ -377,6 +379,7 @@ func (h *boundedHub) rights(c boundedPeer, m wire.BCounterRights) {
 		return
 	}
 	h.subscribeLocked(e, c)
+	h.s.metrics.boundedGranted.Add(float64(granted))
 	c.Send(wire.BCounterGrant{RequestID: m.RequestID, Name: m.Name, Granted: granted, State: boundedView(e.st, node)})
 	if changed {
 		h.fanoutLocked(e, c)

@@ -44,6 +44,8 @@ type metrics struct {
 	leaseExpiries prometheus.Counter
 	lockWaiting   prometheus.Gauge
 
+	boundedGranted prometheus.Counter
+
 	storeSeconds *prometheus.HistogramVec // op
 	storeMerges  prometheus.Histogram     // client merges stored by one write
 }
@@ -56,6 +58,8 @@ var messageTypes = []string{
 	wire.TypeCounterSync, wire.TypeCounterUpdate, wire.TypeCounterUnsubscribe,
 	wire.TypeLockRequest, wire.TypeLockGranted, wire.TypeLockRelease,
 	wire.TypeLockReleased, wire.TypeLockLost,
+	wire.TypeBCounterRequest, wire.TypeBCounterSync, wire.TypeBCounterUpdate, wire.TypeBCounterRights,
+	wire.TypeBCounterGrant, wire.TypeBCounterUnsubscribe,
 }
 
 // newMetrics registers the server's metrics, with Go runtime and process
@@ -96,6 +100,8 @@ func newMetrics(reg *prometheus.Registry, s *Server) *metrics {
 			"Leases that ran out while their holder was connected (LOCK_LOST expired)."),
 		lockWaiting: f.gauge("topgun_lock_waiting",
 			"LOCK_REQUESTs with a wait that this node's clients sent and that are not answered yet: the requests queued behind holders."),
+		boundedGranted: f.counter("topgun_bounded_rights_granted_total",
+			"Rights of bounded counters the server (the broker) handed to clients that asked (BCOUNTER_GRANT)."),
 		storeSeconds: f.histogramVec("topgun_store_request_seconds",
 			"Latency of the server's store requests (bbolt, memory, or etcd in cluster mode), by operation.",
 			[]float64{.0001, .00025, .0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10}, "op"),
@@ -309,31 +315,49 @@ func timeStore(st storage.Store, m *metrics) storage.Store {
 	return &t
 }
 
-func (t *timedStore) observe(op string, start time.Time) {
-	t.m.storeSeconds.WithLabelValues(op).Observe(time.Since(start).Seconds())
+// storeRequest records a store request of kind op begun at start.
+func (m *metrics) storeRequest(op string, start time.Time) {
+	m.storeSeconds.WithLabelValues(op).Observe(time.Since(start).Seconds())
 }
 
 func (t *timedStore) LoadCounter(ctx context.Context, name string) (crdt.State, error) {
-	defer t.observe("load_counter", time.Now())
+	defer t.m.storeRequest("load_counter", time.Now())
 	return t.Store.LoadCounter(ctx, name)
 }
 
 func (t *timedStore) MergeCounter(ctx context.Context, name string, entries crdt.State) error {
-	defer t.observe("merge_counter", time.Now())
+	defer t.m.storeRequest("merge_counter", time.Now())
 	return t.Store.MergeCounter(ctx, name, entries)
 }
 
 func (t *timedStore) ClaimNodes(ctx context.Context, nodes []string, user string) ([]string, error) {
-	defer t.observe("claim_nodes", time.Now())
+	defer t.m.storeRequest("claim_nodes", time.Now())
 	return t.Store.ClaimNodes(ctx, nodes, user)
 }
 
 func (t *timedStore) ReserveFencing(ctx context.Context, n uint64) (uint64, error) {
-	defer t.observe("reserve_fencing", time.Now())
+	defer t.m.storeRequest("reserve_fencing", time.Now())
 	return t.Store.ReserveFencing(ctx, n)
 }
 
+// timedBounded is a storage.BoundedStore whose requests are timed.
+type timedBounded struct {
+	storage.BoundedStore
+	m *metrics
+}
+
+func (t *timedBounded) LoadBounded(ctx context.Context, name string) (crdt.BState, bool, error) {
+	defer t.m.storeRequest("load_bounded", time.Now())
+	return t.BoundedStore.LoadBounded(ctx, name)
+}
+
+func (t *timedBounded) UpdateBounded(ctx context.Context, name string,
+	fn func(cur crdt.BState, ok bool) (crdt.BState, bool, error)) (crdt.BState, error) {
+	defer t.m.storeRequest("update_bounded", time.Now())
+	return t.BoundedStore.UpdateBounded(ctx, name, fn)
+}
+
 func (t *timedWatcher) WatchCounter(ctx context.Context, name string, fn func(crdt.State)) (crdt.State, error) {
-	defer t.observe("watch_counter", time.Now())
+	defer t.m.storeRequest("watch_counter", time.Now())
 	return t.w.WatchCounter(ctx, name, fn)
 }

@@ -163,6 +163,37 @@ func TestMetrics(t *testing.T) {
 	gauge(`topgun_connections{state="open"}`, 1)
 }
 
+// TestMetricsBounded: rights the broker grants are counted, and the
+// bounded store's requests timed.
+func TestMetricsBounded(t *testing.T) {
+	t.Parallel()
+	url, _ := start(t, Config{})
+	before := scrape(t, url)
+	r := dial(t, url)
+	r.send(wire.DeviceHello{NodeID: "shop", Views: wire.ViewsCompact})
+	expect[wire.DeviceAck](r)
+	r.send(wire.BCounterRequest{Name: "m:stock", Min: 0})
+	expect[wire.BCounterUpdate](r)
+	// Stock of 5 added here, its rights handed to the broker.
+	r.send(wire.BCounterSync{Name: "m:stock", State: crdt.BState{P: map[string]int64{"shop": 5},
+		T: map[string]map[string]int64{"shop": {wire.BrokerNode: 5}}}})
+	expect[wire.BCounterUpdate](r)
+	r.send(wire.BCounterRights{RequestID: "1", Name: "m:stock", Amount: 2})
+	if g := expect[wire.BCounterGrant](r); g.Granted != 2 {
+		t.Fatalf("granted %d, want 2", g.Granted)
+	}
+	after := scrape(t, url)
+	for name, want := range map[string]float64{
+		"topgun_bounded_rights_granted_total":                     2,
+		`topgun_frames_received_total{type="BCOUNTER_RIGHTS"}`:    1,
+		`topgun_store_request_seconds_count{op="update_bounded"}`: 2,
+	} {
+		if d := after[name] - before[name]; d < want {
+			t.Errorf("%s moved by %g, want ≥ %g", name, d, want)
+		}
+	}
+}
+
 // TestMetricsCoalesced: changes to a counter that reach a subscriber
 // while its update waits are folded into it and counted.
 func TestMetricsCoalesced(t *testing.T) {

@@ -64,7 +64,7 @@ func New(cfg Config) (*Server, error) {
 		s.verifier = v
 	}
 	s.counters = newCounterHub(s)
-	s.bounded = newBoundedHub(s, cfg.Store) // unwrapped: timeStore has no bounded methods
+	s.bounded = newBoundedHub(s, cfg.Store) // it times the bounded methods itself
 	s.writers = newWriterPool(poolSize())
 	backend := cfg.Locks
 	if backend == nil {
