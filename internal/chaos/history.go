@@ -20,15 +20,15 @@ type earlyLost struct {
 type history struct {
 	start time.Time
 
-	mu       sync.Mutex
-	grants   []*grant
-	open     map[openKey]*grant // a worker's current grant of a lock
+	mu     sync.Mutex
+	grants []*grant
+	open   map[openKey]*grant // a worker's current grant of a lock
 	// early holds a LOCK_LOST notice that came before the grant it ends:
 	// OnLost runs on the client's goroutine and can report a lease
 	// revoked or expired right after its grant before the worker's loop
 	// reports the grant itself.
-	early map[openKey]earlyLost
-	inv      map[invKey]int64   // worker's pending operation → its call stamp
+	early    map[openKey]earlyLost
+	inv      map[invKey]int64 // worker's pending operation → its call stamp
 	resource map[string]*fenced
 	acks     []int64 // return stamps of successful flushes, by their call stamps (ackCalls)
 	ackCalls []int64
