@@ -42,6 +42,8 @@ func (s *Server) adminRoutes(mux *http.ServeMux) {
 	mux.HandleFunc("/v1/locks/{name}", s.admin(http.MethodGet, s.adminLock))
 	mux.HandleFunc("/v1/locks/{name}/release", s.admin(http.MethodPost, s.adminRelease))
 	mux.HandleFunc("/v1/locks/{name}/fence", s.admin(http.MethodPost, s.adminFence))
+	mux.HandleFunc("/v1/bounded/{name}", s.admin(http.MethodGet, s.adminBounded))
+	mux.HandleFunc("/v1/bounded/{name}/reclaim", s.admin(http.MethodPost, s.adminReclaim))
 	mux.HandleFunc("/v1/", func(w http.ResponseWriter, r *http.Request) {
 		writeJSONError(w, http.StatusNotFound, "no such admin endpoint: %s %s (see docs/admin.md)", r.Method, r.URL.Path)
 	})

@@ -485,3 +485,52 @@ func (h *boundedHub) drop(e *boundedEntry, c boundedPeer) {
 }
 
 func itoa(v int64) string { return strconv.FormatInt(v, 10) }
+
+// inspect reads the stored state of bounded counter name (ok false: none).
+func (h *boundedHub) inspect(ctx context.Context, name string) (st crdt.BState, ok bool, err error) {
+	if h.store == nil {
+		return st, false, nil
+	}
+	ctx, cancel := context.WithTimeout(ctx, h.s.cfg.StoreTimeout)
+	defer cancel()
+	return h.store.LoadBounded(ctx, name)
+}
+
+// reclaim moves every right node holds in the stored state of name back
+// to the broker, as if node had returned them, and sends the subscribers
+// their new views (an operator's action for a replica gone for good:
+// docs/bounded-counters.md). It returns how many moved (0: node held
+// none) and the state after; ok is false when there is no such counter.
+func (h *boundedHub) reclaim(name, node string) (moved int64, st crdt.BState, ok bool, err error) {
+	if h.store == nil {
+		return 0, st, false, nil
+	}
+	e := h.live(name)
+	defer h.done(e)
+	changed, err := h.update(e, func(cur crdt.BState, exists bool) (crdt.BState, bool, error) {
+		moved, ok = 0, exists
+		if !exists {
+			return cur, false, nil
+		}
+		b, err := crdt.BoundedFromState(cur)
+		if err != nil {
+			return cur, false, err
+		}
+		r := b.Rights(node)
+		if r <= 0 {
+			return cur, false, nil
+		}
+		if err := b.Transfer(node, wire.BrokerNode, r); err != nil {
+			return cur, false, err
+		}
+		moved = r
+		return b.State(), true, nil
+	})
+	if err != nil || !ok {
+		return 0, st, ok, err
+	}
+	if changed {
+		h.fanoutLocked(e, nil)
+	}
+	return moved, e.st.State(), true, nil
+}

@@ -49,6 +49,9 @@ const cliUsage = `Usage:
   topgun-server locks get NAME             holder, fencing token, lease left, waiters
   topgun-server locks release NAME         force-release: the holder gets LOCK_LOST "revoked"
   topgun-server locks fence NAME TOKEN     exit 0 if TOKEN is the holder's, 2 if not
+  topgun-server bounded get NAME           a bounded counter: value, the server's rights, who holds the rest
+  topgun-server bounded reclaim NAME NODE  move NODE's rights back to the server: ONLY for a replica gone
+                                           for good (sales it has not synced are lost; docs/bounded-counters.md)
 
 Flags (before or after the arguments):
 `
@@ -56,7 +59,7 @@ Flags (before or after the arguments):
 // isCLI reports whether args name an admin command rather than server
 // flags.
 func isCLI(args []string) bool {
-	return len(args) > 0 && (args[0] == "counters" || args[0] == "locks")
+	return len(args) > 0 && (args[0] == "counters" || args[0] == "locks" || args[0] == "bounded")
 }
 
 func runCLI(args []string, stdout, stderr io.Writer) error {
@@ -93,6 +96,7 @@ func runCLI(args []string, stdout, stderr io.Writer) error {
 	want := map[string][2]int{ // min and max arguments
 		"counters get": {1, 1}, "locks ls": {0, 1}, "locks get": {1, 1},
 		"locks release": {1, 1}, "locks fence": {2, 2},
+		"bounded get": {1, 1}, "bounded reclaim": {2, 2},
 	}
 	n, ok := want[cmd]
 	if !ok || len(pos) < n[0] || len(pos) > n[1] {
@@ -151,6 +155,27 @@ func runCLI(args []string, stdout, stderr io.Writer) error {
 			return err
 		}
 		return out(body, func(w *tabwriter.Writer) error { lockTable(w, l); return nil })
+	case "bounded get":
+		var b server.BoundedJSON
+		body, _, err := a.do("GET", "/v1/bounded/"+url.PathEscape(pos[0]), nil, &b)
+		if err != nil {
+			return err
+		}
+		return out(body, func(w *tabwriter.Writer) error {
+			boundedTable(w, b)
+			return nil
+		})
+	case "bounded reclaim":
+		var r server.ReclaimJSON
+		body, _, err := a.do("POST", "/v1/bounded/"+url.PathEscape(pos[0])+"/reclaim", map[string]string{"node": pos[1]}, &r)
+		if err != nil {
+			return err
+		}
+		return out(body, func(w *tabwriter.Writer) error {
+			fmt.Fprintf(w, "reclaimed %d rights of %s from %s\n", r.Reclaimed, r.Name, r.Node)
+			boundedTable(w, r.Counter)
+			return nil
+		})
 	case "locks release":
 		var r server.ReleaseJSON
 		body, _, err := a.do("POST", "/v1/locks/"+url.PathEscape(pos[0])+"/release", nil, &r)
@@ -189,6 +214,21 @@ func runCLI(args []string, stdout, stderr io.Writer) error {
 			return &exitError{code: 2}
 		}
 		return nil
+	}
+}
+
+// boundedTable prints a bounded counter and its rights holders.
+func boundedTable(w io.Writer, b server.BoundedJSON) {
+	fmt.Fprintln(w, "NAME\tMIN\tVALUE\tSERVER RIGHTS")
+	fmt.Fprintf(w, "%s\t%d\t%d\t%d\n", b.Name, b.Min, b.Value, b.BrokerRights)
+	if len(b.Holders) > 0 {
+		fmt.Fprintln(w, "\nNODE\tRIGHTS")
+		for _, h := range b.Holders {
+			fmt.Fprintf(w, "%s\t%d\n", h.Node, h.Rights)
+		}
+	}
+	if b.Truncated {
+		fmt.Fprintln(w, "(more replicas hold rights than --admin-list-max)")
 	}
 }
 

@@ -133,3 +133,59 @@ func TestAdminCommandUnreachable(t *testing.T) {
 		t.Fatalf("exit %d, stderr %q", code, errs)
 	}
 }
+
+// TestBoundedCommands: bounded get shows who holds a bounded counter's
+// rights; bounded reclaim moves a gone replica's rights back to the
+// server.
+func TestBoundedCommands(t *testing.T) {
+	_, wsURL := startProc(t, "--no-auth", "--data", "memory")
+	base := "http://" + strings.TrimSuffix(strings.TrimPrefix(wsURL, "ws://"), "/ws")
+	run := func(args ...string) (string, string, int) {
+		t.Helper()
+		return cli(t, nil, append(args, "--server", base)...)
+	}
+	replica := func(node string) *client {
+		c := connect(t, wsURL)
+		if _, ok := c.call(wire.DeviceHello{NodeID: node, Views: wire.ViewsCompact}).(wire.DeviceAck); !ok {
+			t.Fatal("no DEVICE_ACK")
+		}
+		if _, ok := c.call(wire.BCounterRequest{Name: "stock", Min: 0}).(wire.BCounterUpdate); !ok {
+			t.Fatal("no BCOUNTER_UPDATE")
+		}
+		return c
+	}
+	shop := replica("shop")
+	if _, ok := shop.call(wire.BCounterSync{Name: "stock", State: crdt.BState{P: map[string]int64{"shop": 10},
+		T: map[string]map[string]int64{"shop": {wire.BrokerNode: 10}}}}).(wire.BCounterUpdate); !ok {
+		t.Fatal("stock not acknowledged")
+	}
+	if g, ok := replica("tab-9").call(wire.BCounterRights{RequestID: "1", Name: "stock", Amount: 3}).(wire.BCounterGrant); !ok || g.Granted != 3 {
+		t.Fatalf("grant %+v", g)
+	}
+
+	out, errs, code := run("bounded", "get", "stock")
+	if code != 0 || !strings.Contains(out, "SERVER RIGHTS") || !strings.Contains(out, "tab-9") {
+		t.Fatalf("bounded get: %d %q %q", code, out, errs)
+	}
+	out, errs, code = run("bounded", "reclaim", "stock", "tab-9")
+	if code != 0 || !strings.Contains(out, "reclaimed 3 rights of stock from tab-9") {
+		t.Fatalf("bounded reclaim: %d %q %q", code, out, errs)
+	}
+	out, _, code = run("bounded", "get", "stock", "--json")
+	var b server.BoundedJSON
+	if err := json.Unmarshal([]byte(out), &b); code != 0 || err != nil || b.BrokerRights != 10 || len(b.Holders) != 0 {
+		t.Fatalf("bounded get --json after the reclaim: %d %q %v", code, out, err)
+	}
+	for _, tc := range []struct {
+		args []string
+		msg  string
+	}{
+		{[]string{"bounded", "get", "none"}, "no bounded counter"},
+		{[]string{"bounded", "reclaim", "stock"}, "wrong number of arguments"},
+		{[]string{"bounded", "reclaim", "stock", "@"}, "node"},
+	} {
+		if _, errs, code := run(tc.args...); code != 1 || !strings.Contains(errs, tc.msg) {
+			t.Errorf("%v: exit %d, stderr %q; want 1 and %q", tc.args, code, errs, tc.msg)
+		}
+	}
+}
