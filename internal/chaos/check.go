@@ -238,3 +238,46 @@ func sameState(a, b crdt.State) bool {
 	}
 	return eq(a.P, b.P) && eq(a.N, b.N)
 }
+
+// checkStock checks the bounded counter after the faults healed: every
+// node holds the same value, never below the bound, and it is exactly
+// what was restocked minus what was sold (no sale lost, none counted
+// twice, none made without rights: the server refuses those, so they
+// would be missing here).
+func (r *run) checkStock() (viols []string) {
+	r.h.mu.Lock()
+	var restocked, sold int64
+	synced := true
+	for node, f := range r.h.bfinals {
+		restocked += f.P
+		sold += f.N
+		if !f.OK {
+			synced = false
+			viols = append(viols, fmt.Sprintf("stock: node %s did not sync after the faults healed", node))
+		}
+	}
+	n := len(r.h.bfinals)
+	r.h.mu.Unlock()
+	if n < len(r.workers) {
+		viols = append(viols, fmt.Sprintf("stock: %d of %d client reports arrived", n, len(r.workers)))
+		synced = false
+	}
+	for i, s := range r.servers {
+		b, err := readStock(s.Addr())
+		if err != nil {
+			viols = append(viols, fmt.Sprintf("stock: node %d: read: %v", i, err))
+			continue
+		}
+		if b.Value < b.Min {
+			viols = append(viols, fmt.Sprintf("stock: node %d holds %d, below the bound %d", i, b.Value, b.Min))
+		}
+		if synced && b.Value != restocked-sold {
+			viols = append(viols, fmt.Sprintf("stock: node %d holds %d; restocked %d − sold %d = %d", i, b.Value, restocked, sold, restocked-sold))
+		}
+	}
+	r.logf("stock: %d restocked, %d sold", restocked, sold)
+	r.h.mu.Lock()
+	r.h.ops += int(restocked/10 + sold)
+	r.h.mu.Unlock()
+	return viols
+}

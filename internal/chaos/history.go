@@ -34,6 +34,7 @@ type history struct {
 	ackCalls []int64
 	acked    map[nodeCounter][2]int64 // highest acknowledged own (p, n)
 	finals   map[nodeCounter]msg
+	bfinals  map[string]msg // by node: the stock's final report
 	nodes    map[int]string // worker → node id
 	conv     []msg
 	viols    []string
@@ -80,7 +81,7 @@ type fenced struct {
 
 func newHistory() *history {
 	return &history{start: time.Now(), open: map[openKey]*grant{}, early: map[openKey]earlyLost{}, inv: map[invKey]int64{},
-		resource: map[string]*fenced{}, acked: map[nodeCounter][2]int64{}, finals: map[nodeCounter]msg{},
+		resource: map[string]*fenced{}, acked: map[nodeCounter][2]int64{}, finals: map[nodeCounter]msg{}, bfinals: map[string]msg{},
 		nodes: map[int]string{}}
 }
 
@@ -168,6 +169,8 @@ func (h *history) event(w int, m msg) (reply *msg) {
 		h.acked[k] = [2]int64{max(a[0], m.P), max(a[1], m.N)}
 	case "final":
 		h.finals[nodeCounter{m.Node, m.Counter}] = m
+	case "bfinal":
+		h.bfinals[m.Node] = m
 		h.ops += m.Ops
 	case "converged":
 		h.conv = append(h.conv, m)

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"net/http"
 	"os"
 	"os/exec"
 	"regexp"
@@ -228,4 +229,39 @@ func urlsOf(addrs []string) []string {
 
 func hostPort(url string) string {
 	return strings.TrimPrefix(strings.TrimPrefix(url, "http://"), "https://")
+}
+
+// stockView is what checkStock reads of the stock through a node's admin
+// API (GET /v1/bounded/{name}; loopback without a token in --no-auth
+// mode).
+type stockView struct {
+	Min   int64 `json:"min"`
+	Value int64 `json:"value"`
+}
+
+// readStock reads the stock from the node at addr, trying again for a
+// while (the node may be restarting).
+func readStock(addr string) (stockView, error) {
+	hc := http.Client{Timeout: 5 * time.Second}
+	var last error
+	for range 20 {
+		var v stockView
+		resp, err := hc.Get("http://" + addr + "/v1/bounded/" + stockName)
+		if err == nil {
+			err = func() error {
+				defer resp.Body.Close()
+				if resp.StatusCode != http.StatusOK {
+					b, _ := io.ReadAll(io.LimitReader(resp.Body, 512))
+					return fmt.Errorf("%s: %s", resp.Status, b)
+				}
+				return json.NewDecoder(resp.Body).Decode(&v)
+			}()
+		}
+		if err == nil {
+			return v, nil
+		}
+		last = err
+		time.Sleep(250 * time.Millisecond)
+	}
+	return stockView{}, last
 }

@@ -13,7 +13,8 @@ type msg struct {
 	// "acked" (a Flush succeeded: own P and N of Counter were confirmed),
 	// "final" (after stop: own P, N, Value, OK = the last Flush
 	// succeeded, Max = highest value seen), "converged" (OK, Value),
-	// "viol" (a violation seen in the worker: Err). Harness to worker:
+	// "viol" (a violation seen in the worker: Err), "bfinal" (after stop,
+	// the stock: P restocked, N sold, OK = synced, Value shown). Harness to worker:
 	// "reply" (ID, OK), "stop", "expect" (Counter, Value), "exit".
 	K       string `json:"k"`
 	ID      uint64 `json:"id,omitempty"`
@@ -50,6 +51,9 @@ type workerConfig struct {
 	Locks      []string `json:"locks"`
 	IncCounter string   `json:"incCounter"`
 	PNCounter  string   `json:"pnCounter"`
+	// Stock is a bounded counter (min 0): worker 0 restocks it, every
+	// worker sells from it with the rights it holds.
+	Stock string `json:"stock"`
 }
 
 // Environment switches of a worker process: the harness (the runner

@@ -80,6 +80,7 @@ var clusterFaults = []string{FaultKillNode, FaultKillLeader, FaultKillFollower, 
 const (
 	incCounter = "chaos-inc"
 	pnCounter  = "chaos-pn"
+	stockName  = "chaos-stock"
 )
 
 var lockNames = []string{"chaos-lock-0", "chaos-lock-1"}
@@ -192,6 +193,7 @@ func Run(cfg Config) (res Result, err error) {
 			w.send(msg{K: "expect", Counter: name, Value: value})
 		}
 	}
+	cv = append(cv, r.checkStock()...)
 	// Convergence: every client shows the servers' value.
 	r.waitReports(func() int { return len(r.h.conv) }, 30*time.Second)
 	r.h.mu.Lock()
@@ -412,7 +414,7 @@ func (r *run) startWorkers() error {
 		}
 		r.proxies = append(r.proxies, ps)
 		w, err := startWorker(r.cfg.Self, workerConfig{Index: i, Seed: int64(r.cfg.Seed), URLs: urlsOf(addrs),
-			Locks: lockNames, IncCounter: incCounter, PNCounter: pnCounter}, r.h, r.logw)
+			Locks: lockNames, IncCounter: incCounter, PNCounter: pnCounter, Stock: stockName}, r.h, r.logw)
 		if err != nil {
 			return err
 		}

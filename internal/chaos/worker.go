@@ -148,15 +148,29 @@ func (w *worker) run() error {
 	if err != nil {
 		return err
 	}
+	stock, err := c.BoundedCounter(w.cfg.Stock, 0)
+	if err != nil {
+		return err
+	}
 	rng := rand.New(rand.NewPCG(uint64(w.cfg.Seed), uint64(w.cfg.Index)))
 	lrng := rand.New(rand.NewPCG(uint64(w.cfg.Seed), uint64(w.cfg.Index)+1<<32))
+	brng := rand.New(rand.NewPCG(uint64(w.cfg.Seed), uint64(w.cfg.Index)+2<<32))
 	var wg sync.WaitGroup
 	var counterOps int
-	var maxInc int64
-	wg.Add(2)
+	var maxInc, restocked, sold int64
+	wg.Add(3)
 	go func() { defer wg.Done(); counterOps, maxInc = w.counters(c, inc, pn, rng) }()
 	go func() { defer wg.Done(); w.locks(c, lrng) }()
+	go func() { defer wg.Done(); restocked, sold = w.sell(stock, brng) }()
 	wg.Wait()
+
+	// The stock's changes are sent as they are made: wait until the
+	// server has them all (a liveness bound).
+	deadline := time.Now().Add(30 * time.Second)
+	for !stock.Synced() && time.Now().Before(deadline) {
+		time.Sleep(20 * time.Millisecond)
+	}
+	w.send(msg{K: "bfinal", Counter: stock.Name(), P: restocked, N: sold, OK: stock.Synced(), Value: stock.Get(), Node: c.NodeID()})
 
 	// After the faults: deliver everything, then report.
 	fctx, fcancel := context.WithTimeout(context.Background(), 30*time.Second)
@@ -233,6 +247,45 @@ func (w *worker) counters(c *client.Client, inc, pn *client.Counter, rng *rand.R
 		}
 	}
 	return ops, last
+}
+
+// sell works the stock until stop: worker 0 restocks it a little at a
+// time; every worker sells one unit at a time with the rights it holds
+// (TryDecrement must succeed exactly when it holds some, offline too)
+// and asks the server for more when it runs out. No value it shows may
+// be below the bound. It returns what it restocked and what it sold.
+func (w *worker) sell(b *client.BoundedCounter, rng *rand.Rand) (restocked, sold int64) {
+	for !w.stopped() {
+		time.Sleep(time.Duration(5+rng.IntN(40)) * time.Millisecond)
+		if w.cfg.Index == 0 && rng.IntN(8) == 0 {
+			if err := b.Increment(10); err != nil {
+				w.violation("stock: restock: %v", err)
+			} else {
+				restocked += 10
+			}
+		}
+		held := b.Available()
+		switch {
+		case held > 0:
+			if !b.TryDecrement(1) {
+				w.violation("stock: TryDecrement failed with %d rights held", held)
+			} else {
+				sold++
+			}
+		default:
+			if b.TryDecrement(1) {
+				w.violation("stock: TryDecrement succeeded with no rights held")
+				sold++
+			}
+			ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+			_, _ = b.RequestRights(ctx, int64(1+rng.IntN(5))) // refused or cut by faults: tried again
+			cancel()
+		}
+		if v := b.Get(); v < b.Min() {
+			w.violation("stock: the client shows %d, below the bound %d", v, b.Min())
+		}
+	}
+	return restocked, sold
 }
 
 // locks acquires random locks until stop, writes to the fenced resource
