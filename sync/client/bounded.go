@@ -232,14 +232,45 @@ func (b *BoundedCounter) save(s crdt.BState) error {
 // where losing it in a crash matters). Subscribers are called as for
 // TryDecrement.
 func (b *BoundedCounter) TryDecrementLater(n int64) bool {
+	return b.changeLater(func(st *crdt.Bounded) error {
+		_, err := st.Decrement(b.node, n)
+		return err
+	})
+}
+
+// IncrementLater is Increment through the write-behind of
+// TryDecrementLater (a crash before the write loses the increment, which
+// never left this replica). It fails only for a bad n or a closed handle.
+func (b *BoundedCounter) IncrementLater(n int64) error {
+	return b.changeErrLater(func(st *crdt.Bounded) error {
+		if _, err := st.Increment(b.node, n); err != nil {
+			return err
+		}
+		return st.Transfer(b.node, wire.BrokerNode, n)
+	})
+}
+
+// ReturnRightsLater is ReturnRights through the write-behind of
+// TryDecrementLater.
+func (b *BoundedCounter) ReturnRightsLater(n int64) error {
+	return b.changeErrLater(func(st *crdt.Bounded) error { return st.Transfer(b.node, wire.BrokerNode, n) })
+}
+
+func (b *BoundedCounter) changeLater(fn func(*crdt.Bounded) error) bool {
+	return b.changeErrLater(fn) == nil
+}
+
+// changeErrLater applies fn in memory and hands the replica to the
+// write-behind.
+func (b *BoundedCounter) changeErrLater(fn func(*crdt.Bounded) error) error {
 	b.mu.Lock()
 	if b.closed {
 		b.mu.Unlock()
-		return false
+		return ErrClosed
 	}
-	if _, err := b.st.Decrement(b.node, n); err != nil {
+	if err := fn(b.st); err != nil {
 		b.mu.Unlock()
-		return false
+		return err
 	}
 	ch := b.changedLocked()
 	b.dirty = true
@@ -250,7 +281,7 @@ func (b *BoundedCounter) TryDecrementLater(n int64) bool {
 	if start {
 		go b.writeBehind()
 	}
-	return true
+	return nil
 }
 
 // writeBehind stores, then sends, the replica until nothing is dirty,
@@ -284,8 +315,9 @@ func (b *BoundedCounter) writeBehind() {
 	}
 }
 
-// Flush returns once every TryDecrementLater made before it is in the
-// local store (or the store failed: ErrStorage).
+// Flush returns once every change made through the write-behind
+// (TryDecrementLater, IncrementLater, ReturnRightsLater) before it is in
+// the local store (or the store failed: ErrStorage).
 func (b *BoundedCounter) Flush(ctx context.Context) error {
 	b.mu.Lock()
 	if !b.dirty && !b.writing {
@@ -348,7 +380,8 @@ func (b *BoundedCounter) syncedLocked() bool {
 }
 
 // Subscribe calls fn with the value after every change of the replica
-// (local or from the server; a change of Available alone calls it too),
+// (local or from the server; a change of Available or Synced alone calls
+// it too),
 // until the returned function is called.
 func (b *BoundedCounter) Subscribe(fn func(int64)) (unsubscribe func()) {
 	s := &subscriber[int64]{fn: fn}
@@ -473,9 +506,10 @@ func (b *BoundedCounter) merge(view crdt.BState) {
 		b.c.log.Warn("client: dropping bounded counter view", "counter", b.name, "err", err)
 		return
 	}
+	was := b.syncedLocked()
 	b.conf = mergeRow(b.conf, ownRow(view, b.node))
 	var ch change
-	if changed {
+	if changed || was != b.syncedLocked() {
 		ch = b.changedLocked()
 	}
 	snap := b.st.State()
