@@ -1,5 +1,5 @@
 import { test, expect, type Browser, type Page } from '@playwright/test';
-import { harness, newHarnessPage, pageProblems, unique, waitReady } from './helpers';
+import { base, harness, newHarnessPage, pageProblems, unique, waitReady } from './helpers';
 
 // Bounded counters in real Chromium against the real server: profiles and
 // tabs that sell offline never sell more than the stock, and rights held
@@ -141,6 +141,7 @@ test('two tabs of one profile hold different rights; a closed tab\'s rights go t
   // A closes with 4 rights; the next tab takes A's identity and its rights.
   await a.evaluate(() => (window as any).c.close());
   await a.close();
+  await ctx.setOffline(false); // to load the page
   const c = await newHarnessPage(ctx);
   problems.push(pageProblems(c, /WebSocket|ERR_INTERNET_DISCONNECTED/));
   const oc = await open(c, name);
@@ -148,7 +149,6 @@ test('two tabs of one profile hold different rights; a closed tab\'s rights go t
   expect(oc.available).toBe(4);
   expect(await sellAll(c, name)).toBe(4);
 
-  await ctx.setOffline(false);
   await Promise.all([synced(b, name), synced(c, name)]);
   await expectServerValue(browser, name, 0);
   expect(problems.flat()).toEqual([]);
@@ -184,4 +184,41 @@ test('rights held survive a reload', async ({ browser }) => {
   expect(await p.evaluate((n) => (window as any).c.getBoundedCounter(n).get(), name)).toBe(6);
   expect(problems).toEqual([]);
   await ctx.close();
+});
+
+test('demo: two offline windows cannot sell more than the stock', async ({ browser }) => {
+  const [ca, cb] = [await browser.newContext(), await browser.newContext()];
+  const [a, b] = [await ca.newPage(), await cb.newPage()];
+  await a.goto(base() + '/');
+  await b.goto(base() + '/');
+  for (const p of [a, b]) await expect(p.getByTestId('conn-state')).toHaveText('ready');
+  for (let i = 0; i < 6; i++) await a.getByTestId('stock-inc').click();
+  // Each window asks for rights on its own (the demo's low-water policy).
+  // Earlier specs' windows may hold some for good (their profiles are
+  // gone), so only what these two hold is sellable here.
+  const avail = async (p: Page) => Number(await p.getByTestId('stock-available').textContent());
+  const val = async (p: Page) => Number(await p.getByTestId('stock-value').textContent());
+  await expect.poll(async () => (await avail(a)) >= 1 && (await avail(b)) >= 1).toBe(true);
+  await Promise.all([ca.setOffline(true), cb.setOffline(true)]);
+  for (const p of [a, b]) await expect(p.getByTestId('conn-state')).not.toHaveText('ready');
+  const held = (await avail(a)) + (await avail(b));
+  const before = Math.min(await val(a), await val(b));
+  let sold = 0;
+  for (let i = 0; i < held + 3; i++) {
+    for (const p of [a, b]) {
+      const v = await val(p);
+      await p.getByTestId('stock-dec').click();
+      if ((await val(p)) < v) sold++;
+    }
+  }
+  expect(sold, 'sold exactly the rights the two windows held').toBe(held);
+  expect(sold).toBeLessThanOrEqual(before);
+  for (const p of [a, b]) {
+    expect(await val(p)).toBeGreaterThanOrEqual(0);
+    expect(await avail(p)).toBe(0);
+    await expect(p.getByTestId('stock-note')).toHaveText(/no rights here/);
+  }
+  await Promise.all([ca.setOffline(false), cb.setOffline(false)]);
+  await expect.poll(async () => (await val(a)) === (await val(b)) && (await val(a)) >= 0).toBe(true);
+  await Promise.all([ca.close(), cb.close()]);
 });
