@@ -27,6 +27,8 @@ import (
 var bounded []*boundedHandle
 
 type boundedHandle struct {
+	h      *clientHandle
+	c      *client.Client // the client serving b
 	b      *client.BoundedCounter
 	notify js.Value // JS function called after changes made outside tg_bounded_spend
 }
@@ -129,7 +131,7 @@ func boundedOpen(args []js.Value) any {
 				return i, nil
 			}
 		}
-		bh := &boundedHandle{b: b, notify: undef}
+		bh := &boundedHandle{h: h, c: c, b: b, notify: undef}
 		bounded = append(bounded, bh)
 		// Spends come through tg_bounded_spend and the shim has told its
 		// listeners already; everything else crosses back.
@@ -174,6 +176,12 @@ func boundedRequest(args []js.Value) any {
 	return promise(func() (any, error) {
 		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 		defer cancel()
+		// The tab's connection is up but the bounded client's own may still
+		// be in its handshake (it starts with the first bounded counter):
+		// give it a moment rather than failing NOT_READY.
+		for i := 0; i < 500 && bh.c != bh.h.c && bh.h.c.State() == client.Ready && bh.c.State() != client.Ready; i++ {
+			time.Sleep(10 * time.Millisecond)
+		}
 		g, err := bh.b.RequestRights(ctx, n)
 		return float64(g), err
 	})
