@@ -8,9 +8,13 @@
 //     pure-JS Map-based PN-counter in the same page;
 //   - client history: start() after a reload of a profile that touched
 //     3,000 counters against start() in a fresh profile, and the frames
-//     the reloaded page sends before it uses a counter.
+//     the reloaded page sends before it uses a counter;
+//   - bounded counters: tryDecrement() with local rights against
+//     PNCounter.decrement(), a rights request round trip against a PING
+//     round trip, and the bytes of a sync.
 // Usage: node bench/browser.mjs >> bench/RESULTS.md (make bench does this);
-// node bench/browser.mjs --only history prints that section alone.
+// node bench/browser.mjs --only history (or --only bounded) prints that
+// section alone.
 import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
@@ -189,9 +193,146 @@ async function history() {
   return out;
 }
 
+// bounded measures, in one page online to the bench server (IDBAdapter):
+// tryDecrement() per second with the rights already here against
+// PNCounter.decrement() (both public API, bursts of 1000 then await, as
+// increment() above); BoundedCounter.requestRights(1) round trips against
+// PING round trips on a raw WebSocket of the same page to the same server;
+// and the bytes of the frames one synced tryDecrement makes (the row sent,
+// the view back), counted by wrapping WebSocket send and message events.
+const BOUNDED_N = 100_000;
+const BOUNDED_RTT = 200;
+
+async function bounded() {
+  const { ctx, page } = await freshPage();
+  const wsURL = base.replace(/^http/, 'ws');
+  const r = await page.evaluate(
+    async ([ws, N, R, rounds]) => {
+      const sent = [];
+      const send = WebSocket.prototype.send;
+      WebSocket.prototype.send = function (data) {
+        if (window.countFrames) sent.push(data);
+        return send.call(this, data);
+      };
+      const c = new window.tg.TopGunClient({ serverUrl: ws, storage: new window.tg.IDBAdapter() });
+      await c.start();
+      while (c.state !== 'ready') await new Promise((r) => setTimeout(r, 10));
+      const name = `bench:bounded:${Date.now().toString(36)}`;
+      const b = c.getBoundedCounter(name, { min: 0 });
+      await b.loaded;
+      b.increment(N * (2 * rounds + 2) + R + 10);
+      await b.flush();
+      while (!b.synced) await new Promise((r) => setTimeout(r, 10));
+      const pn = c.getPNCounter(`${name}:pn`);
+      await pn.loaded;
+      const fill = async (k) => {
+        while (b.available() < k) await b.requestRights(Math.min(1000, k - b.available()));
+      };
+      async function run(dec) {
+        const t0 = performance.now();
+        for (let i = 0; i < N; i += 1000) {
+          for (let j = 0; j < 1000; j++) dec();
+          await null;
+        }
+        return (N / (performance.now() - t0)) * 1000;
+      }
+      const res = { bounded: [], pn: [], rights: [], ping: [] };
+      let fails = 0;
+      const tryDec = () => {
+        if (!b.tryDecrement()) fails++;
+      };
+      const pnDec = () => pn.decrement();
+      await fill(N);
+      await run(tryDec); // warm-up
+      await run(pnDec);
+      for (let i = 0; i < rounds; i++) {
+        await b.flush();
+        await fill(N);
+        res.bounded.push(await run(tryDec));
+        res.pn.push(await run(pnDec));
+      }
+      await b.flush();
+      // Round trips: requestRights(1) through the client, PING on a raw
+      // socket (MessagePack by hand: {type: "PING", timestamp: i}).
+      for (let i = 0; i < R; i++) {
+        const t0 = performance.now();
+        await b.requestRights(1);
+        res.rights.push(performance.now() - t0);
+      }
+      const enc = new TextEncoder();
+      const str = (s) => [0xa0 | s.length, ...enc.encode(s)];
+      const frame = (type, k, v) => new Uint8Array([0x82, ...str('type'), ...str(type), ...str(k), ...v]);
+      const raw = new WebSocket(ws + '/ws');
+      raw.binaryType = 'arraybuffer';
+      await new Promise((ok, fail) => {
+        raw.onopen = ok;
+        raw.onerror = fail;
+      });
+      let wake = null;
+      raw.onmessage = () => wake?.();
+      const rt = (data) =>
+        new Promise((ok) => {
+          wake = ok;
+          raw.send(data);
+        });
+      await rt(frame('AUTH', 'token', str('bench')));
+      for (let i = 0; i < R; i++) {
+        const t0 = performance.now();
+        await rt(frame('PING', 'timestamp', [0xce, 0, 0, (i >> 8) & 0xff, i & 0xff]));
+        res.ping.push(performance.now() - t0);
+      }
+      raw.close();
+      // Bytes of one synced decrement.
+      window.countFrames = true;
+      const before = sent.length;
+      b.tryDecrement();
+      await b.flush();
+      while (!b.synced) await new Promise((r) => setTimeout(r, 5));
+      window.countFrames = false;
+      const has = (d, t) => {
+        const u = new Uint8Array(d instanceof ArrayBuffer ? d : d.buffer ?? d);
+        return new TextDecoder('latin1').decode(u).includes(t);
+      };
+      const size = (d) => (d instanceof ArrayBuffer ? d.byteLength : d.byteLength ?? d.length);
+      const syncs = sent.slice(before).filter((d) => has(d, 'BCOUNTER_SYNC'));
+      res.syncBytes = syncs.map(size);
+      res.fails = fails;
+      res.available = b.available();
+      await c.close();
+      return res;
+    },
+    [wsURL, BOUNDED_N, BOUNDED_RTT, ROUNDS],
+  );
+  await ctx.close();
+  let out = '';
+  const p = (s = '') => (out += s + '\n');
+  const bd = median(r.bounded);
+  const pd = median(r.pn);
+  const rr = median(r.rights);
+  const pp = median(r.ping);
+  p();
+  p(`### Bounded counters in the browser (median of ${ROUNDS}; round trips: median of ${BOUNDED_RTT})`);
+  p();
+  p('| | per second / time | baseline | ratio |');
+  p('|---|---|---|---|');
+  p(`| BoundedCounter.tryDecrement() with local rights, ${BOUNDED_N.toLocaleString('en')} calls in bursts of 1000 | ${bd.toFixed(0)} /s | PNCounter.decrement(): ${pd.toFixed(0)} /s | ${(bd / pd).toFixed(2)}× |`);
+  p(`| requestRights(1) round trip (grant stored before the answer) | ${rr.toFixed(2)} ms | PING round trip, same page and server: ${pp.toFixed(2)} ms | ${(rr / pp).toFixed(2)}× |`);
+  p(`| bytes of the BCOUNTER_SYNC frame one tryDecrement sends | ${r.syncBytes.join(', ') || 'none seen'} B | | |`);
+  p();
+  p(`Failed tryDecrement calls during the runs (rights were always there): ${r.fails}.`);
+  p('tryDecrement checks rights mirrored in JS and spends them there; once per task the spends of the tick');
+  p('cross to Go in one //go:wasmexport call, and a background writer stores them in IndexedDB (one');
+  p('transaction per batch, not per call) before they are sent (docs/bounded-counters.md, "The browser").');
+  p();
+  p(`Target ≥ 0.5×: ${bd / pd >= 0.5 ? 'met' : 'NOT met'}.`);
+  return out;
+}
+
 try {
   if (ONLY === 'history') {
     process.stdout.write(await history());
+  } else if (ONLY === 'bounded') {
+    process.stdout.write(await bounded());
   } else {
   // start() with no server (offline-first) vs Automerge's wasm init.
   const tgStart = [];
@@ -396,6 +537,7 @@ try {
   p();
   p(`Target ≥ 0.5×: ${ia / ib >= 0.5 ? 'met' : 'NOT met'} for a tight loop, ${ba / bb >= 0.5 ? 'met' : 'NOT met'} for bursts of 1000.`);
   out += await history();
+  out += await bounded();
   process.stdout.write(out);
   }
 } finally {

@@ -6,8 +6,8 @@
 //
 // # Layout
 //
-// Open(ctx, name) opens database name ("topgun-go" when empty) at version 2
-// with four object stores, all with out-of-line keys:
+// Open(ctx, name) opens database name ("topgun-go" when empty) at version 3
+// with six object stores, all with out-of-line keys:
 //
 //	meta       "nodeId" -> string: this profile's node id
 //	meta       "layout" -> 2 once every record is indexed
@@ -16,13 +16,25 @@
 //	pending    counter name -> 1, for every pending record (store.Record.Pending)
 //	index      counter name -> {o: node of the last own delta, b: based, u: recency}
 //	           with the index byUse on u
+//	bounded    [replica, counter name] -> {min, p, n, t}: a bounded counter
+//	           (store.BoundedStore); replica "" for the Store's own, else a
+//	           Replica view (one per bounded-replica identity: a tab's)
+//	replicas   replica id -> {u: ms of its last claim}: the profile's pool
+//	           of bounded-replica identities
 //
 // Pending reads the keys of pending, then those records only; Evict counts
 // counters, reads the names in recency order from byUse (one getAllKeys
 // request each) and deletes the oldest that may go. Apply keeps pending and
 // index in step with counters in its transaction. A database of version 1
 // gets the new stores in its upgrade, and Open then indexes its records
-// once, taking them as based and written by the stored node id.
+// once, taking them as based and written by the stored node id. A database
+// of version 1 or 2 gets bounded and replicas in its upgrade; nothing else
+// changes.
+//
+// Bounded records are read and written (merged by per-entry maximum,
+// store.MergeBounded) in one transaction each; they cross the boundary as
+// JSON text, which is fine off the hot path (the JS client's tryDecrement
+// never waits for a write; see docs/bounded-counters.md).
 //
 // A counter record holds plain JS objects and numbers (structured-clone
 // friendly, readable from JS and DevTools). Every number is a magnitude in

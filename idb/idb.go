@@ -21,8 +21,15 @@ import (
 const DefaultName = "topgun-go"
 
 const (
-	schemaVersion = 2
+	schemaVersion = 3
 	metaStore     = "meta"
+	// boundedStore: [replica, counter name] -> bounded counter record
+	// {min, p, n, t}; replica "" is the Store's own (store.BoundedStore),
+	// others are Replica views (one per tab identity).
+	boundedStore = "bounded"
+	// replicasStore: replica id -> {u: ms since epoch of its last claim}:
+	// the pool of bounded-replica identities of this profile.
+	replicasStore = "replicas"
 	countersStore = "counters"
 	// pendingStore: counter name -> 1 for every pending record
 	// (store.Record.Pending): the index Pending reads.
@@ -252,13 +259,15 @@ func (s *Store) nextU() float64 {
 	return u
 }
 
-// upgrade creates the object stores of a new database.
+// upgrade creates the object stores that a database lacks: all of them in
+// a new database; bounded and replicas in one of version 1 or 2, whose
+// records stay as they are.
 func upgrade(db *indexeddb.Database, oldVersion, newVersion uint) error {
 	have, err := db.ObjectStoreNames()
 	if err != nil {
 		return err
 	}
-	for _, name := range []string{metaStore, countersStore, pendingStore, indexStore} {
+	for _, name := range []string{metaStore, countersStore, pendingStore, indexStore, boundedStore, replicasStore} {
 		if !slices.Contains(have, name) {
 			os, err := db.CreateObjectStore(name, indexeddb.ObjectStoreOptions{})
 			if err != nil {

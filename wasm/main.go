@@ -32,6 +32,24 @@ type clientHandle struct {
 	c    *client.Client
 	idb  *idb.Store // nil with MemoryAdapter: the client owns its memory store
 	stop []func()
+
+	opts   client.Options // as created: the bounded client copies them
+	online bool           // the last SetOnline
+
+	bmu  sync.Mutex
+	bc   *client.Client // runs the bounded counters (bounded.go), or nil
+	bmem store.Store    // bc's memory store
+}
+
+// each calls f with the client and, once started, the bounded client.
+func (h *clientHandle) each(f func(*client.Client)) {
+	f(h.c)
+	h.bmu.Lock()
+	bc := h.bc
+	h.bmu.Unlock()
+	if bc != nil {
+		f(bc)
+	}
 }
 
 type counterHandle struct {
@@ -58,11 +76,21 @@ func main() {
 	def("onState", onState)
 	def("onError", onError)
 	def("clientError", func(a []js.Value) any { return errValue(getClient(a[0]).c.Err()) })
-	def("setToken", func(a []js.Value) any { getClient(a[0]).c.SetToken(a[1].String()); return nil })
+	def("setToken", func(a []js.Value) any {
+		getClient(a[0]).each(func(c *client.Client) { c.SetToken(a[1].String()) })
+		return nil
+	})
 	def("nodeId", func(a []js.Value) any { return getClient(a[0]).c.NodeID() })
 	def("clientUrl", func(a []js.Value) any { return getClient(a[0]).c.URL() })
-	def("retryNow", func(a []js.Value) any { getClient(a[0]).c.RetryNow(); return nil })
-	def("setOnline", func(a []js.Value) any { getClient(a[0]).c.SetOnline(a[1].Bool()); return nil })
+	def("retryNow", func(a []js.Value) any { getClient(a[0]).each((*client.Client).RetryNow); return nil })
+	def("setOnline", func(a []js.Value) any {
+		h := getClient(a[0])
+		h.bmu.Lock()
+		h.online = a[1].Bool()
+		h.bmu.Unlock()
+		h.each(func(c *client.Client) { c.SetOnline(a[1].Bool()) })
+		return nil
+	})
 	// kick is called once per tick after the tick's tg_counter_add calls:
 	// goroutines woken by a //go:wasmexport call do not run until Go gets
 	// control again, and a js.FuncOf call runs them before it returns, so
@@ -88,6 +116,12 @@ func main() {
 		}
 		return nil
 	})
+	def("boundedClient", boundedClient)
+	def("bounded", boundedOpen)
+	def("boundedNotify", boundedNotify)
+	def("boundedRequest", boundedRequest)
+	def("boundedFlush", boundedFlush)
+	def("boundedClose", boundedClose)
 	def("lock", lock)
 	def("lockAcquire", lockAcquire)
 	def("lockUnlock", lockUnlock)
@@ -157,6 +191,10 @@ func errObject(err error) js.Value {
 		code = "INVALID_NAME"
 	case errors.Is(err, client.ErrClosed):
 		code = "CLOSED"
+	case errors.Is(err, client.ErrNotReady):
+		code = "NOT_READY"
+	case errors.Is(err, client.ErrBoundMismatch):
+		code = "BOUND_MISMATCH"
 	case errors.Is(err, client.ErrNotStarted):
 		code = "NOT_STARTED"
 	case errors.Is(err, client.ErrInvalidTTL):
@@ -331,7 +369,7 @@ func createClient(args []js.Value) any {
 		if urlErr != nil {
 			return nil, fmt.Errorf("topgun: serverUrl: %w", urlErr)
 		}
-		h := &clientHandle{}
+		h := &clientHandle{opts: opts, online: true}
 		if useIDB {
 			s, err := idb.Open(context.Background(), dbName)
 			if err != nil {
@@ -399,7 +437,16 @@ func closeClient(args []js.Value) any {
 		for _, f := range h.stop {
 			f()
 		}
-		err := h.c.Close()
+		h.bmu.Lock()
+		bc, bmem := h.bc, h.bmem
+		h.bmu.Unlock()
+		var err error
+		if bc != nil {
+			// The shim flushed its bounded counters' spends before this.
+			err = bc.Close()
+			bmem.Close()
+		}
+		err = errors.Join(err, h.c.Close())
 		if h.idb != nil {
 			if cerr := h.idb.Close(); cerr != nil && !errors.Is(cerr, store.ErrClosed) {
 				err = errors.Join(err, fmt.Errorf("topgun: closing the store: %w", cerr))

@@ -2,7 +2,7 @@
 // two windows (or two browser profiles) to watch them converge.
 import { useEffect, useState } from 'react';
 import { IDBAdapter, MemoryAdapter, TopGunClient } from '@topgun-go/client';
-import { TopGunProvider, useClient, useClientStatus, useLock, usePNCounter } from '@topgun-go/react';
+import { TopGunProvider, useBoundedCounter, useClient, useClientStatus, useLock, usePNCounter } from '@topgun-go/react';
 
 // The server of this page (make run serves both), or ?server=ws://...
 function serverURL() {
@@ -132,26 +132,67 @@ function Likes() {
   );
 }
 
+// Stock is a bounded counter: it never goes below 0, even when windows sell
+// offline at once. Each window sells only rights it holds ("available
+// here"). Policy: while connected, a window that holds fewer than
+// STOCK_LOW rights asks for STOCK_CHUNK more (one request at a time), so
+// rights spread in small batches and little is stranded in a window that
+// goes away; "request rights" asks at once.
+const STOCK_LOW = 2;
+const STOCK_CHUNK = 5;
+
 function Stock() {
-  const { value, increment, decrement, loading, synced } = usePNCounter('stock:demo');
+  const { value, available, increment, tryDecrement, requestRights, loading, synced } = useBoundedCounter('stock:demo', { min: 0 });
+  const { state } = useClientStatus();
+  const [asking, setAsking] = useState(false);
+  const [note, setNote] = useState('');
+  // emptyAt: the value at which the server last had no rights to give; the
+  // automatic policy waits for the value to change before asking again.
+  const [emptyAt, setEmptyAt] = useState(null);
+  const ask = (n) => {
+    if (asking) return;
+    setAsking(true);
+    requestRights(n)
+      .then((g) => {
+        setNote(g === 0 ? 'no stock left to hand out' : '');
+        setEmptyAt(g === 0 ? value : null);
+      })
+      .catch((e) => setNote(e.message))
+      .finally(() => setAsking(false));
+  };
+  useEffect(() => {
+    if (loading || state !== 'ready' || asking || available >= STOCK_LOW) return;
+    if (value > available && emptyAt !== value) ask(STOCK_CHUNK);
+  }, [loading, state, available, value, asking, emptyAt]);
+  const sell = () => setNote(tryDecrement() ? '' : 'no rights here: request some (online)');
   return (
     <section>
       <h2>Stock</h2>
       <div className="row">
-        <button className="round" aria-label="one less" data-testid="stock-dec" id="stock-dec" disabled={loading} onClick={decrement}>
+        <button className="round" aria-label="sell one" data-testid="stock-dec" id="stock-dec" disabled={loading} onClick={sell}>
           −
         </button>
         <span className="big" data-testid="stock-value" id="stock-value">
           {value}
         </span>
-        <button className="round" aria-label="one more" data-testid="stock-inc" id="stock-inc" disabled={loading} onClick={increment}>
+        <button className="round" aria-label="one more" data-testid="stock-inc" id="stock-inc" disabled={loading} onClick={() => increment()}>
           +
         </button>
       </div>
       <p className="muted">
-        usePNCounter('stock:demo') <Synced testid="stock-synced" synced={synced} loading={loading} />
+        available here: <span data-testid="stock-available">{available}</span>{' '}
+        <button data-testid="stock-request" disabled={loading || asking || state !== 'ready'} onClick={() => ask(STOCK_CHUNK)}>
+          request rights
+        </button>{' '}
+        <span data-testid="stock-note">{note}</span>
       </p>
-      <p className="muted">A PN-Counter goes both ways: concurrent + and − from every window add up.</p>
+      <p className="muted">
+        useBoundedCounter('stock:demo', {'{'} min: 0 {'}'}) <Synced testid="stock-synced" synced={synced} loading={loading} />
+      </p>
+      <p className="muted">
+        A bounded counter never goes below 0: a window sells only the rights it holds, offline too, so two offline windows
+        cannot sell more than the stock.
+      </p>
     </section>
   );
 }

@@ -36,6 +36,11 @@ export type TopGunErrorCode =
   | 'UNAVAILABLE'
   | 'TOO_MANY_LOCKS' // the connection holds or waits for the server's --max-locks
   | 'FORBIDDEN' // the token's topgun claim does not allow locking the name (docs/auth.md)
+  // bounded counters
+  | 'NOT_READY' // requestRights needs a ready connection
+  | 'NOT_LOADED' // returnRights before the handle's `loaded`
+  | 'BOUND_MISMATCH' // opened with another min than it has (here or on the server)
+  | 'NO_REPLICA' // no bounded-replica identity could be taken for this tab
   | 'ERROR'; // anything else
 
 /** Error with a machine-readable code (wasm/main.go errObject). */
@@ -183,8 +188,59 @@ export class TopGunClient extends EventTarget {
    * in the background: await `counter.loaded` before trusting get().
    */
   getPNCounter(name: string): PNCounter;
+  /**
+   * The bounded counter named name (value never below min; min defaults to
+   * 0). The same handle for every call with one name; another min throws
+   * TopGunError BOUND_MISMATCH, an invalid name TypeError, a min that is
+   * not a safe integer RangeError. Its replica is loaded in the
+   * background: await `counter.loaded`.
+   */
+  getBoundedCounter(name: string, options?: { min?: number }): BoundedCounter;
+  /**
+   * The node id this tab's bounded counters run as (its bounded-replica
+   * identity, `<nodeId>:r<k>` with IDBAdapter and Web Locks), or null before
+   * the first getBoundedCounter started them.
+   */
+  readonly replicaId: string | null;
   /** The same handle for every call with one name. Throws TypeError for an invalid name. */
   getLock(name: string): Lock;
+}
+
+/**
+ * A bounded counter (sync/client BoundedCounter; wasm/bounded.go): its value
+ * never goes below min in any replica, even offline. Amounts are positive
+ * safe integers (RangeError otherwise).
+ */
+export class BoundedCounter {
+  readonly name: string;
+  readonly min: number;
+  /** Resolves once this tab's replica of the counter is loaded; rejects if it could not start. */
+  readonly loaded: Promise<void>;
+  /** True until `loaded` settles. */
+  readonly loading: boolean;
+  /** The value as this replica knows it; never below min (min plus local increments while loading). */
+  get(): number;
+  /** Rights held by this tab: how much tryDecrement may take away here, online or offline. */
+  available(): number;
+  /** Adds n (default 1); returns the new value. The new rights go to the server, for everyone. */
+  increment(n?: number): number;
+  /**
+   * Takes n (default 1) away if this tab holds n rights; synchronous, works
+   * offline, false when the rights are not here (or while loading).
+   */
+  tryDecrement(n?: number): boolean;
+  /** Asks the server for n rights; resolves with how many it granted (0..n). Rejects NOT_READY when not connected. */
+  requestRights(n: number): Promise<number>;
+  /** Hands n held rights back to the server. RangeError beyond available(). */
+  returnRights(n: number): void;
+  /** Whether the server has confirmed every change made here. */
+  readonly synced: boolean;
+  /** Calls cb(value) now and after every local or remote change (available or synced changing alone too). */
+  subscribe(cb: (value: number) => void): () => void;
+  /** Resolves once every change made here is stored in IndexedDB (they are sent only after that). */
+  flush(): Promise<void>;
+  /** Stores what was changed here, then releases the handle; the rights stay with this tab. */
+  dispose(): Promise<void>;
 }
 
 /** A replicated PN-Counter (sync/client Counter). */

@@ -185,6 +185,9 @@ export class TopGunClient extends EventTarget {
   #state = 'idle';
   #error = null;
   #counters = new Map();
+  #bounded = new Map();
+  #boundedStart = null; // Promise: the tab's bounded replica is running
+  #replica = null; // {id, release}
   #locks = new Map();
   #unsub = [];
   #starting = null;
@@ -367,9 +370,14 @@ export class TopGunClient extends EventTarget {
     if (!this.#closed && this.#id >= 0 && !fatalError) this.#rt.api.retryNow(this.#id);
   }
 
+  _forgetBounded(name, b) {
+    if (this.#bounded.get(name) === b) this.#bounded.delete(name);
+  }
+
   _fatal(err) {
     this.#setState('closed');
     for (const c of this.#counters.values()) c._fatal(err);
+    for (const b of this.#bounded.values()) b._fatal(err);
   }
 
   /** The counter named name; the same handle for every call with one name. */
@@ -385,6 +393,59 @@ export class TopGunClient extends EventTarget {
       c._hold();
     }
     return c;
+  }
+
+  /**
+   * The bounded counter named name, whose value never goes below min (a
+   * safe integer, 0 by default); the same handle for every call with one
+   * name. Its stored replica is read in the background (see `loaded`).
+   */
+  getBoundedCounter(name, options = {}) {
+    checkName('bounded counter', name);
+    const min = options?.min ?? 0;
+    if (!Number.isSafeInteger(min)) {
+      throw new RangeError(`bounded counter ${name}: min must be a safe integer, got ${show(min)}`);
+    }
+    let b = this.#bounded.get(name);
+    if (b) {
+      if (b.min !== min) {
+        throw new TopGunError('BOUND_MISMATCH', `bounded counter ${name} is open with min ${b.min}, not ${min}`);
+      }
+      return b;
+    }
+    const api = this.#api();
+    const id = this.#id;
+    this.#boundedStart ??= this.#startBounded(api);
+    const h = this.#boundedStart.then(() => api.bounded(id, name, min)).then(unwrap, rethrow);
+    b = new BoundedCounter(this, this.#rt, h, name, min, () => this.#api());
+    this.#bounded.set(name, b);
+    return b;
+  }
+
+  /**
+   * The node id this tab's bounded counters run as: its bounded-replica
+   * identity (docs/bounded-counters.md), or null before the first
+   * getBoundedCounter has started them.
+   */
+  get replicaId() {
+    return this.#replica?.id ?? null;
+  }
+
+  // startBounded picks the tab's bounded-replica identity and starts the
+  // engine client that runs its bounded counters. With MemoryAdapter the
+  // tab has a node id of its own, which serves as it is.
+  async #startBounded(api) {
+    const nodeId = this.nodeId;
+    if (this.#opts.storage.kind !== 'idb') {
+      this.#replica = { id: nodeId, release() {} };
+    } else {
+      this.#replica = await acquireReplica(this.#opts.storage.name, nodeId);
+      if (this.#closed) {
+        this.#replica.release();
+        throw new TopGunError('CLOSED', 'client is closed');
+      }
+    }
+    unwrap(await api.boundedClient(this.#id, this.#replica.id).catch(rethrow));
   }
 
   /** The lock named name; the same handle for every call with one name. */
@@ -423,10 +484,16 @@ export class TopGunClient extends EventTarget {
         pushAll();
         kickAll();
       }
+      // Bounded counters' spends are stored before their client closes.
+      if (this.#boundedStart) {
+        await this.#boundedStart.catch(() => {});
+        await Promise.all([...this.#bounded.values()].map((b) => b._flushQuiet()));
+      }
       this.#closed = true;
       liveClients.delete(this);
       const closed = new TopGunError('CLOSED', 'client is closed');
       for (const c of this.#counters.values()) c._fatal(closed);
+      for (const b of this.#bounded.values()) b._fatal(closed);
       if (this.#id >= 0 && !fatalError) {
         const res = await this.#rt.api.closeClient(this.#id);
         if (isErrObject(res?.error)) error = toError(res.error);
@@ -436,6 +503,7 @@ export class TopGunClient extends EventTarget {
     }
     for (const off of this.#unsub) off();
     this.#unsub = [];
+    this.#replica?.release(); // another tab may take the identity now
     this.#setState('closed');
     if (error) this.#report(error);
     return { delivered: error?.code !== 'UNDELIVERED', undelivered: error?.counters ?? [], error };
@@ -707,6 +775,293 @@ export class PNCounter {
     pushAll();
     kickAll();
     await api.flush(this.#h).catch(rethrow);
+  }
+
+  _fatal(err) {
+    this.#dead = err;
+  }
+}
+
+// ---- bounded counters ------------------------------------------------------
+
+// Bounded-replica identities of a profile: a tab takes the lowest k whose
+// Web Lock nobody holds, so a closed tab's identity (and the rights stored
+// under it) goes to the next tab that starts, and two live tabs never
+// share one. See docs/bounded-counters.md, "Tabs".
+const MAX_REPLICAS = 256;
+
+async function acquireReplica(dbName, nodeId) {
+  const locks = globalThis.navigator?.locks;
+  if (typeof locks?.request !== 'function') {
+    // No Web Locks: a fresh identity per tab. A closed tab's rights then
+    // wait for an operator to reclaim them.
+    const bytes = new Uint8Array(6);
+    globalThis.crypto.getRandomValues(bytes);
+    const rnd = Array.from(bytes, (b) => b.toString(16).padStart(2, '0')).join('');
+    return { id: replicaName(nodeId, `t${rnd}`), locked: false, release() {} };
+  }
+  for (let k = 1; k <= MAX_REPLICAS; k++) {
+    const id = replicaName(nodeId, `r${k}`);
+    let release;
+    const hold = new Promise((r) => {
+      release = r;
+    });
+    const got = await new Promise((resolve, reject) => {
+      locks
+        .request(`topgun-go:${dbName}:replica:${id}`, { mode: 'exclusive', ifAvailable: true }, (lock) => {
+          resolve(lock !== null);
+          return lock === null ? undefined : hold; // held until release()
+        })
+        .catch(reject);
+    });
+    if (got) return { id, locked: true, release };
+  }
+  throw new TopGunError('NO_REPLICA', `all ${MAX_REPLICAS} bounded-replica identities of this profile are in use by other tabs`);
+}
+
+function replicaName(nodeId, suffix) {
+  const id = `${nodeId}:${suffix}`;
+  if (!NAME_RE.test(id)) {
+    throw new TopGunError('NO_REPLICA', `node id ${JSON.stringify(nodeId)} is too long to derive a bounded-replica identity (${NAME_RULE})`);
+  }
+  return id;
+}
+
+function checkAmount(what, name, n) {
+  if (!Number.isSafeInteger(n) || n <= 0) {
+    throw new RangeError(`bounded counter ${name}: ${what} needs a positive safe integer, got ${show(n)}`);
+  }
+}
+
+/**
+ * A bounded counter: its value never goes below min, in any replica, even
+ * offline. tryDecrement spends rights held by this tab (available()),
+ * synchronously; requestRights asks the server for more.
+ */
+export class BoundedCounter {
+  #x;
+  #rt;
+  #api;
+  #h = -1;
+  #name;
+  #min;
+  #value;
+  #rights = 0; // Go's Available() at the last refresh
+  #pendSpend = 0; // spent here, not handed to Go yet
+  #pendAdd = 0; // added here, not handed to Go yet
+  #listeners = new Set();
+  #queued = false;
+  #dead = null;
+  #loading = true;
+  #loaded;
+
+  constructor(client, rt, handle, name, min, api) {
+    this._client = client;
+    this.#x = rt.x;
+    this.#rt = rt;
+    this.#api = api;
+    this.#name = name;
+    this.#min = min;
+    this.#value = min;
+    this.#loaded = handle.then(
+      (h) => {
+        this.#h = h;
+        this.#loading = false;
+        if (this.#dead) return;
+        rt.api.boundedNotify(h, () => this.#refresh(true));
+        if (this.#pendAdd !== 0) this.#queue();
+        this.#refresh(true);
+      },
+      (e) => {
+        this.#loading = false;
+        throw e;
+      },
+    );
+    this.#loaded.catch(() => {});
+  }
+
+  /**
+   * Resolves once the counter's stored replica has been read and the tab's
+   * bounded replica is running; rejects if it could not start. Until then
+   * get() is min plus this tab's increments and tryDecrement fails.
+   */
+  get loaded() {
+    return this.#loaded;
+  }
+
+  /** True until `loaded` settles. */
+  get loading() {
+    return this.#loading;
+  }
+
+  get name() {
+    return this.#name;
+  }
+
+  get min() {
+    return this.#min;
+  }
+
+  /** The value as this replica knows it; never below min. */
+  get() {
+    return this.#value;
+  }
+
+  /** The rights this tab holds: how much tryDecrement may take away here. */
+  available() {
+    return Math.max(0, this.#rights - this.#pendSpend);
+  }
+
+  /** Adds n (default 1) and returns the new value; the new rights go to the server for everyone. */
+  increment(n = 1) {
+    checkAmount('increment', this.#name, n);
+    if (this.#dead) throw this.#dead;
+    if (this.#value + n > MAX_SAFE) {
+      throw new RangeError(`bounded counter ${this.#name}: ${this.#value} + ${n} leaves the safe integer range`);
+    }
+    this.#pendAdd += n;
+    this.#value += n;
+    if (this.#h >= 0) this.#queue();
+    this.#fire();
+    return this.#value;
+  }
+
+  /**
+   * Takes n (default 1) away if this tab holds n rights, offline too, and
+   * says whether it did. Synchronous; the decrement is stored in IndexedDB
+   * within the current task's write (flush() waits for it) and only then
+   * sent.
+   */
+  tryDecrement(n = 1) {
+    checkAmount('tryDecrement', this.#name, n);
+    if (this.#dead || this.#h < 0 || n > this.#rights - this.#pendSpend) return false;
+    this.#pendSpend += n;
+    this.#value -= n;
+    this.#queue();
+    this.#fire();
+    return true;
+  }
+
+  /**
+   * Asks the server for n rights; resolves with how many it granted
+   * (0..n, capped per request by the server). Rejects when not connected
+   * (TopGunError NOT_READY... codes as for other requests).
+   */
+  async requestRights(n) {
+    checkAmount('requestRights', this.#name, n);
+    await this.#loaded;
+    const api = this.#api();
+    const g = await api.boundedRequest(this.#h, n).catch(rethrow);
+    this.#refresh(true);
+    return g;
+  }
+
+  /** Hands n of this tab's rights back to the server, for other replicas. Throws RangeError beyond available(). */
+  returnRights(n) {
+    checkAmount('returnRights', this.#name, n);
+    if (this.#dead) throw this.#dead;
+    if (this.#h < 0) throw new TopGunError('NOT_LOADED', `bounded counter ${this.#name} is loading; await its \`loaded\``);
+    if (n > this.available()) {
+      throw new RangeError(`bounded counter ${this.#name}: cannot return ${n} rights, ${this.available()} held`);
+    }
+    this._push();
+    if (this.#x.tg_bounded_return(this.#h, n) !== 1) {
+      throw new TopGunError('ERROR', `bounded counter ${this.#name}: the rights could not be returned`);
+    }
+    this.#refresh();
+    toKick.add(this._client);
+    pushAll();
+  }
+
+  /** Whether the server has confirmed every change made here. */
+  get synced() {
+    return this.#h >= 0 && this.#pendAdd === 0 && this.#pendSpend === 0 && this.#x.tg_bounded_synced(this.#h) === 1;
+  }
+
+  /**
+   * Calls cb(value) now, then after every local or remote change (a change
+   * of available() or synced alone calls it too). Returns an unsubscribe
+   * function.
+   */
+  subscribe(cb) {
+    if (typeof cb !== 'function') throw new TypeError('subscribe needs a function');
+    this.#listeners.add(cb);
+    cb(this.#value);
+    return () => this.#listeners.delete(cb);
+  }
+
+  /** Resolves once every change made here is stored in IndexedDB (then it is sent). */
+  async flush() {
+    await this.#loaded;
+    const api = this.#api();
+    pushAll();
+    kickAll();
+    await api.boundedFlush(this.#h).catch(rethrow);
+  }
+
+  _flushQuiet() {
+    return this.flush().catch(() => {});
+  }
+
+  /**
+   * Stores what was changed here, then releases the handle (no more
+   * updates); the rights stay with this tab's replica. getBoundedCounter
+   * gives a new handle.
+   */
+  async dispose() {
+    if (this.#dead) return;
+    await this._flushQuiet();
+    if (this.#dead) return;
+    this.#dead = new TopGunError('CLOSED', `bounded counter ${this.#name} was disposed`);
+    this._client._forgetBounded(this.#name, this);
+    if (this.#h >= 0) this.#api().boundedClose(this.#h);
+  }
+
+  #queue() {
+    if (!this.#queued) {
+      this.#queued = true;
+      queuePush(this);
+    }
+  }
+
+  // _push hands this tick's changes to Go; true if there were any.
+  _push() {
+    this.#queued = false;
+    if (this.#h < 0 || this.#dead) return false;
+    const add = this.#pendAdd;
+    const spend = this.#pendSpend;
+    if (add === 0 && spend === 0) return false;
+    this.#pendAdd = 0;
+    this.#pendSpend = 0;
+    const x = this.#x;
+    if (add !== 0 && x.tg_bounded_add(this.#h, add) !== 1) {
+      this.#dead = new TopGunError('CLOSED', `bounded counter ${this.#name}: the engine refused an increment`);
+    }
+    if (spend !== 0 && x.tg_bounded_spend(this.#h, spend) !== 1) {
+      // The rights were checked against Go's; only a closed handle gets here.
+      this.#dead = new TopGunError('CLOSED', `bounded counter ${this.#name}: the engine refused a decrement`);
+    }
+    this.#refresh();
+    return true;
+  }
+
+  // refresh reads Go's value and rights; listeners are called when they
+  // changed, or always (force: Go said something changed, maybe synced).
+  #refresh(force = false) {
+    if (this.#h < 0) return;
+    const x = this.#x;
+    const gv = x.tg_bounded_get(this.#h);
+    if (Number.isNaN(gv)) return;
+    const rights = x.tg_bounded_available(this.#h);
+    const v = gv + this.#pendAdd - this.#pendSpend;
+    if (!force && v === this.#value && rights === this.#rights) return;
+    this.#rights = rights;
+    this.#value = v;
+    this.#fire();
+  }
+
+  #fire() {
+    if (this.#listeners.size !== 0) for (const l of this.#listeners) l(this.#value);
   }
 
   _fatal(err) {

@@ -5,7 +5,7 @@ import type { ConnectionState, TopGunClient } from '@topgun-go/client';
 import type { LockState } from './store.js';
 
 export { TopGunReactError } from './store.js';
-export type { LockState, CounterSnapshot, LockSnapshot } from './store.js';
+export type { LockState, CounterSnapshot, LockSnapshot, BoundedSnapshot } from './store.js';
 
 export interface TopGunProviderProps {
   /**
@@ -68,6 +68,30 @@ export interface PNCounterResult {
  * Throws TypeError (from the client) for an invalid name once started.
  */
 export function usePNCounter(name: string): PNCounterResult;
+
+export interface BoundedCounterResult {
+  /** The value as this tab knows it, never below min; min while loading. */
+  value: number;
+  /** Rights this tab holds: how much tryDecrement may take away here. */
+  available: number;
+  /** True until the client has started and the counter's replica is loaded. */
+  loading: boolean;
+  /** Whether the server has confirmed every change made here. */
+  synced: boolean;
+  /** Adds n (default 1); returns the new value. Throws NOT_READY before the client has started. Stable. */
+  increment: (n?: number) => number;
+  /** Takes n (default 1) away if this tab holds the rights, offline too; synchronous. Stable. */
+  tryDecrement: (n?: number) => boolean;
+  /** Asks the server for n rights; resolves with how many it granted. Stable. */
+  requestRights: (n: number) => Promise<number>;
+}
+
+/**
+ * The bounded counter name (options.min, default 0: its value never goes
+ * below it), re-rendering on local and remote changes and when available
+ * or synced change.
+ */
+export function useBoundedCounter(name: string, options?: { min?: number }): BoundedCounterResult;
 
 export interface UseLockOptions {
   /** The lease lock() asks for when called without ttlMs. Default: the client's (10000 ms). */

@@ -6,7 +6,7 @@
 // nothing), and the hooks report loading until it has resolved.
 
 import { createContext, createElement, useCallback, useContext, useEffect, useMemo, useSyncExternalStore } from 'react';
-import { TopGunReactError, getClientStore, getCounterStore, getLockStore } from './store.js';
+import { TopGunReactError, getBoundedStore, getClientStore, getCounterStore, getLockStore } from './store.js';
 
 export { TopGunReactError } from './store.js';
 
@@ -61,6 +61,17 @@ const nullCounterStore = Object.freeze({
   decrement: notReady('decrement'),
   add: notReady('add'),
 });
+const nullBoundedStore = (min) => {
+  const snap = Object.freeze({ value: min, available: 0, loading: true, synced: false });
+  return Object.freeze({
+    subscribe: noop,
+    getSnapshot: () => snap,
+    increment: notReady('increment'),
+    tryDecrement: () => false,
+    requestRights: () =>
+      Promise.reject(new TopGunReactError('NOT_READY', 'requestRights() without a client (server-side rendering)')),
+  });
+};
 const nullLockStore = Object.freeze({
   subscribe: noop,
   getSnapshot: () => NULL_LOCK,
@@ -111,6 +122,34 @@ export function usePNCounter(name) {
       increment: store.increment,
       decrement: store.decrement,
       add: store.add,
+    }),
+    [snap, store],
+  );
+}
+
+/**
+ * useBoundedCounter returns {value, available, loading, synced, increment,
+ * tryDecrement, requestRights} for the bounded counter name (options.min,
+ * default 0); the functions keep their identity across renders.
+ * tryDecrement(n) is synchronous: true when this tab held the rights.
+ */
+export function useBoundedCounter(name, options) {
+  const cs = useClientStore('useBoundedCounter');
+  const min = options?.min ?? 0;
+  const store = useMemo(
+    () => (cs.client === null ? nullBoundedStore(min) : getBoundedStore(cs.client, name, min)),
+    [cs, name, min],
+  );
+  const snap = useSyncExternalStore(store.subscribe, store.getSnapshot, store.getSnapshot);
+  return useMemo(
+    () => ({
+      value: snap.value,
+      available: snap.available,
+      loading: snap.loading,
+      synced: snap.synced,
+      increment: store.increment,
+      tryDecrement: store.tryDecrement,
+      requestRights: store.requestRights,
     }),
     [snap, store],
   );

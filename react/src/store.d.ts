@@ -100,5 +100,25 @@ export interface LockStore extends ExternalStore<LockSnapshot> {
 export function getClientStore(client: TopGunClient): ClientStore;
 /** The store of a counter, one per client and name; attaches on the first subscribe. */
 export function getCounterStore(client: TopGunClient, name: string): CounterStore;
+export interface BoundedSnapshot {
+  readonly value: number;
+  readonly available: number;
+  readonly loading: boolean;
+  readonly synced: boolean;
+}
+
+export interface BoundedStore extends ExternalStore<BoundedSnapshot> {
+  readonly name: string;
+  readonly min: number;
+  increment(n?: number): number;
+  tryDecrement(n?: number): boolean;
+  requestRights(n: number): Promise<number>;
+}
+
+/**
+ * The store of a bounded counter, one per client and name (another min
+ * throws BOUND_MISMATCH); attaches on the first subscribe.
+ */
+export function getBoundedStore(client: TopGunClient, name: string, min?: number): BoundedStore;
 /** The store of a lock, one per client and name; attaches on the first subscribe. */
 export function getLockStore(client: TopGunClient, name: string): LockStore;

@@ -318,6 +318,122 @@ function createCounterStore(client, name) {
   };
 }
 
+// ---- bounded counters ----------------------------------------------------------
+
+const boundedStores = new WeakMap();
+
+/**
+ * The store of the bounded counter name with bound min: snapshots {value,
+ * available, loading, synced}. loading is true until the client has
+ * started and the counter's replica is loaded (BoundedCounter.loaded);
+ * value is min until then. The snapshot follows the counter's subscribe,
+ * which fires on local and remote changes and when available or synced
+ * change: nothing polls. The handle is kept when the last subscriber
+ * leaves (its rights stay with this tab either way).
+ */
+export function getBoundedStore(client, name, min = 0) {
+  checkClient(client, 'getBoundedStore');
+  if (!Number.isSafeInteger(min)) throw new RangeError(`bounded counter ${name}: min must be a safe integer, got ${min}`);
+  const s = perName(boundedStores, client, name, () => createBoundedStore(client, name, min));
+  if (s.min !== min) {
+    throw new TopGunReactError('BOUND_MISMATCH', `bounded counter ${name} is used with min ${s.min}, not ${min}`);
+  }
+  return s;
+}
+
+function createBoundedStore(client, name, min) {
+  const cs = getClientStore(client);
+  const ls = listeners();
+  let snap = Object.freeze({ value: min, available: 0, loading: true, synced: false });
+  let handle = null;
+  let detach = null;
+
+  function counter() {
+    if (!handle && cs.started) handle = client.getBoundedCounter(name, { min });
+    return handle;
+  }
+
+  function read() {
+    const h = counter();
+    if (!h) return snap;
+    const value = h.get();
+    const available = h.available();
+    const synced = h.synced;
+    const loading = h.loading;
+    if (loading !== snap.loading || value !== snap.value || synced !== snap.synced || available !== snap.available) {
+      snap = Object.freeze({ value, available, loading, synced });
+    }
+    return snap;
+  }
+
+  let emitted = snap;
+  function refresh() {
+    if (read() !== emitted) {
+      emitted = snap;
+      ls.emit();
+    }
+  }
+
+  function attach() {
+    detach = attachHandle(
+      cs,
+      client,
+      () => {
+        const h = counter();
+        const off = h.subscribe(refresh);
+        if (h.loading) h.loaded.then(refresh, refresh);
+        return off;
+      },
+      refresh,
+    );
+  }
+
+  function need(op) {
+    const h = counter();
+    if (!h) {
+      throw new TopGunReactError(
+        'NOT_READY',
+        `bounded counter ${name}: ${op}() before the client has started; wait until loading is false`,
+      );
+    }
+    return h;
+  }
+
+  return {
+    name,
+    min,
+    getSnapshot: read,
+    subscribe(listener) {
+      if (ls.size === 0) emitted = read();
+      const un = ls.add(listener);
+      if (!detach) attach();
+      refresh();
+      return () => {
+        un();
+        if (ls.size === 0) {
+          detach?.();
+          detach = null;
+        }
+      };
+    },
+    /** Adds n (default 1); returns the new value. */
+    increment: (n) => need('increment').increment(n),
+    /** Takes n (default 1) away if this tab holds the rights; false before the client has started. */
+    tryDecrement: (n) => {
+      const h = counter();
+      return h ? h.tryDecrement(n) : false;
+    },
+    /** Asks the server for n rights; resolves with how many were granted. */
+    requestRights: (n) => {
+      try {
+        return need('requestRights').requestRights(n);
+      } catch (e) {
+        return Promise.reject(e);
+      }
+    },
+  };
+}
+
 // ---- locks -------------------------------------------------------------------
 
 const lockStores = new WeakMap();

@@ -49,6 +49,16 @@ type BoundedCounter struct {
 	version uint64
 	subs    []*subscriber[int64]
 	closed  bool
+
+	// stored is the own row as last stored (loaded, or saved): what a
+	// resync may send. Changes of TryDecrementLater are in st before they
+	// are stored, and must never reach the server before the store.
+	stored crdt.BState
+	// The write-behind of TryDecrementLater: dirty while st has changes
+	// not handed to the writer, writing while the writer runs; flushes
+	// wait for both to end.
+	dirty, writing bool
+	flushes        []chan error
 }
 
 var reqSeq atomic.Uint64
@@ -104,6 +114,7 @@ func (c *Client) BoundedCounter(name string, min int64) (*BoundedCounter, error)
 		}
 	}
 	b := &BoundedCounter{c: c, bs: bs, name: name, node: c.nodeID, min: min, st: st, version: 1}
+	b.stored = ownRow(st.State(), b.node)
 
 	c.mu.Lock()
 	if other, ok := c.bounded[name]; ok { // a concurrent call won
@@ -204,7 +215,124 @@ func (b *BoundedCounter) save(s crdt.BState) error {
 		b.c.report(fmt.Errorf("%w: bounded counter %q: %w", ErrStorage, b.name, err))
 		return fmt.Errorf("%w: %w", ErrStorage, err)
 	}
+	b.mu.Lock()
+	b.stored = mergeRow(b.stored, ownRow(s, b.node))
+	b.mu.Unlock()
 	return nil
+}
+
+// TryDecrementLater is TryDecrement without waiting for the store, for
+// callers that cannot block (the browser's synchronous tryDecrement): it
+// takes n > 0 away in memory if this replica holds n rights and reports
+// whether it did; a background writer stores the change and only then
+// sends it, so the server never sees a decrement the store lacks. A crash
+// before the write loses the decrement: it never left this replica, so
+// its rights are unspent again after the restart, never spent twice. Use
+// Flush to know the decrements are stored (before acknowledging a sale
+// where losing it in a crash matters). Subscribers are called as for
+// TryDecrement.
+func (b *BoundedCounter) TryDecrementLater(n int64) bool {
+	return b.changeLater(func(st *crdt.Bounded) error {
+		_, err := st.Decrement(b.node, n)
+		return err
+	})
+}
+
+// IncrementLater is Increment through the write-behind of
+// TryDecrementLater (a crash before the write loses the increment, which
+// never left this replica). It fails only for a bad n or a closed handle.
+func (b *BoundedCounter) IncrementLater(n int64) error {
+	return b.changeErrLater(func(st *crdt.Bounded) error {
+		if _, err := st.Increment(b.node, n); err != nil {
+			return err
+		}
+		return st.Transfer(b.node, wire.BrokerNode, n)
+	})
+}
+
+// ReturnRightsLater is ReturnRights through the write-behind of
+// TryDecrementLater.
+func (b *BoundedCounter) ReturnRightsLater(n int64) error {
+	return b.changeErrLater(func(st *crdt.Bounded) error { return st.Transfer(b.node, wire.BrokerNode, n) })
+}
+
+func (b *BoundedCounter) changeLater(fn func(*crdt.Bounded) error) bool {
+	return b.changeErrLater(fn) == nil
+}
+
+// changeErrLater applies fn in memory and hands the replica to the
+// write-behind.
+func (b *BoundedCounter) changeErrLater(fn func(*crdt.Bounded) error) error {
+	b.mu.Lock()
+	if b.closed {
+		b.mu.Unlock()
+		return ErrClosed
+	}
+	if err := fn(b.st); err != nil {
+		b.mu.Unlock()
+		return err
+	}
+	ch := b.changedLocked()
+	b.dirty = true
+	start := !b.writing
+	b.writing = true
+	b.mu.Unlock()
+	ch.fire()
+	if start {
+		go b.writeBehind()
+	}
+	return nil
+}
+
+// writeBehind stores, then sends, the replica until nothing is dirty,
+// then wakes the flushes waiting.
+func (b *BoundedCounter) writeBehind() {
+	var err error
+	for {
+		b.mu.Lock()
+		if !b.dirty {
+			b.writing = false
+			fl := b.flushes
+			b.flushes = nil
+			b.mu.Unlock()
+			for _, f := range fl {
+				f <- err
+			}
+			return
+		}
+		b.dirty = false
+		snap := b.st.State()
+		closed := b.closed
+		b.mu.Unlock()
+		if err = b.save(snap); err != nil {
+			// The decrements stay in memory (and spent); the next change or
+			// flush stores them with the rest.
+			continue
+		}
+		if cn := b.c.readyConn(); !closed && cn != nil && cn.views.Load() {
+			_ = cn.send(b.c.ctx, wire.BCounterSync{Name: b.name, State: ownRow(snap, b.node)})
+		}
+	}
+}
+
+// Flush returns once every change made through the write-behind
+// (TryDecrementLater, IncrementLater, ReturnRightsLater) before it is in
+// the local store (or the store failed: ErrStorage).
+func (b *BoundedCounter) Flush(ctx context.Context) error {
+	b.mu.Lock()
+	if !b.dirty && !b.writing {
+		b.mu.Unlock()
+		return nil
+	}
+	ch := make(chan error, 1)
+	b.flushes = append(b.flushes, ch)
+	b.mu.Unlock()
+	select {
+	case err := <-ch:
+		return err
+	case <-ctx.Done():
+		return ctx.Err()
+	}
 }
 
 // changedLocked bumps the version and returns the notification. b.mu held.
@@ -252,7 +380,8 @@ func (b *BoundedCounter) syncedLocked() bool {
 }
 
 // Subscribe calls fn with the value after every change of the replica
-// (local or from the server; a change of Available alone calls it too),
+// (local or from the server; a change of Available or Synced alone calls
+// it too),
 // until the returned function is called.
 func (b *BoundedCounter) Subscribe(fn func(int64)) (unsubscribe func()) {
 	s := &subscriber[int64]{fn: fn}
@@ -345,11 +474,12 @@ func (b *BoundedCounter) Close() error {
 	return nil
 }
 
-// resync subscribes the counter on cn: its own row if it has one (offline
-// changes reach the server), else a request with the bound.
+// resync subscribes the counter on cn: its own row as stored if it has
+// one (offline changes reach the server; changes not stored yet follow
+// from the writer), else a request with the bound.
 func (b *BoundedCounter) resync(cn *connection) {
 	b.mu.Lock()
-	own := ownRow(b.st.State(), b.node)
+	own := b.stored
 	closed := b.closed
 	b.mu.Unlock()
 	if closed {
@@ -376,9 +506,10 @@ func (b *BoundedCounter) merge(view crdt.BState) {
 		b.c.log.Warn("client: dropping bounded counter view", "counter", b.name, "err", err)
 		return
 	}
+	was := b.syncedLocked()
 	b.conf = mergeRow(b.conf, ownRow(view, b.node))
 	var ch change
-	if changed {
+	if changed || was != b.syncedLocked() {
 		ch = b.changedLocked()
 	}
 	snap := b.st.State()

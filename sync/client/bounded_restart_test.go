@@ -68,3 +68,52 @@ func TestBoundedRightsSurviveRestart(t *testing.T) {
 	eventually(t, "the seller sees them", func() bool { return sb.Get() == 10-4-5 })
 	c.Close()
 }
+
+// TestBoundedTryDecrementLater: the write-behind path spends only rights
+// held, stores before Flush returns (a restart keeps the spends), and the
+// server gets them.
+func TestBoundedTryDecrementLater(t *testing.T) {
+	t.Parallel()
+	srv := startServer(t)
+	st := store.NewMemory()
+	defer st.Close()
+	open := func() *client.Client {
+		opts := fastOptions(srv.url)
+		opts.Store = st
+		return newClient(t, opts)
+	}
+	seller := readyClient(t, srv.url)
+	sb := mustBounded(t, seller, "seats", 0)
+	if err := sb.Increment(20); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "stock stored", sb.Synced)
+
+	c := open()
+	waitReady(t, c)
+	b := mustBounded(t, c, "seats", 0)
+	if b.TryDecrementLater(1) {
+		t.Fatal("TryDecrementLater without rights succeeded")
+	}
+	if g, err := b.RequestRights(ctxT(t), 5); err != nil || g != 5 {
+		t.Fatalf("RequestRights = %d, %v", g, err)
+	}
+	for i := range 5 {
+		if !b.TryDecrementLater(1) {
+			t.Fatalf("TryDecrementLater %d with rights failed", i)
+		}
+	}
+	if b.TryDecrementLater(1) || b.Available() != 0 || b.Get() != 15 {
+		t.Fatalf("after 5 spends: available %d value %d", b.Available(), b.Get())
+	}
+	if err := b.Flush(ctxT(t)); err != nil {
+		t.Fatal(err)
+	}
+	saved, ok, err := st.(store.BoundedStore).LoadBounded(ctxT(t), "seats")
+	if err != nil || !ok || saved.N[c.NodeID()] != 5 {
+		t.Fatalf("stored %+v, %v, %v; want n=5", saved, ok, err)
+	}
+	eventually(t, "the server has the spends", b.Synced)
+	eventually(t, "the seller sees them", func() bool { return sb.Get() == 15 })
+	c.Close()
+}
