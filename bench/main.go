@@ -59,7 +59,7 @@ var (
 	rounds   = flag.Int("rounds", 5000, "sequential lock round trips")
 	duration = flag.Duration("duration", 5*time.Second, "length of each throughput run")
 	window   = flag.Int("window", 32, "frames in flight per client in throughput runs")
-	only     = flag.String("only", "", `run one section only ("merges": locks and merges over WebSocket, "views", "fanout" or "idle"), printing it`)
+	only     = flag.String("only", "", `run one section only ("merges": locks and merges over WebSocket, "views", "fanout", "idle" or "bounded"), printing it`)
 )
 
 func main() {
@@ -89,9 +89,13 @@ func main() {
 		idleBench(&rep, dir)
 		fmt.Print(rep.String())
 		return
+	case "bounded":
+		boundedBench(&rep, dir)
+		fmt.Print(rep.String())
+		return
 	case "", "merges":
 	default:
-		log.Fatalf("bench: -only %q: want merges, views, fanout or idle", *only)
+		log.Fatalf("bench: -only %q: want merges, views, fanout, idle or bounded", *only)
 	}
 
 	store, err := boltstore.Open(filepath.Join(dir, "server.db"), boltstore.Options{})
@@ -162,6 +166,7 @@ func main() {
 	rep.store(batched, single)
 
 	viewsBench(&rep)
+	boundedBench(&rep, dir)
 	fanoutBench(&rep, dir)
 	idleBench(&rep, dir)
 	clusterBench(&rep, dir, base)
