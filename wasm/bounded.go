@@ -1,5 +1,10 @@
 //go:build js && wasm
 
+// The tg_bounded_* functions are called from JS through //go:wasmexport,
+// which staticcheck cannot see.
+//
+//lint:file-ignore U1000 called from JS through //go:wasmexport
+
 package main
 
 import (
