@@ -243,18 +243,16 @@ func tgBoundedSynced(h int32) int32 {
 	return 0
 }
 
-// tg_bounded_spend takes n away (the shim's spends of a tick, checked
-// against the rights it mirrors): 1 when done, 0 when the rights are not
-// there (the handle is closed) or there is no handle.
-//
-//go:wasmexport tg_bounded_spend
-func tgBoundedSpend(h int32, n float64) int32 {
+// localChange applies fn to handle h's counter as a change made in this
+// tab (inLocal: the shim mirrors it already): 1 when fn succeeded, 0 when
+// it did not or there is no handle.
+func localChange(h int32, fn func(b *client.BoundedCounter) bool) int32 {
 	bh := getBounded(h)
 	if bh == nil {
 		return 0
 	}
 	inLocal = true
-	ok := bh.b.TryDecrementLater(int64(n))
+	ok := fn(bh.b)
 	inLocal = false
 	if ok {
 		return 1
@@ -262,21 +260,20 @@ func tgBoundedSpend(h int32, n float64) int32 {
 	return 0
 }
 
+// tg_bounded_spend takes n away (the shim's spends of a tick, checked
+// against the rights it mirrors): 1 when done, 0 when the rights are not
+// there (the handle is closed) or there is no handle.
+//
+//go:wasmexport tg_bounded_spend
+func tgBoundedSpend(h int32, n float64) int32 {
+	return localChange(h, func(b *client.BoundedCounter) bool { return b.TryDecrementLater(int64(n)) })
+}
+
 // tg_bounded_add adds n (IncrementLater): 1 when done, 0 otherwise.
 //
 //go:wasmexport tg_bounded_add
 func tgBoundedAdd(h int32, n float64) int32 {
-	bh := getBounded(h)
-	if bh == nil {
-		return 0
-	}
-	inLocal = true
-	err := bh.b.IncrementLater(int64(n))
-	inLocal = false
-	if err != nil {
-		return 0
-	}
-	return 1
+	return localChange(h, func(b *client.BoundedCounter) bool { return b.IncrementLater(int64(n)) == nil })
 }
 
 // tg_bounded_return hands n rights back to the broker
@@ -284,15 +281,5 @@ func tgBoundedAdd(h int32, n float64) int32 {
 //
 //go:wasmexport tg_bounded_return
 func tgBoundedReturn(h int32, n float64) int32 {
-	bh := getBounded(h)
-	if bh == nil {
-		return 0
-	}
-	inLocal = true
-	err := bh.b.ReturnRightsLater(int64(n))
-	inLocal = false
-	if err != nil {
-		return 0
-	}
-	return 1
+	return localChange(h, func(b *client.BoundedCounter) bool { return b.ReturnRightsLater(int64(n)) == nil })
 }
