@@ -15,7 +15,7 @@ FUZZTIME    ?= 50000x
 FUZZ_TARGETS := ./crdt:FuzzMergeCommutative ./crdt:FuzzMergeAssociative \
 	./crdt:FuzzMergeIdempotent ./crdt:FuzzMagnitude ./sync/wire:FuzzDecode \
 	./sync/store/filestore:FuzzDecodeState ./server:FuzzReadMessage ./server:FuzzMatch \
-	./crdt:FuzzBoundedInvariant ./crdt:FuzzBoundedMergeLaws ./server:FuzzBoundedProtocol
+	./crdt:FuzzBoundedInvariant ./crdt:FuzzBoundedMergeLaws ./crdt:FuzzBStateBinary ./server:FuzzBoundedProtocol
 
 # bin/ holds wasmbrowsertest as go_js_wasm_exec, which `go test` runs js/wasm
 # test binaries with (in Chromium).

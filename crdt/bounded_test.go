@@ -302,3 +302,28 @@ func FuzzBoundedMergeLaws(f *testing.F) {
 		}
 	})
 }
+
+// FuzzBStateBinary: every valid state survives its binary form, and any
+// bytes decode to a valid state or an error matching ErrCorrupt, never a
+// panic.
+func FuzzBStateBinary(f *testing.F) {
+	f.Add([]byte{0, 0, 5, 1, 1, 3, 2, 3, 9}, []byte{})
+	f.Add([]byte{}, []byte{1, 0, 0, 0, 0})
+	f.Fuzz(func(t *testing.T, data, raw []byte) {
+		s := randomState(int64(len(data))-3, data)
+		got, err := DecodeBState(s.AppendBinary(nil))
+		if err != nil {
+			t.Fatalf("decode of %+v: %v", s, err)
+		}
+		if !reflect.DeepEqual(normal(got), normal(s)) {
+			t.Fatalf("round trip %+v → %+v", s, got)
+		}
+		if st, err := DecodeBState(raw); err == nil {
+			if err := st.Validate(); err != nil {
+				t.Fatalf("decoded an invalid state %+v", st)
+			}
+		} else if !errors.Is(err, ErrCorrupt) {
+			t.Fatalf("error %v does not match ErrCorrupt", err)
+		}
+	})
+}

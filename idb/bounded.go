@@ -17,10 +17,10 @@ import (
 var _ store.BoundedStore = (*Store)(nil)
 var _ store.BoundedStore = (*Replica)(nil)
 
-// jsJSON is the page's JSON object: bounded records cross as JSON text,
-// parsed into plain objects (readable in DevTools). They are written by
-// the write-behind path only, never on a hot path.
-var jsJSON = js.Global().Get("JSON")
+// uint8Array is the page's Uint8Array: a bounded record is stored as the
+// bytes of crdt's binary form (store.MergeBounded), written by the
+// write-behind path only, never on a hot path.
+var uint8Array = js.Global().Get("Uint8Array")
 
 // LoadBounded implements store.BoundedStore for the Store's own replica
 // (key ["", name]).
@@ -176,7 +176,7 @@ func (s *Store) saveBounded(ctx context.Context, replica, name string, st crdt.B
 	}
 	var cur []byte
 	if !v.IsUndefined() {
-		if cur, err = recordJSON(v); err != nil {
+		if cur, err = recordBytes(v); err != nil {
 			abort(tx)
 			return fmt.Errorf("idb: bounded counter %q: %w", name, err)
 		}
@@ -189,7 +189,7 @@ func (s *Store) saveBounded(ctx context.Context, replica, name string, st crdt.B
 	if !changed {
 		return nil // the transaction commits (no writes) by itself
 	}
-	rec, err := parseJSON(out)
+	rec, err := bytesValue(out)
 	if err == nil {
 		_, err = os.PutKey(key, rec)
 	}
@@ -213,23 +213,29 @@ func getKey(ctx context.Context, os *indexeddb.ObjectStore, key js.Value) (v js.
 	return req.Await(ctx)
 }
 
-func recordJSON(v js.Value) (b []byte, err error) {
+// recordBytes returns the bytes of a stored bounded record.
+func recordBytes(v js.Value) (b []byte, err error) {
 	defer catch(&err)
-	if !isPlainObject(v) {
-		return nil, fmt.Errorf("%w: record is not an object", crdt.ErrInvalidEntry)
+	if v.Type() != js.TypeObject || !v.InstanceOf(uint8Array) {
+		return nil, fmt.Errorf("%w: record is not a Uint8Array", crdt.ErrCorrupt)
 	}
-	return []byte(jsJSON.Call("stringify", v).String()), nil
+	b = make([]byte, v.Length())
+	js.CopyBytesToGo(b, v)
+	return b, nil
 }
 
-func parseJSON(b []byte) (v js.Value, err error) {
+// bytesValue returns b as a Uint8Array to store.
+func bytesValue(b []byte) (v js.Value, err error) {
 	defer catch(&err)
-	return jsJSON.Call("parse", string(b)), nil
+	v = uint8Array.New(len(b))
+	js.CopyBytesToJS(v, b)
+	return v, nil
 }
 
 // decodeBounded reads a bounded record, checking it like every store
 // (store.DecodeBounded).
 func decodeBounded(v js.Value) (crdt.BState, error) {
-	b, err := recordJSON(v)
+	b, err := recordBytes(v)
 	if err != nil {
 		return crdt.BState{}, err
 	}

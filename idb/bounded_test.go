@@ -93,8 +93,13 @@ func TestBoundedReplicasApart(t *testing.T) {
 		t.Fatal(err)
 	}
 	raw := rawGetKey(t, a, boundedStore, js.ValueOf([]any{"me:r1", "stock"}))
-	if got := jsonOf(raw); got != `{"min":0,"p":{"me:r1":10},"n":{"me:r1":2}}` {
-		t.Fatalf("record %s", got)
+	rec, err := recordBytes(raw)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := store.DecodeBounded(rec)
+	if err != nil || got.P["me:r1"] != 10 || got.N["me:r1"] != 2 || len(got.P) != 1 || len(got.N) != 1 {
+		t.Fatalf("record %+v, %v; want r1's own row only", got, err)
 	}
 }
 
@@ -130,17 +135,24 @@ func TestBoundedCorruptRecord(t *testing.T) {
 	s, _ := openTemp(t)
 	tx, _ := s.db.Transaction(1, boundedStore)
 	os, _ := tx.ObjectStore(boundedStore)
+	// Not bytes at all, and bytes that are not a state.
 	if _, err := os.PutKey(js.ValueOf([]any{"", "bad"}), js.Global().Get("JSON").Call("parse", `{"min":0,"p":{"x":-1}}`)); err != nil {
+		t.Fatal(err)
+	}
+	junk, _ := bytesValue([]byte{1, 0, 9, 9})
+	if _, err := os.PutKey(js.ValueOf([]any{"", "junk"}), junk); err != nil {
 		t.Fatal(err)
 	}
 	if err := tx.Await(t.Context()); err != nil {
 		t.Fatal(err)
 	}
-	if _, _, err := s.LoadBounded(t.Context(), "bad"); err == nil {
-		t.Fatal("LoadBounded of a corrupt record succeeded")
-	}
-	if err := s.SaveBounded(t.Context(), "bad", crdt.BState{Min: 0}); err == nil {
-		t.Fatal("SaveBounded over a corrupt record succeeded")
+	for _, name := range []string{"bad", "junk"} {
+		if _, _, err := s.LoadBounded(t.Context(), name); !errors.Is(err, crdt.ErrCorrupt) {
+			t.Fatalf("LoadBounded of corrupt record %q: %v, want ErrCorrupt", name, err)
+		}
+		if err := s.SaveBounded(t.Context(), name, crdt.BState{Min: 0}); err == nil {
+			t.Fatalf("SaveBounded over corrupt record %q succeeded", name)
+		}
 	}
 }
 
