@@ -57,6 +57,9 @@ test('bounded counter: same handle, rights from the server, tryDecrement only wi
   s.returnRights(2);
   assert.equal(s.available(), 1);
   assert.throws(() => s.returnRights(5), RangeError);
+  // The return is written behind: the server has it once it is synced.
+  await s.flush();
+  await until('returned rights synced', () => s.synced);
   assert.equal(await stock.requestRights(100), 5, 'the broker holds 6 - 1 = 5');
   unsub();
 });
