@@ -86,6 +86,7 @@ func boundedClient(args []js.Value) any {
 		opts.Store = replicaStore{mem, r}
 		c, err := client.New(opts)
 		if err == nil {
+			c.OnError(h.reportBounded)
 			if err = c.Start(context.Background()); err != nil {
 				c.Close()
 			}

@@ -39,6 +39,27 @@ type clientHandle struct {
 	bmu  sync.Mutex
 	bc   *client.Client // runs the bounded counters (bounded.go), or nil
 	bmem store.Store    // bc's memory store
+
+	// The page's onError callbacks: the bounded client's errors reach
+	// them too (its refusals are the page's errors as much as the main
+	// client's).
+	emu   sync.Mutex
+	ecbs  map[int]js.Value
+	nextE int
+}
+
+// reportBounded hands an error of the bounded client to every onError
+// callback of the page.
+func (h *clientHandle) reportBounded(err error) {
+	h.emu.Lock()
+	cbs := make([]js.Value, 0, len(h.ecbs))
+	for _, cb := range h.ecbs {
+		cbs = append(cbs, cb)
+	}
+	h.emu.Unlock()
+	for _, cb := range cbs {
+		cb.Invoke(errObject(err))
+	}
 }
 
 // each calls f with the client and, once started, the bounded client.
@@ -475,7 +496,21 @@ func onState(args []js.Value) any {
 // every error the client reports (Client.OnError).
 func onError(args []js.Value) any {
 	h, cb := getClient(args[0]), args[1]
-	return releaser(h.c.OnError(func(err error) { cb.Invoke(errObject(err)) }))
+	unsub := h.c.OnError(func(err error) { cb.Invoke(errObject(err)) })
+	h.emu.Lock()
+	if h.ecbs == nil {
+		h.ecbs = map[int]js.Value{}
+	}
+	id := h.nextE
+	h.nextE++
+	h.ecbs[id] = cb
+	h.emu.Unlock()
+	return releaser(func() {
+		unsub()
+		h.emu.Lock()
+		delete(h.ecbs, id)
+		h.emu.Unlock()
+	})
 }
 
 // releaser wraps unsub in a JS function that also releases itself.

@@ -6,9 +6,9 @@ import { base } from './helpers';
 
 const SECRET = 'e2e-auth-secret';
 
-function sign(sub: string, expSeconds = 3600) {
+function sign(sub: string, expSeconds = 3600, claims: object = {}) {
   const b64 = (o: object) => Buffer.from(JSON.stringify(o)).toString('base64url');
-  const body = `${b64({ alg: 'HS256', typ: 'JWT' })}.${b64({ sub, exp: Math.floor(Date.now() / 1000) + expSeconds })}`;
+  const body = `${b64({ alg: 'HS256', typ: 'JWT' })}.${b64({ sub, exp: Math.floor(Date.now() / 1000) + expSeconds, ...claims })}`;
   return `${body}.${crypto.createHmac('sha256', SECRET).update(body).digest('base64url')}`;
 }
 
@@ -64,6 +64,43 @@ test('a bad, expired or missing token is reported to the page and stops the retr
       expect(res.delivered).toBe(true);
     }
     expect(pageErrors).toEqual([]);
+  } finally {
+    await ctx.close();
+    await jwt.stop();
+  }
+});
+
+// Bounded counters run on a second connection of the tab (its bounded-
+// replica identity): what the server refuses there reaches the page's
+// onError like any other refusal, never silently. Here the token may read
+// stock:* but not write it, so the restock is refused with 403.
+test('a refusal on the connection of the bounded counters reaches onError', async ({ browser }) => {
+  const jwt = await startServer(['--jwt-secret', SECRET, '--data', 'memory']);
+  const ctx = await browser.newContext();
+  try {
+    const page = await ctx.newPage();
+    await page.goto(base() + '/harness.html');
+    await page.waitForFunction(() => (window as any).harnessReady === true);
+    const token = sign('eve', 3600, { topgun: { read: ['stock:*'], write: ['likes:*'] } });
+    await page.evaluate(
+      async ([url, token]) => {
+        const { TopGunClient, IDBAdapter } = (window as any).tg;
+        const w = window as any;
+        w.events = [];
+        w.c = new TopGunClient({ serverUrl: url, storage: new IDBAdapter({ name: 'bounded-refusal' }), token });
+        w.c.onError((e: any) =>
+          w.events.push({ code: e.code, status: e.status ?? null, message: `${e.message ?? ''} ${e.reason ?? ''}` }),
+        );
+        await w.c.start();
+        const b = w.c.getBoundedCounter('stock:refused');
+        await b.loaded;
+        b.increment(5); // written behind, then refused: the token may not write stock:*
+      },
+      [jwt.url, token] as const,
+    );
+    await page.waitForFunction(() =>
+      (window as any).events.some((e: any) => e.status === 403 && e.message.includes('stock:refused')),
+    );
   } finally {
     await ctx.close();
     await jwt.stop();
