@@ -36,6 +36,7 @@ type boundedHandle struct {
 	c      *client.Client // the client serving b
 	b      *client.BoundedCounter
 	notify js.Value // JS function called after changes made outside tg_bounded_spend
+	refs   int      // JS handles using it (one, and a second while a disposed one flushes); under mu
 }
 
 // replicaStore is the bounded client's store.
@@ -134,10 +135,11 @@ func boundedOpen(args []js.Value) any {
 		defer mu.Unlock()
 		for i, bh := range bounded {
 			if bh != nil && bh.b == b {
+				bh.refs++
 				return i, nil
 			}
 		}
-		bh := &boundedHandle{h: h, c: c, b: b, notify: undef}
+		bh := &boundedHandle{h: h, c: c, b: b, notify: undef, refs: 1}
 		bounded = append(bounded, bh)
 		// Spends come through tg_bounded_spend and the shim has told its
 		// listeners already; everything else crosses back.
@@ -209,7 +211,11 @@ func boundedClose(args []js.Value) any {
 	i := args[0].Int()
 	bh := getBounded(int32(i))
 	if bh != nil {
-		bounded[i] = nil
+		if bh.refs--; bh.refs > 0 {
+			bh = nil // a newer JS handle of the counter still uses it
+		} else {
+			bounded[i] = nil
+		}
 	}
 	mu.Unlock()
 	if bh != nil {

@@ -1010,10 +1010,13 @@ export class BoundedCounter {
    */
   async dispose() {
     if (this.#dead) return;
-    await this._flushQuiet();
-    if (this.#dead) return;
+    // This tick's spends reach Go now, before another handle of the
+    // counter can mirror its rights; from here on getBoundedCounter gives
+    // a new handle (a remount), while this one stores what it changed.
+    this._push();
     this.#dead = new TopGunError('CLOSED', `bounded counter ${this.#name} was disposed`);
     this._client._forgetBounded(this.#name, this);
+    await this._flushQuiet();
     if (this.#h >= 0) this.#api().boundedClose(this.#h);
   }
 

@@ -77,3 +77,31 @@ test('bounded counter: bad input gives clear errors', async () => {
   assert.equal(b.get(), 5);
   assert.equal(b.tryDecrement(1), false);
 });
+
+// A disposed handle gives way at once: getBoundedCounter right after
+// dispose() (a React remount) is a new, live handle of the same counter,
+// which sees the old one's sales and spends only the rights left.
+test('bounded counter: dispose, then a new handle at once', async () => {
+  const c = await newClient();
+  await until('ready', () => c.state === 'ready');
+  const a = c.getBoundedCounter('stock:js-remount');
+  await a.loaded;
+  a.increment(5);
+  await a.flush();
+  await until('stock synced', () => a.synced);
+  assert.equal(await a.requestRights(3), 3);
+  assert.equal(a.tryDecrement(), true); // pushed to Go by dispose, not yet by a tick
+  const gone = a.dispose();
+  const b = c.getBoundedCounter('stock:js-remount');
+  assert.notEqual(b, a, 'a new handle, not the disposed one');
+  assert.throws(() => a.increment(1), (e) => e instanceof TopGunError && e.code === 'CLOSED');
+  await b.loaded;
+  await gone;
+  assert.equal(b.get(), 4);
+  assert.equal(b.available(), 2);
+  assert.equal(b.tryDecrement(2), true);
+  assert.equal(b.tryDecrement(), false);
+  await b.flush();
+  await until('sales synced', () => b.synced);
+  assert.equal(b.get(), 2);
+});

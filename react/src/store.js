@@ -413,6 +413,12 @@ function createBoundedStore(client, name, min) {
         if (ls.size === 0) {
           detach?.();
           detach = null;
+          // Nobody shows it: the tab stops receiving its changes and the
+          // connection's --max-bounded slot is freed (its rights stay with
+          // the tab's replica); the next subscriber opens it again.
+          const h = handle;
+          handle = null;
+          h?.dispose().catch(() => {});
         }
       };
     },

@@ -63,3 +63,31 @@ test('bounded store: loading, then value, available and synced follow local and 
   off();
   offOwner();
 });
+
+// When its last subscriber leaves (the component unmounts) the store
+// disposes its handle, and the next subscriber (a remount) reads and sells
+// through a new one: the value and the rights carry over, nothing is sold
+// twice.
+test('bounded store: unmount disposes the handle, a remount carries on', async () => {
+  const c = await newClient(server.url);
+  await until('ready', () => c.state === 'ready');
+  const name = 'stock:react-remount';
+  const s = getBoundedStore(c, name);
+  let off = s.subscribe(() => {});
+  await until('loaded', () => !s.getSnapshot().loading);
+  assert.equal(s.increment(4), 4);
+  await until('stock synced', () => s.getSnapshot().synced);
+  assert.equal(await s.requestRights(3), 3);
+  assert.equal(s.tryDecrement(), true);
+  const first = c.getBoundedCounter(name);
+  off(); // unmount
+  assert.notEqual(c.getBoundedCounter(name), first, 'the unmounted handle was disposed');
+  off = s.subscribe(() => {}); // remount
+  await until('loaded again', () => !s.getSnapshot().loading && s.getSnapshot().available === 2);
+  assert.equal(s.getSnapshot().value, 3);
+  assert.equal(s.tryDecrement(), true);
+  assert.equal(s.tryDecrement(), true);
+  assert.equal(s.tryDecrement(), false);
+  await until('sales synced', () => s.getSnapshot().synced && s.getSnapshot().value === 1);
+  off();
+});
