@@ -437,9 +437,11 @@ func (l *Service) promoteLocked(q *etcdReq, token uint64) {
 		case err != nil:
 			// Unknown: the head check runs again (the key keeps its mark
 			// or lost it; both are safe to promote again).
+			// (Not by marking l.checking: that map says a check runs, and
+			// an entry without one would stop every later check of the
+			// name, so no waiter here would ever take its turn again.)
 			if l.ctx.Err() == nil {
 				l.log.Debug("etcd lock promote, retrying", "name", q.r.Name, "err", err)
-				l.checking[q.r.Name] = true
 				l.recheckLocked(q.r.Name, 100*time.Millisecond)
 			}
 		case !resp.Succeeded:
