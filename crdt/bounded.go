@@ -281,7 +281,6 @@ func (b *Bounded) MergeFrom(node string, s BState) (changed bool, err error) {
 			}
 		}
 	}
-	var out int64 // node's transfers after the merge
 	for from, row := range s.T {
 		for to, v := range row {
 			if from != node && v > b.t[from][to] {
@@ -289,12 +288,10 @@ func (b *Bounded) MergeFrom(node string, s BState) (changed bool, err error) {
 			}
 		}
 	}
-	for to, v := range b.t[node] {
-		out += max(v, s.T[node][to])
-	}
+	out := b.out[node] // node's transfers after the merge
 	for to, v := range s.T[node] {
-		if _, ok := b.t[node][to]; !ok {
-			out += v
+		if d := v - b.t[node][to]; d > 0 {
+			out += d
 		}
 	}
 	p, n := max(b.p[node], s.P[node]), max(b.n[node], s.N[node])

@@ -156,13 +156,17 @@ func (b *BoundedCounter) Available() int64 {
 
 // Increment adds n > 0 and hands the n new rights to the broker (in one
 // step of this replica's own row), so every replica can ask for them.
-func (b *BoundedCounter) Increment(n int64) error {
-	return b.change(func(st *crdt.Bounded) error {
+func (b *BoundedCounter) Increment(n int64) error { return b.change(b.restock(n)) }
+
+// restock is the change of Increment(n): n more, their rights handed to
+// the broker in the same step.
+func (b *BoundedCounter) restock(n int64) func(*crdt.Bounded) error {
+	return func(st *crdt.Bounded) error {
 		if _, err := st.Increment(b.node, n); err != nil {
 			return err
 		}
 		return st.Transfer(b.node, wire.BrokerNode, n)
-	})
+	}
 }
 
 // TryDecrement takes n > 0 away if this replica holds at least n rights,
@@ -241,14 +245,7 @@ func (b *BoundedCounter) TryDecrementLater(n int64) bool {
 // IncrementLater is Increment through the write-behind of
 // TryDecrementLater (a crash before the write loses the increment, which
 // never left this replica). It fails only for a bad n or a closed handle.
-func (b *BoundedCounter) IncrementLater(n int64) error {
-	return b.changeErrLater(func(st *crdt.Bounded) error {
-		if _, err := st.Increment(b.node, n); err != nil {
-			return err
-		}
-		return st.Transfer(b.node, wire.BrokerNode, n)
-	})
-}
+func (b *BoundedCounter) IncrementLater(n int64) error { return b.changeErrLater(b.restock(n)) }
 
 // ReturnRightsLater is ReturnRights through the write-behind of
 // TryDecrementLater.
